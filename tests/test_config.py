@@ -1,0 +1,45 @@
+"""Configuration: unknown keys and bad values are errors that name the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from watchnext.config import ConfigError, load_config
+
+
+def test_defaults_without_a_file():
+    cfg = load_config()
+    assert cfg.prep.history_len == 50 and cfg.train.workers == 2 and cfg.recall.top_k == 100
+
+
+def test_file_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  epochs: 3\n  hidden_layers: [128, 32]\nprep:\n  history_len: 20\n")
+    cfg = load_config(path, ["train.epochs=5", "recall.exclude_watched=false"])
+    assert cfg.train.epochs == 5 and cfg.train.hidden_layers == (128, 32)
+    assert cfg.prep.history_len == 20 and cfg.recall.exclude_watched is False
+
+
+def test_unknown_key_names_the_field(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  epoch: 3\n")
+    with pytest.raises(ConfigError, match=r"train\.epoch: unknown key"):
+        load_config(path)
+
+
+def test_bad_value_names_the_field():
+    with pytest.raises(ConfigError, match=r"train\.learning_rate"):
+        load_config(None, ["train.learning_rate=-1"])
+    with pytest.raises(ConfigError, match=r"train\.sampler"):
+        load_config(None, ["train.sampler=uniformish"])
+
+
+def test_malformed_override():
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_config(None, ["epochs=3"])
+
+
+def test_config_is_frozen():
+    cfg = load_config()
+    with pytest.raises(Exception):
+        cfg.train.epochs = 2

@@ -1,0 +1,159 @@
+"""Typed, frozen configuration for every stage, loaded from YAML and `--set key=value`.
+
+One YAML file may hold a section per stage (`spark:`, `ray:`, `prep:`, `train:`, `recall:`);
+every section and every key is optional, and every unknown key or bad value is an error that
+names the field. Defaults live here, each with the reason it was chosen.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that cannot be used; the message names the field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SparkConfig(_Section):
+    # local[*] is the embedded default; on a cluster spark-submit's --master wins
+    master: str = "local[*]"
+    driver_memory: str = "4g"
+    # few partitions suit one machine; raise it with the data on a cluster
+    shuffle_partitions: int = Field(8, ge=1)
+
+
+class RayConfig(_Section):
+    # None: start a local Ray instance; "auto" or ray://host:port joins a running cluster
+    address: str | None = None
+    # logical CPUs of a local instance: None = this machine's cores, at least workers + 1 so
+    # Ray Data's read tasks never wait behind the training workers
+    num_cpus: int | None = Field(None, ge=1)
+    # bytes for the local object store; small by default so tests fit beside Spark
+    object_store_memory: int = Field(1 << 30, ge=75 << 20)
+
+
+class PrepConfig(_Section):
+    # rollback window: the label's features come from at most this many earlier watches
+    history_len: int = Field(50, ge=1, le=1000)
+    # a label needs at least this many earlier watches to become an example
+    min_history: int = Field(1, ge=0)
+    # a categorical value seen fewer times maps to the shared "unknown" index
+    min_category_count: int = Field(2, ge=1)
+    # user columns used as demographics; None = every column of the users table
+    user_categoricals: tuple[str, ...] | None = None
+    # examples are written as this many shuffled Parquet files, the unit Ray Data streams
+    example_files: int = Field(8, ge=1)
+    seed: int = 42
+
+
+class TrainConfig(_Section):
+    # Ray Train workers (DDP ranks); gloo on CPU, nccl on GPU
+    workers: int = Field(2, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, gt=0)
+    epochs: int = Field(8, ge=1)
+    # per worker; a large batch shares each set of sampled negatives across more examples
+    batch_size: int = Field(512, ge=1)
+    learning_rate: float = Field(0.003, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    # width of the item and demographic input embeddings
+    embedding_dim: int = Field(64, ge=1)
+    # ReLU tower widths; the last layer's width is the user/item vector size
+    hidden_layers: tuple[int, ...] = (256, 64)
+    # negatives shared by the whole batch in sampled softmax (capped at the corpus size)
+    num_negatives: int = Field(2048, ge=1)
+    # log_uniform: Zipfian over frequency-ranked ids (the candidate sampler of word2vec /
+    # TensorFlow); unigram: proportional to count^0.75 from the prep vocabulary
+    sampler: Literal["log_uniform", "unigram"] = "log_uniform"
+    seed: int = 7
+
+    @model_validator(mode="after")
+    def _tower_not_empty(self) -> "TrainConfig":
+        if not self.hidden_layers or min(self.hidden_layers) < 1:
+            raise ValueError("hidden_layers needs at least one positive width")
+        return self
+
+
+class RecallConfig(_Section):
+    # items per user in the recall table
+    top_k: int = Field(100, ge=1)
+    # users per Ray Data batch sent to one scoring actor
+    batch_size: int = Field(4096, ge=1)
+    # scoring actors; each loads the user tower and the index once
+    actors: int = Field(1, ge=1)
+    # FAISS threads per actor, so that actors do not oversubscribe the cores
+    faiss_threads: int = Field(1, ge=1)
+    # exclude items the user already watched (DESIGN: unless asked otherwise)
+    exclude_watched: bool = True
+    # run date of the table partition, YYYY-MM-DD; None = today (UTC)
+    run_date: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+
+    @field_validator("run_date", mode="before")
+    @classmethod
+    def _date_as_text(cls, value: Any) -> Any:
+        # YAML reads an unquoted 2026-11-23 as a date
+        return value.isoformat() if isinstance(value, dt.date) else value
+
+
+class Config(_Section):
+    spark: SparkConfig = SparkConfig()
+    ray: RayConfig = RayConfig()
+    prep: PrepConfig = PrepConfig()
+    train: TrainConfig = TrainConfig()
+    recall: RecallConfig = RecallConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Read an optional YAML file, apply `section.key=value` overrides, and validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"cannot read config file {path}: {err}") from err
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {path} must be a mapping of sections")
+    for item in overrides:
+        _apply_override(raw, item)
+    return config_from_dict(raw, source=str(path) if path else "--set")
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {_explain(e)}" for e in err.errors()
+        )
+        raise ConfigError(f"invalid configuration ({source}): {problems}") from None
+
+
+def _explain(error: dict[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    return error["msg"]
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    key, sep, value = item.partition("=")
+    parts = key.strip().split(".")
+    if not sep or len(parts) != 2 or not all(parts):
+        raise ConfigError(f"--set expects section.key=value, got {item!r}")
+    section, name = parts
+    target = raw.setdefault(section, {})
+    if not isinstance(target, dict):
+        raise ConfigError(f"--set {item!r}: {section} is not a section")
+    # YAML parses the value, so 3, 0.5, true, null and [256, 64] mean what they look like
+    target[name] = yaml.safe_load(value) if value.strip() else ""

@@ -1,0 +1,147 @@
+"""The Parquet contract between stages, declared once.
+
+Every stage reads and writes through these schemas: jobs/ writes the prep tables, ray_train/
+reads them and writes the model tables, serving/ reads both. A change here is a change of the
+contract, and every side sees it.
+
+Ids are strings everywhere in the canonical input (MovieLens integers and UUIDs alike), so
+that one vocabulary code path serves every dataset. Inside the model an item is an int32
+index: 0 is padding, 1 .. n are items ranked by training frequency.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+# ---------------------------------------------------------------- canonical input (DATA_DIR)
+# A DATA_DIR in canonical layout holds clicks/, users/, items/ and optionally searches/,
+# each a folder (or a single file) of Parquet or CSV.
+
+CLICKS = pa.schema(
+    [
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("item_id", pa.string(), nullable=False),
+        # event time, UTC
+        pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),
+        # optional: seconds watched, and/or the fraction of the item watched
+        pa.field("watch_seconds", pa.float64()),
+        pa.field("watch_fraction", pa.float64()),
+    ]
+)
+CLICKS_REQUIRED = ("user_id", "item_id", "ts")
+
+SEARCHES = pa.schema(
+    [
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("query", pa.string(), nullable=False),
+    ]
+)
+
+# users: user_id plus any number of categorical string columns (demographics)
+USERS_KEY = "user_id"
+# items: item_id, optional title and upload time, plus any number of categorical strings
+ITEMS_KEY = "item_id"
+ITEMS_TITLE = "title"
+ITEMS_UPLOAD_TS = "upload_ts"
+
+INPUT_TABLES = ("clicks", "users", "items", "searches")
+
+# ---------------------------------------------------------------- prep/ (jobs -> ray_train, serving)
+HISTORY_LEN_FIELD = "history"
+
+# vocab/items: one row per item in the vocabulary
+ITEM_VOCAB = pa.schema(
+    [
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("index", pa.int32(), nullable=False),  # 1 .. n, by training count desc
+        pa.field("count", pa.int64(), nullable=False),  # training events of the item
+    ]
+)
+
+# vocab/<feature>: one row per value of a categorical feature
+CATEGORY_VOCAB = pa.schema(
+    [
+        pa.field("value", pa.string(), nullable=False),
+        pa.field("index", pa.int32(), nullable=False),  # 2 .. n; 0 = missing, 1 = rare/unknown
+        pa.field("count", pa.int64(), nullable=False),
+    ]
+)
+CATEGORY_MISSING = 0
+CATEGORY_UNKNOWN = 1
+
+# examples/: one row per training example (a label watch and what came before it)
+EXAMPLES = pa.schema(
+    [
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("label", pa.int32(), nullable=False),  # item index of the watch to predict
+        # item indices watched before the label, oldest first, right-padded with 0 to
+        # prep.history_len so that a batch is one dense [batch, history_len] tensor
+        pa.field("history", pa.list_(pa.int32()), nullable=False),
+        pa.field("history_length", pa.int32(), nullable=False),
+        pa.field("example_age_hours", pa.float64(), nullable=False),  # anchor - event time
+        pa.field("example_age", pa.float32(), nullable=False),  # hours / training window
+        # user categoricals, in the order manifest["features"]["user_categoricals"] lists
+        pa.field("demographics", pa.list_(pa.int32()), nullable=False),
+        pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+
+# user_features/: one row per user, what serving needs to compute the user vector
+USER_FEATURES = pa.schema(
+    [
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("history", pa.list_(pa.int32()), nullable=False),  # last history_len, padded
+        pa.field("history_length", pa.int32(), nullable=False),
+        pa.field("demographics", pa.list_(pa.int32()), nullable=False),
+        # every item index the user watched in training: excluded from their recall row
+        pa.field("watched", pa.list_(pa.int32()), nullable=False),
+    ]
+)
+
+# eval/: the held-out event of each evaluated user
+EVAL_TARGETS = pa.schema(
+    [
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("item_index", pa.int32()),  # null when the item never occurs in training
+        pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+
+# ---------------------------------------------------------------- model/ (ray_train -> serving)
+ITEM_EMBEDDINGS = pa.schema(
+    [
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("index", pa.int32(), nullable=False),
+        pa.field("vector", pa.list_(pa.float32()), nullable=False),
+        # output-layer bias: serving scores user . vector + bias
+        pa.field("bias", pa.float32(), nullable=False),
+    ]
+)
+
+# ---------------------------------------------------------------- recall/ (serving -> users)
+RECALL = pa.schema(
+    [
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("item_ids", pa.list_(pa.string()), nullable=False),  # best first
+        pa.field("scores", pa.list_(pa.float32()), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("run_date", pa.string(), nullable=False),  # YYYY-MM-DD
+    ]
+)
+
+# Stage folders inside RUN_DIR, each finished by its _manifest.json
+STAGES = ("prep", "model", "recall", "report")
+MANIFEST = "_manifest.json"
+
+
+def fixed_lists(column: pa.ChunkedArray | pa.Array, width: int) -> np.ndarray:
+    """A list column whose rows all hold `width` values (histories, demographics, vectors)
+    as an [n, width] array, without a per-row Python loop."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    values = array.flatten().to_numpy(zero_copy_only=False)
+    if len(values) != len(array) * width:
+        raise ValueError(f"expected {width} values per row, found {len(values)} in {len(array)} rows")
+    return values.reshape(len(array), width)

@@ -1,0 +1,111 @@
+"""Stage directories on any filesystem, finished by a manifest written last.
+
+A stage directory (RUN_DIR/prep, RUN_DIR/model, ...) is finished when, and only when, its
+`_manifest.json` exists: a stage deletes the old manifest before anything else and writes the
+new one after everything else, so a crash leaves a directory that no reader accepts.
+Paths are local paths or filesystem URIs (file://, s3://, gs://, hdfs://) through pyarrow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+from watchnext import __version__
+from watchnext.contract import MANIFEST
+
+
+class StageNotFinished(RuntimeError):
+    """An input stage has no manifest: it never ran, or it was interrupted."""
+
+
+def is_uri(path: str) -> bool:
+    return bool(urlparse(str(path)).scheme) and len(urlparse(str(path)).scheme) > 1
+
+
+def absolute(path: str) -> str:
+    """A local path made absolute; URIs pass through unchanged."""
+    return str(path) if is_uri(path) else os.path.abspath(os.path.expanduser(str(path)))
+
+
+def join(base: str, *parts: str) -> str:
+    return "/".join([str(base).rstrip("/"), *parts])
+
+
+def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
+    return pafs.FileSystem.from_uri(absolute(path))
+
+
+def exists(path: str) -> bool:
+    fs, p = filesystem(path)
+    return fs.get_file_info(p).type != pafs.FileType.NotFound
+
+
+def list_names(path: str) -> list[str]:
+    fs, p = filesystem(path)
+    if fs.get_file_info(p).type != pafs.FileType.Directory:
+        return []
+    return sorted(info.base_name for info in fs.get_file_info(pafs.FileSelector(p)))
+
+
+def read_bytes(path: str) -> bytes:
+    fs, p = filesystem(path)
+    with fs.open_input_stream(p) as f:
+        return f.read()
+
+
+def read_text(path: str) -> str:
+    return read_bytes(path).decode()
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    fs, p = filesystem(path)
+    fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(p) as f:
+        f.write(data)
+
+
+def write_text(path: str, text: str) -> None:
+    write_bytes(path, text.encode())
+
+
+def begin_stage(stage_dir: str) -> float:
+    """Unfinish and empty a stage directory before it is (re)written; returns the start time."""
+    fs, p = filesystem(stage_dir)
+    info = fs.get_file_info(p)
+    if info.type == pafs.FileType.Directory:
+        manifest = f"{p}/{MANIFEST}"
+        if fs.get_file_info(manifest).type != pafs.FileType.NotFound:
+            fs.delete_file(manifest)
+        fs.delete_dir_contents(p)
+    elif info.type == pafs.FileType.File:
+        raise FileExistsError(f"{stage_dir} is a file, expected a stage directory")
+    fs.create_dir(p, recursive=True)
+    return time.time()
+
+
+def finish_stage(stage_dir: str, started: float, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Write the manifest, last: from now on readers accept the directory."""
+    body = {
+        "stage": stage_dir.rstrip("/").rsplit("/", 1)[-1],
+        "watchnext_version": __version__,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seconds": round(time.time() - started, 3),
+        **manifest,
+    }
+    write_text(join(stage_dir, MANIFEST), json.dumps(body, indent=2, sort_keys=True) + "\n")
+    return body
+
+
+def read_manifest(stage_dir: str) -> dict[str, Any]:
+    path = join(stage_dir, MANIFEST)
+    if not exists(path):
+        raise StageNotFinished(
+            f"{stage_dir} has no {MANIFEST}: that stage has not finished; run it first"
+        )
+    return json.loads(read_text(path))
