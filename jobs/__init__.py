@@ -1,0 +1,1 @@
+"""PySpark data prep: click logs to windowed training examples and serving features."""

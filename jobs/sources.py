@@ -1,0 +1,216 @@
+"""Read a DATA_DIR into the canonical tables: clicks, users, items, searches.
+
+A DATA_DIR is either the canonical layout (clicks/, users/, items/, optional searches/, each
+Parquet or CSV) or a MovieLens dataset, detected from its files:
+- RecBole atomic files (ml-100k.inter, .user, .item; tab-separated, "name:type" headers),
+- ml-1m's ratings.dat / users.dat / movies.dat ("::"-separated, Latin-1),
+- ml-latest's ratings.csv / movies.csv (no users table).
+Ratings are taken as watches (MovieLens has no watch time); a movie's release year stands in
+for its upload time. Every reader returns string ids and a UTC `ts` timestamp; values that do
+not parse become nulls here and are rejected, with a reason, by validate.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from watchnext import storage
+from watchnext.contract import ITEMS_KEY, USERS_KEY
+
+
+class InputError(ValueError):
+    """A DATA_DIR that cannot be read as any known layout."""
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The canonical input tables; users, items and searches may be absent."""
+
+    name: str  # what the data is, for reports: "ml-100k", "canonical:<dir>", ...
+    layout: str
+    clicks: DataFrame
+    users: DataFrame | None
+    items: DataFrame | None
+    searches: DataFrame | None
+
+
+def read_sources(spark: SparkSession, data_dir: str) -> Sources:
+    data_dir = storage.absolute(data_dir)
+    names = storage.list_names(data_dir)
+    if not names:
+        raise InputError(f"{data_dir} does not exist or is empty")
+    if "clicks" in names:
+        return _read_canonical(spark, data_dir, names)
+    inter = [n for n in names if n.endswith(".inter")]
+    if inter:
+        return _read_recbole(spark, data_dir, inter[0].removesuffix(".inter"), names)
+    if "ratings.dat" in names:
+        return _read_ml1m(spark, data_dir)
+    if "ratings.csv" in names:
+        return _read_ml_latest(spark, data_dir, names)
+    raise InputError(
+        f"{data_dir} holds neither the canonical layout (clicks/, users/, items/) nor a "
+        f"MovieLens dataset (*.inter, ratings.dat or ratings.csv); found: {', '.join(names[:10])}"
+    )
+
+
+# ---------------------------------------------------------------- canonical layout
+def _read_canonical(spark: SparkSession, data_dir: str, names: list[str]) -> Sources:
+    def table(name: str) -> DataFrame | None:
+        return _read_table(spark, storage.join(data_dir, name)) if name in names else None
+
+    clicks = table("clicks")
+    searches = table("searches")
+    items = table("items")
+    return Sources(
+        name=f"canonical:{data_dir.rstrip('/').rsplit('/', 1)[-1]}",
+        layout="canonical",
+        clicks=parse_ts(clicks, "ts") if "ts" in clicks.columns else clicks,
+        users=table("users"),
+        items=(
+            parse_ts(items, "upload_ts")
+            if items is not None and "upload_ts" in items.columns
+            else items
+        ),
+        searches=parse_ts(searches, "ts") if searches is not None and "ts" in searches.columns else searches,
+    )
+
+
+def _read_table(spark: SparkSession, path: str) -> DataFrame:
+    """A folder (or file) of Parquet or CSV files; CSV is read as strings with a header."""
+    names = storage.list_names(path) or [path.rsplit("/", 1)[-1]]
+    if any(n.endswith(".parquet") for n in names):
+        return spark.read.parquet(path)
+    if any(n.endswith(".csv") or n.endswith(".csv.gz") for n in names):
+        return spark.read.option("header", True).option("mode", "PERMISSIVE").csv(path)
+    raise InputError(f"{path}: expected Parquet (*.parquet) or CSV (*.csv) files")
+
+
+def parse_ts(df: DataFrame, name: str) -> DataFrame:
+    """Column `name` as a timestamp, from a timestamp, epoch seconds (number or numeric text)
+    or ISO-8601 text; anything else becomes null (and is rejected downstream)."""
+    dtype = df.schema[name].dataType
+    col = F.col(name)
+    if isinstance(dtype, T.TimestampType):
+        return df
+    if isinstance(dtype, T.NumericType):
+        return df.withColumn(name, F.timestamp_seconds(col.cast("double")))
+    text = F.trim(col.cast("string"))
+    seconds = text.try_cast("double")
+    parsed = F.when(seconds.isNotNull(), F.timestamp_seconds(seconds)).otherwise(
+        F.try_to_timestamp(text)
+    )
+    return df.withColumn(name, parsed.cast("timestamp"))
+
+
+def ids(col: Column) -> Column:
+    """Ids as trimmed strings, so integer ids and UUIDs share one vocabulary code path."""
+    return F.trim(col.cast("string"))
+
+
+# ---------------------------------------------------------------- MovieLens
+def _clicks(ratings: DataFrame, user: str, item: str, ts: str) -> DataFrame:
+    """Ratings as watches: (user, item, time) in the canonical names and types."""
+    selected = ratings.select(
+        ids(F.col(user)).alias("user_id"), ids(F.col(item)).alias("item_id"), F.col(ts).alias("ts")
+    )
+    return parse_ts(selected, "ts")
+
+
+def _genre_text(col: Column, sep: str) -> Column:
+    return F.array_join(F.split(col, sep), " ")
+
+
+def _release_year_ts(year: Column) -> Column:
+    return F.try_to_timestamp(F.concat(F.trim(year), F.lit("-01-01")), F.lit("yyyy-MM-dd"))
+
+
+def _read_recbole(spark: SparkSession, data_dir: str, stem: str, names: list[str]) -> Sources:
+    def atomic(suffix: str) -> DataFrame | None:
+        if f"{stem}.{suffix}" not in names:
+            return None
+        df = (
+            spark.read.option("header", True)
+            .option("sep", "\t")
+            .option("quote", "\u0000")
+            .csv(storage.join(data_dir, f"{stem}.{suffix}"))
+        )
+        # RecBole headers are "name:type"; the name is the column
+        return df.toDF(*[c.split(":", 1)[0] for c in df.columns])
+
+    inter = atomic("inter")
+    clicks = _clicks(inter, "user_id", "item_id", "timestamp")
+    users = atomic("user")
+    if users is not None:
+        users = users.select(
+            ids(F.col(USERS_KEY)).alias(USERS_KEY),
+            *[F.col(c) for c in users.columns if c != USERS_KEY],
+        )
+    items = atomic("item")
+    if items is not None:
+        items = items.select(
+            ids(F.col("item_id")).alias(ITEMS_KEY),
+            F.col("movie_title").alias("title"),
+            _release_year_ts(F.col("release_year")).alias("upload_ts"),
+            _genre_text(F.col("class"), " ").alias("genres"),
+        )
+    return Sources(stem, "recbole", clicks, users, items, None)
+
+
+def _read_dat(spark: SparkSession, path: str, columns: list[str]) -> DataFrame:
+    df = (
+        spark.read.option("sep", "::")
+        .option("encoding", "ISO-8859-1")
+        .option("quote", "\u0000")
+        .csv(path)
+    )
+    return df.toDF(*columns)
+
+
+def _read_ml1m(spark: SparkSession, data_dir: str) -> Sources:
+    ratings = _read_dat(
+        spark, storage.join(data_dir, "ratings.dat"), ["user_id", "item_id", "rating", "timestamp"]
+    )
+    users = _read_dat(
+        spark, storage.join(data_dir, "users.dat"), ["user_id", "gender", "age", "occupation", "zip_code"]
+    )
+    movies = _read_dat(spark, storage.join(data_dir, "movies.dat"), ["item_id", "title", "genres"])
+    return Sources(
+        name="ml-1m",
+        layout="ml-1m",
+        clicks=_clicks(ratings, "user_id", "item_id", "timestamp"),
+        users=users.withColumn("user_id", ids(F.col("user_id"))),
+        items=_movies_with_year(movies),
+        searches=None,
+    )
+
+
+def _movies_with_year(movies: DataFrame) -> DataFrame:
+    """ml-1m / ml-latest titles end in "(1995)": the year becomes the upload time."""
+    year = F.regexp_extract(F.col("title"), r"\((\d{4})\)\s*$", 1)
+    return movies.select(
+        ids(F.col("item_id")).alias(ITEMS_KEY),
+        F.trim(F.regexp_replace(F.col("title"), r"\s*\(\d{4}\)\s*$", "")).alias("title"),
+        _release_year_ts(F.nullif(year, F.lit(""))).alias("upload_ts"),
+        _genre_text(F.col("genres"), r"\|").alias("genres"),
+    )
+
+
+def _read_ml_latest(spark: SparkSession, data_dir: str, names: list[str]) -> Sources:
+    def csv(name: str) -> DataFrame:
+        return spark.read.option("header", True).csv(storage.join(data_dir, name))
+
+    ratings = csv("ratings.csv")
+    movies = csv("movies.csv").withColumnRenamed("movieId", "item_id") if "movies.csv" in names else None
+    return Sources(
+        name=data_dir.rstrip("/").rsplit("/", 1)[-1],
+        layout="ml-latest",
+        clicks=_clicks(ratings, "userId", "movieId", "timestamp"),
+        users=None,
+        items=_movies_with_year(movies) if movies is not None else None,
+        searches=None,
+    )

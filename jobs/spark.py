@@ -1,0 +1,34 @@
+"""The SparkSession every job runs in: embedded local[*] by default, the cluster's under spark-submit."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from pyspark.sql import SparkSession
+
+from watchnext.config import SparkConfig
+
+log = logging.getLogger(__name__)
+
+
+def spark_session(cfg: SparkConfig, app_name: str = "watchnext-prep") -> SparkSession:
+    """Get or create the session; settings already fixed by spark-submit are left alone."""
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
+        .config("spark.sql.session.timeZone", "UTC")
+        # Parquet timestamps are written as UTC instants, the contract's timestamp[us, UTC]
+        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+        .config("spark.ui.showConsoleProgress", "true")
+    )
+    # spark-submit starts the Python driver with a gateway already open: its --master and
+    # --driver-memory are the cluster's choice and must not be overridden here
+    launched_by_spark_submit = "PYSPARK_GATEWAY_PORT" in os.environ
+    if not launched_by_spark_submit:
+        builder = builder.master(cfg.master).config("spark.driver.memory", cfg.driver_memory)
+    spark = builder.getOrCreate()
+    # global rankings (vocabularies) use an unpartitioned window by design; its warning is noise
+    spark.sparkContext.setLogLevel("ERROR")
+    log.info("spark %s on %s", spark.version, spark.sparkContext.master)
+    return spark

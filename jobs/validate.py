@@ -1,0 +1,88 @@
+"""Input checks: the schema fails fast, bad rows are quarantined with a reason, never dropped.
+
+Every click row ends up in exactly one place: the clean events or the rejected table, whose
+`reason` column says why (null_id, bad_timestamp, duplicate, negative_watch_time).
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from watchnext.contract import CLICKS_REQUIRED
+
+
+class SchemaError(ValueError):
+    """An input table without a required column, or with a column of an unusable type."""
+
+
+WATCH_COLUMNS = ("watch_seconds", "watch_fraction")
+_ID_TYPES = (T.StringType, T.IntegerType, T.LongType, T.ShortType)
+_TS_TYPES = (T.TimestampType, T.TimestampNTZType)
+
+
+def check_clicks_schema(clicks: DataFrame, source: str) -> None:
+    """Fail at once, naming the column, when the click log cannot be read as (user, item, ts)."""
+    columns = dict((f.name, f.dataType) for f in clicks.schema.fields)
+    for name in CLICKS_REQUIRED:
+        if name not in columns:
+            raise SchemaError(
+                f"{source}: click log has no column {name!r} (columns: {', '.join(columns)}); "
+                f"required: {', '.join(CLICKS_REQUIRED)}"
+            )
+    for name in ("user_id", "item_id"):
+        if not isinstance(columns[name], _ID_TYPES):
+            raise SchemaError(
+                f"{source}: column {name!r} has type {columns[name].simpleString()}; "
+                "ids must be strings or integers"
+            )
+    if not isinstance(columns["ts"], _TS_TYPES):
+        raise SchemaError(
+            f"{source}: column 'ts' has type {columns['ts'].simpleString()}; expected a timestamp, "
+            "epoch seconds or ISO-8601 text"
+        )
+    for name in WATCH_COLUMNS:
+        if name in columns and not isinstance(columns[name], (T.NumericType, T.StringType)):
+            raise SchemaError(f"{source}: column {name!r} must be numeric, not {columns[name].simpleString()}")
+
+
+def check_key_column(table: DataFrame | None, key: str, source: str) -> None:
+    if table is not None and key not in table.columns:
+        raise SchemaError(f"{source}: table has no column {key!r} (columns: {', '.join(table.columns)})")
+
+
+def split_valid_clicks(clicks: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """(clean events, rejected rows with a `reason`); the first failing check names the reason.
+
+    Rejected rows keep their raw values (as text), so they can be inspected and replayed.
+    """
+    ids = {c: F.trim(F.col(c).cast("string")) for c in ("user_id", "item_id")}
+    # watch columns from CSV arrive as text: numbers are parsed, anything else is rejected
+    watch = [c for c in WATCH_COLUMNS if c in clicks.columns]
+    parsed = {f"{c}__parsed": F.col(c).try_cast("double") for c in watch}
+    tagged = clicks.withColumns({**ids, **parsed})
+    reason = F.when(
+        F.col("user_id").isNull() | (F.col("user_id") == "") | F.col("item_id").isNull() | (F.col("item_id") == ""),
+        F.lit("null_id"),
+    ).when(F.col("ts").isNull(), F.lit("bad_timestamp"))
+    for c in watch:
+        reason = reason.when(F.col(c).isNotNull() & F.col(f"{c}__parsed").isNull(), F.lit("bad_watch_time"))
+        reason = reason.when(F.col(f"{c}__parsed") < 0, F.lit("negative_watch_time"))
+    # exact duplicates of (user, item, ts): the first copy is the event, the rest are rejected
+    copy_number = F.row_number().over(
+        Window.partitionBy("user_id", "item_id", "ts").orderBy(F.monotonically_increasing_id())
+    )
+    tagged = tagged.withColumn("reason", reason).withColumn(
+        "reason",
+        F.when(F.col("reason").isNull() & (copy_number > 1), F.lit("duplicate")).otherwise(F.col("reason")),
+    )
+    clean = (
+        tagged.where(F.col("reason").isNull())
+        .withColumns({c: F.col(f"{c}__parsed") for c in watch})
+        .select(*clicks.columns)
+    )
+    rejected = tagged.where(F.col("reason").isNotNull()).select(
+        *[F.col(c).cast("string").alias(c) for c in clicks.columns], "reason"
+    )
+    return clean, rejected

@@ -1,0 +1,59 @@
+"""Vocabularies: item ids ranked by training frequency, categorical values with a rare bucket.
+
+Item index 0 is padding (empty history slots); items are 1 .. n in descending training count,
+ties by id, so that frequency-ranked samplers (log-uniform) can use the index directly.
+Categorical index 0 means missing and 1 means rare or unseen; values are 2 .. n.
+Vocabularies are fitted on training events only: nothing from the held-out future leaks in.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from watchnext.contract import CATEGORY_MISSING, CATEGORY_UNKNOWN
+
+
+def item_vocabulary(train_events: DataFrame) -> DataFrame:
+    """item_id, index (1 .. n by count desc, then id), count."""
+    counts = train_events.groupBy("item_id").agg(F.count(F.lit(1)).alias("count"))
+    rank = Window.orderBy(F.col("count").desc(), F.col("item_id"))
+    return counts.select(
+        "item_id", F.row_number().over(rank).cast("int").alias("index"), "count"
+    )
+
+
+def categorical_vocabulary(values: DataFrame, column: str, min_count: int) -> DataFrame:
+    """value, index (2 .. n by count desc, then value), count; values below min_count are left
+    out and map to CATEGORY_UNKNOWN."""
+    counts = (
+        values.select(F.trim(F.col(column).cast("string")).alias("value"))
+        .where(F.col("value").isNotNull() & (F.col("value") != ""))
+        .groupBy("value")
+        .agg(F.count(F.lit(1)).alias("count"))
+        .where(F.col("count") >= min_count)
+    )
+    rank = Window.orderBy(F.col("count").desc(), F.col("value"))
+    return counts.select(
+        "value", (F.row_number().over(rank) + CATEGORY_UNKNOWN).cast("int").alias("index"), "count"
+    )
+
+
+def encode_categoricals(table: DataFrame, key: str, vocabularies: dict[str, DataFrame]) -> DataFrame:
+    """key, demographics: one index per vocabulary, in the dict's order."""
+    encoded = table.select(key, *[F.trim(F.col(c).cast("string")).alias(c) for c in vocabularies])
+    for column, vocab in vocabularies.items():
+        lookup = F.broadcast(vocab.select(F.col("value").alias(column), F.col("index").alias(f"{column}__index")))
+        encoded = encoded.join(lookup, on=column, how="left")
+    indices = [
+        F.when(F.col(c).isNull() | (F.col(c) == ""), F.lit(CATEGORY_MISSING))
+        .otherwise(F.coalesce(F.col(f"{c}__index"), F.lit(CATEGORY_UNKNOWN)))
+        .cast("int")
+        for c in vocabularies
+    ]
+    return encoded.select(key, F.array(*indices).cast("array<int>").alias("demographics"))
+
+
+def missing_demographics(count: int):
+    """The demographics of a user absent from the users table: every feature missing."""
+    return F.array_repeat(F.lit(CATEGORY_MISSING), count).cast("array<int>")

@@ -1,0 +1,46 @@
+"""DATA_DIR detection: canonical layout and the MovieLens formats map to one schema."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs.sources import InputError, read_sources
+
+
+def test_recbole_ml100k_reads_every_rating(spark, ml100k):
+    src = read_sources(spark, ml100k)
+    assert (src.name, src.layout) == ("ml-100k", "recbole")
+    assert src.clicks.count() == 100_000
+    assert src.clicks.where("ts IS NULL OR user_id IS NULL OR item_id IS NULL").count() == 0
+    assert src.users.count() == 943 and src.items.count() == 1682
+    toy = src.items.where("item_id = '1'").first()
+    assert toy.title == "Toy Story" and toy.upload_ts.year == 1995
+
+
+def test_ml1m_dat_files(spark, tmp_path):
+    (tmp_path / "ratings.dat").write_text("1::1193::5::978300760\n2::661::3::978302109\n")
+    (tmp_path / "users.dat").write_text("1::F::1::10::48067\n2::M::56::16::70072\n")
+    (tmp_path / "movies.dat").write_bytes("1193::Caf\xe9 (1975)::Drama\n661::Toy (1996)::Animation|Children's\n".encode("latin-1"))
+    src = read_sources(spark, str(tmp_path))
+    assert src.layout == "ml-1m"
+    rows = sorted((r.user_id, r.item_id, int(r.ts.timestamp())) for r in src.clicks.collect())
+    assert rows == [("1", "1193", 978300760), ("2", "661", 978302109)]
+    movies = {r.item_id: (r.title, r.upload_ts.year, r.genres) for r in src.items.collect()}
+    assert movies["1193"] == ("Café", 1975, "Drama")
+    assert movies["661"][2] == "Animation Children's"
+    assert sorted(src.users.columns) == ["age", "gender", "occupation", "user_id", "zip_code"]
+
+
+def test_ml_latest_csv_files(spark, tmp_path):
+    (tmp_path / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,1,4.0,964982703\n")
+    (tmp_path / "movies.csv").write_text('movieId,title,genres\n1,"Toy Story (1995)",Adventure|Animation\n')
+    src = read_sources(spark, str(tmp_path))
+    assert src.layout == "ml-latest" and src.users is None
+    assert src.items.first().title == "Toy Story"
+    assert src.clicks.first().user_id == "1"
+
+
+def test_an_unknown_layout_is_a_clear_error(tmp_path, spark):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(InputError, match="neither the canonical layout"):
+        read_sources(spark, str(tmp_path))

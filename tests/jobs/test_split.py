@@ -1,0 +1,29 @@
+"""Leave-last-out: each user's last event (by time, then item id) is held out."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.testing import assertDataFrameEqual
+
+from jobs.split import leave_last_out
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def clicks(spark, rows):
+    return spark.createDataFrame(
+        [(u, i, T0 + dt.timedelta(seconds=s)) for u, i, s in rows], "user_id string, item_id string, ts timestamp"
+    )
+
+
+def test_last_event_is_held_out_and_ties_break_by_item_id(spark):
+    log = clicks(spark, [("a", "x", 1), ("a", "z", 5), ("a", "y", 5), ("b", "x", 2), ("b", "y", 1)])
+    train, held_out = leave_last_out(log)
+    assertDataFrameEqual(held_out, clicks(spark, [("a", "z", 5), ("b", "x", 2)]))
+    assertDataFrameEqual(train, clicks(spark, [("a", "x", 1), ("a", "y", 5), ("b", "y", 1)]))
+
+
+def test_a_user_with_one_event_keeps_it_for_training(spark):
+    train, held_out = leave_last_out(clicks(spark, [("solo", "x", 1)]))
+    assert train.count() == 1 and held_out.count() == 0

@@ -1,0 +1,90 @@
+"""Rollback windows: a label's history holds exactly the earlier watches, and example age."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pyspark.sql import Row
+from pyspark.testing import assertDataFrameEqual
+
+from jobs.windows import padded, windowed_examples, with_example_age
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def events(spark, rows):
+    """rows of (user, item_index, seconds after T0); item_id is the index as text."""
+    return spark.createDataFrame(
+        [Row(user_id=u, item_id=f"{i:05d}", item_index=i, ts=T0 + dt.timedelta(seconds=s)) for u, i, s in rows],
+        "user_id string, item_id string, item_index int, ts timestamp",
+    )
+
+
+def test_history_holds_only_earlier_events_in_time_order(spark):
+    log = events(spark, [("a", 5, 30), ("a", 7, 10), ("a", 9, 20), ("b", 3, 5), ("b", 4, 6)])
+    got = windowed_examples(log, history_len=4, min_history=1).select("user_id", "label", "history", "history_length")
+    expected = spark.createDataFrame(
+        [("a", 9, [7, 0, 0, 0], 1), ("a", 5, [7, 9, 0, 0], 2), ("b", 4, [3, 0, 0, 0], 1)],
+        "user_id string, label int, history array<int>, history_length int",
+    )
+    assertDataFrameEqual(got, expected)
+
+
+def test_history_is_capped_at_the_latest_events(spark):
+    log = events(spark, [("a", i, i) for i in range(1, 8)])
+    got = windowed_examples(log, history_len=3, min_history=0).where("label = 7").select("history").first()
+    assert got.history == [4, 5, 6]
+
+
+def test_ties_in_time_break_by_item_id(spark):
+    log = events(spark, [("a", 8, 10), ("a", 2, 10), ("a", 5, 11)])
+    got = windowed_examples(log, history_len=5, min_history=0).orderBy("history_length").collect()
+    assert [(r.label, r.history[: r.history_length]) for r in got] == [(2, []), (8, [2]), (5, [2, 8])]
+
+
+def test_min_history_drops_labels_without_enough_past(spark):
+    log = events(spark, [("a", 1, 1), ("a", 2, 2), ("a", 3, 3)])
+    labels = [r.label for r in windowed_examples(log, history_len=5, min_history=2).collect()]
+    assert labels == [3]
+
+
+def test_example_age_is_anchor_minus_event_time(spark):
+    log = events(spark, [("a", 1, 0), ("a", 2, 3600 * 10), ("a", 3, 3600 * 40)])
+    anchor = (T0 + dt.timedelta(hours=40)).timestamp()
+    got = with_example_age(windowed_examples(log, 5, 0), anchor, window_hours=40.0)
+    ages = {r.label: (r.example_age_hours, r.example_age) for r in got.collect()}
+    assert ages[1] == (40.0, 1.0)
+    assert ages[2] == (30.0, 0.75)
+    assert ages[3] == (0.0, 0.0)
+
+
+def test_padding_fills_to_a_fixed_length(spark):
+    df = spark.createDataFrame([([1, 2],), ([],)], "h array<int>")
+    assert [r.p for r in df.select(padded(df.h, 4).alias("p")).collect()] == [[1, 2, 0, 0], [0, 0, 0, 0]]
+
+
+logs = st.lists(
+    st.tuples(st.sampled_from("uvw"), st.integers(1, 30), st.integers(0, 50)),
+    min_size=1,
+    max_size=60,
+    unique_by=lambda e: (e[0], e[1], e[2]),
+)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=logs, history_len=st.integers(1, 6))
+def test_history_equals_earlier_events_on_random_logs(spark, rows, history_len):
+    got = windowed_examples(events(spark, rows), history_len, min_history=0).collect()
+    assert len(got) == len(rows)
+    ordered = {u: sorted((s, f"{i:05d}", i) for uu, i, s in rows if uu == u) for u in "uvw"}
+    expected = {
+        (u, seq[k][2], seq[k][0]): [e[2] for e in seq[max(0, k - history_len):k]]
+        for u, seq in ordered.items() for k in range(len(seq))
+    }
+    for r in got:
+        # collected timestamps are naive local times; .timestamp() reads them back as such
+        key = (r.user_id, r.label, round(r.ts.timestamp() - T0.timestamp()))
+        assert r.history[: r.history_length] == expected[key]
+        assert r.history[r.history_length:] == [0] * (history_len - r.history_length)
