@@ -1,0 +1,1 @@
+"""Ray Train: distributed sampled-softmax training of the recall model."""

@@ -1,0 +1,87 @@
+"""Export a trained checkpoint for serving: the user tower as a state_dict plus its spec, and
+the item vectors as Parquet. Nothing is pickled: serving loads with weights_only=True."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from ray_train.loop import CHECKPOINT_MODEL, CHECKPOINT_STATE
+from ray_train.model import ModelSpec, UserTower, YouTubeDNN
+from watchnext import storage
+from watchnext.contract import ITEM_EMBEDDINGS
+
+USER_TOWER = "user_tower.pt"
+MODEL_SPEC = "model_spec.json"
+ITEM_EMBEDDINGS_FILE = "item_embeddings.parquet"
+
+
+def export_model(checkpoint_dir: str, prep_dir: str, model_dir: str) -> dict[str, Any]:
+    """Write user_tower.pt, model_spec.json and item_embeddings.parquet into model_dir."""
+    with open(os.path.join(checkpoint_dir, CHECKPOINT_STATE)) as f:
+        state = json.load(f)
+    spec = ModelSpec.from_dict(state["spec"])
+    model = YouTubeDNN(spec)
+    model.load_state_dict(torch.load(os.path.join(checkpoint_dir, CHECKPOINT_MODEL), weights_only=True))
+    model_version = _version(os.path.join(checkpoint_dir, CHECKPOINT_MODEL))
+
+    storage.write_bytes(storage.join(model_dir, USER_TOWER), _state_dict_bytes(model.user_tower))
+    storage.write_text(
+        storage.join(model_dir, MODEL_SPEC),
+        json.dumps({"spec": spec.to_dict(), "model_version": model_version, "train": state["train"]}, indent=2),
+    )
+
+    vocab = pq.read_table(storage.join(prep_dir, "vocab", "items"), columns=["item_id", "index"])
+    index = vocab.column("index").to_numpy()
+    with torch.no_grad():
+        vectors = model.item_output.weight[torch.from_numpy(index.astype(np.int64))].numpy()
+        bias = model.item_bias.weight[torch.from_numpy(index.astype(np.int64)), 0].numpy()
+    dim = vectors.shape[1]
+    table = pa.table(
+        {
+            "item_id": vocab.column("item_id"),
+            "index": pa.array(index, pa.int32()),
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), dim).cast(
+                pa.list_(pa.float32())
+            ),
+            "bias": pa.array(bias, pa.float32()),
+        },
+        schema=ITEM_EMBEDDINGS,
+    )
+    fs, local = storage.filesystem(storage.join(model_dir, ITEM_EMBEDDINGS_FILE))
+    pq.write_table(table, local, filesystem=fs)
+    return {"model_version": model_version, "epochs": state["epochs"]}
+
+
+def load_user_tower(model_dir: str) -> tuple[UserTower, dict[str, Any]]:
+    """The exported user tower in eval mode, and model_spec.json's content."""
+    meta = json.loads(storage.read_text(storage.join(model_dir, MODEL_SPEC)))
+    tower = UserTower(ModelSpec.from_dict(meta["spec"]))
+    raw = io.BytesIO(storage.read_bytes(storage.join(model_dir, USER_TOWER)))
+    state = torch.load(raw, weights_only=True, map_location="cpu")
+    tower.load_state_dict(state)
+    tower.eval()
+    return tower, meta
+
+
+def _state_dict_bytes(module: torch.nn.Module) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(module.state_dict(), buffer)
+    return buffer.getvalue()
+
+
+def _version(path: str) -> str:
+    """A model version named by its weights' content: the same weights, the same version."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]

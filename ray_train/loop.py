@@ -1,0 +1,133 @@
+"""The training loop every Ray Train worker runs (`train_loop_per_worker`).
+
+Everything a worker needs arrives in its config dict: the train section of the configuration,
+the model spec, and where the prep vocabulary lies. Rank 0 alone writes checkpoints; a
+restarted run continues from `ray.train.get_checkpoint()`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import ray.train
+import ray.train.torch
+import torch
+
+from ray_train.data import EXAMPLE_COLUMNS, to_batch
+from ray_train.model import ModelSpec, YouTubeDNN
+from ray_train.sampled_softmax import LogUniformSampler, UnigramSampler, sampled_softmax_loss
+from watchnext.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_MODEL = "model.pt"
+CHECKPOINT_STATE = "train_state.json"
+LOG_EVERY_STEPS = 50
+
+
+def make_sampler(cfg: TrainConfig, spec: ModelSpec, item_vocab_path: str):
+    if cfg.sampler == "log_uniform":
+        return LogUniformSampler(spec.num_items)
+    vocab = pq.read_table(item_vocab_path, columns=["index", "count"])
+    counts = np.zeros(spec.num_items, dtype=np.float64)
+    counts[vocab.column("index").to_numpy()] = vocab.column("count").to_numpy()
+    return UnigramSampler(counts)
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    cfg = TrainConfig.model_validate(config["train"])
+    spec = ModelSpec.from_dict(config["spec"])
+    history_len = int(config["history_len"])
+    context = ray.train.get_context()
+    rank = context.get_world_rank()
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
+
+    model = YouTubeDNN(spec)
+    start_epoch, history = _restore(model)
+    model = ray.train.torch.prepare_model(model)
+    net: YouTubeDNN = model.module if hasattr(model, "module") else model
+    device = ray.train.torch.get_device()
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    sampler = make_sampler(cfg, spec, config["item_vocab_path"])
+    num_negatives = min(cfg.num_negatives, spec.num_items - 1)
+    generator = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
+    shard = ray.train.get_dataset_shard("train")
+
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        started, examples, loss_sum, steps = time.time(), 0, 0.0, 0
+        batches = shard.iter_batches(
+            batch_size=cfg.batch_size,
+            batch_format="pyarrow",
+            local_shuffle_buffer_size=cfg.batch_size * 8,
+            local_shuffle_seed=cfg.seed + epoch * 1009 + rank,
+        )
+        for table in batches:
+            batch = to_batch(table.select(EXAMPLE_COLUMNS), history_len, len(spec.categorical_sizes)).to(device)
+            negatives = sampler.sample(num_negatives, generator)
+            user = model(batch.history, batch.demographics, batch.example_age)
+            loss = sampled_softmax_loss(
+                user,
+                batch.labels,
+                net.item_output,
+                net.item_bias,
+                negatives.to(device),
+                sampler.log_q(batch.labels.cpu()).to(device),
+                sampler.log_q(negatives).to(device),
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            steps += 1
+            examples += len(table)
+            loss_sum += float(loss.detach())
+            if rank == 0 and steps % LOG_EVERY_STEPS == 0:
+                log.info("epoch %d step %d loss %.4f", epoch + 1, steps, loss_sum / steps)
+        seconds = time.time() - started
+        metrics = {
+            "epoch": epoch + 1,
+            "loss": loss_sum / max(steps, 1),
+            "examples": examples,
+            "seconds": seconds,
+            "examples_per_second": examples / max(seconds, 1e-9),
+        }
+        history.append(metrics)
+        if rank == 0:
+            log.info("epoch %d/%d: loss %.4f, %d examples in %.1fs (rank 0)",
+                     epoch + 1, cfg.epochs, metrics["loss"], examples, seconds)
+        _report(net, spec, cfg, metrics, history, rank)
+
+
+def _report(net: YouTubeDNN, spec: ModelSpec, cfg: TrainConfig, metrics: dict, history: list, rank: int) -> None:
+    """Every rank reports (it is a barrier); rank 0 attaches the checkpoint."""
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = None
+        if rank == 0:
+            torch.save(net.state_dict(), os.path.join(tmp, CHECKPOINT_MODEL))
+            state = {"epoch": metrics["epoch"], "epochs": history, "spec": spec.to_dict(),
+                     "train": cfg.model_dump(mode="json")}
+            with open(os.path.join(tmp, CHECKPOINT_STATE), "w") as f:
+                json.dump(state, f)
+            checkpoint = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+
+def _restore(model: YouTubeDNN) -> tuple[int, list]:
+    """(first epoch to run, metrics of epochs already done) from the latest checkpoint."""
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return 0, []
+    with checkpoint.as_directory() as d:
+        model.load_state_dict(torch.load(os.path.join(d, CHECKPOINT_MODEL), weights_only=True))
+        with open(os.path.join(d, CHECKPOINT_STATE)) as f:
+            state = json.load(f)
+    log.info("resuming after epoch %d", state["epoch"])
+    return int(state["epoch"]), list(state["epochs"])

@@ -1,0 +1,90 @@
+"""YouTubeDNN (Covington et al. 2016): a user tower scored against item output embeddings.
+
+    u = tower([mean(E_in[history]), demographic embeddings, age, age^2, sqrt(age)])
+    P(watch = j | user) = softmax_j(u . W_out[j] + b_out[j])
+
+The user vector u is what serving computes once per user (example age 0); W_out and b_out
+are the item vectors it searches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild the model: saved beside every checkpoint and export."""
+
+    num_items: int  # item vocabulary size, padding index 0 included
+    categorical_sizes: tuple[int, ...]  # per demographic feature, 0 = missing, 1 = unknown
+    embedding_dim: int
+    hidden_layers: tuple[int, ...]
+
+    @property
+    def user_dim(self) -> int:
+        return self.hidden_layers[-1]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelSpec":
+        return cls(
+            num_items=int(d["num_items"]),
+            categorical_sizes=tuple(int(n) for n in d["categorical_sizes"]),
+            embedding_dim=int(d["embedding_dim"]),
+            hidden_layers=tuple(int(n) for n in d["hidden_layers"]),
+        )
+
+
+def categorical_dim(cardinality: int, embedding_dim: int) -> int:
+    """Small vocabularies (gender) need few dimensions; none needs more than the items get."""
+    return max(2, min(embedding_dim, 16, cardinality))
+
+
+class UserTower(nn.Module):
+    """Watch-history bag + demographics + example age -> ReLU layers -> linear user vector."""
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        self.history = nn.Embedding(spec.num_items, spec.embedding_dim, padding_idx=0)
+        self.demographics = nn.ModuleList(
+            nn.Embedding(n, categorical_dim(n, spec.embedding_dim)) for n in spec.categorical_sizes
+        )
+        width = spec.embedding_dim + sum(e.embedding_dim for e in self.demographics) + 3
+        layers: list[nn.Module] = []
+        for i, out in enumerate(spec.hidden_layers):
+            layers.append(nn.Linear(width, out))
+            if i < len(spec.hidden_layers) - 1:  # the last layer is linear: u may point anywhere
+                layers.append(nn.ReLU())
+            width = out
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, history: torch.Tensor, demographics: torch.Tensor, example_age: torch.Tensor) -> torch.Tensor:
+        watched = (history > 0).unsqueeze(-1).float()
+        # mean of the watched items' embeddings; padding rows are zero and not counted
+        bag = (self.history(history) * watched).sum(1) / watched.sum(1).clamp(min=1.0)
+        age = example_age.unsqueeze(-1)
+        parts = [bag, age, age * age, age.clamp(min=0).sqrt()]
+        parts += [emb(demographics[:, i]) for i, emb in enumerate(self.demographics)]
+        return self.mlp(torch.cat(parts, dim=-1))
+
+
+class YouTubeDNN(nn.Module):
+    """The user tower and the softmax layer over the item corpus."""
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        self.spec = spec
+        self.user_tower = UserTower(spec)
+        self.item_output = nn.Embedding(spec.num_items, spec.user_dim)
+        self.item_bias = nn.Embedding(spec.num_items, 1)
+        nn.init.normal_(self.item_output.weight, std=spec.user_dim ** -0.5)
+        nn.init.zeros_(self.item_bias.weight)
+
+    def forward(self, history: torch.Tensor, demographics: torch.Tensor, example_age: torch.Tensor) -> torch.Tensor:
+        return self.user_tower(history, demographics, example_age)

@@ -1,0 +1,83 @@
+"""Sampled softmax with shared negatives, logQ correction and accidental hits removed.
+
+The full softmax over millions of items is replaced by the label against S negatives drawn
+once per batch from a proposal Q and shared by every example (Jean et al. 2015; the paper's
+"sample negative classes from the background distribution and correct via importance
+weighting"). Subtracting log(S * Q(j)) from each logit makes the sampled loss an unbiased
+estimate of the full softmax's gradient direction as S grows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+class LogUniformSampler:
+    """Q(k) = log((k + 2) / (k + 1)) / log(n + 1) over frequency-ranked ids 1 .. n (Zipf)."""
+
+    def __init__(self, num_items: int):
+        self.n = num_items - 1  # ids 1 .. n; 0 is padding and never drawn
+        self.log_range = math.log(self.n + 1)
+
+    def sample(self, count: int, generator: torch.Generator) -> torch.Tensor:
+        u = torch.rand(count, generator=generator, dtype=torch.float64)
+        rank = (torch.exp(u * self.log_range).floor().long() - 1).clamp(0, self.n - 1)
+        return rank + 1
+
+    def log_q(self, ids: torch.Tensor) -> torch.Tensor:
+        rank = (ids - 1).double()
+        return (torch.log((rank + 2) / (rank + 1)) / self.log_range).log().float()
+
+
+class UnigramSampler:
+    """Q(j) proportional to count(j)^alpha (alpha = 0.75, word2vec's smoothing of popularity)."""
+
+    def __init__(self, counts: np.ndarray, alpha: float = 0.75):
+        # counts[j] for item index j; index 0 (padding) gets probability 0
+        weights = np.asarray(counts, dtype=np.float64) ** alpha
+        weights[0] = 0.0
+        self.probs = torch.from_numpy(weights / weights.sum())
+        self.log_probs = torch.log(self.probs.clamp(min=1e-30)).float()
+
+    def sample(self, count: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.multinomial(self.probs, count, replacement=True, generator=generator)
+
+    def log_q(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.log_probs[ids]
+
+
+def sampled_softmax_loss(
+    user: torch.Tensor,  # [B, D] user vectors
+    labels: torch.Tensor,  # [B] item indices
+    item_vectors: torch.nn.Embedding,  # W_out
+    item_bias: torch.nn.Embedding,  # b_out
+    negatives: torch.Tensor,  # [S] shared negative item indices
+    log_q_labels: torch.Tensor,  # [B] log Q of each label
+    log_q_negatives: torch.Tensor,  # [S]
+    weights: torch.Tensor | None = None,  # [B] per-example weights
+) -> torch.Tensor:
+    num_sampled = negatives.numel()
+    pos = (user * item_vectors(labels)).sum(-1) + item_bias(labels).squeeze(-1)
+    neg = user @ item_vectors(negatives).T + item_bias(negatives).squeeze(-1)
+    # logits_j - log(S * Q(j)): logQ correction (log S is shared and kept for calibration)
+    pos = pos - (log_q_labels + math.log(num_sampled))
+    neg = neg - (log_q_negatives + math.log(num_sampled))
+    # a negative that is the example's own label is an accidental hit, not a negative
+    neg = neg.masked_fill(negatives.unsqueeze(0) == labels.unsqueeze(1), float("-inf"))
+    logits = torch.cat([pos.unsqueeze(1), neg], dim=1)
+    losses = F.cross_entropy(logits, torch.zeros_like(labels), reduction="none")
+    if weights is None:
+        return losses.mean()
+    return (losses * weights).sum() / weights.sum().clamp(min=1e-12)
+
+
+def full_softmax_loss(
+    user: torch.Tensor, labels: torch.Tensor, item_vectors: torch.nn.Embedding, item_bias: torch.nn.Embedding
+) -> torch.Tensor:
+    """The exact objective, for small corpora and for testing the sampled estimate."""
+    logits = user @ item_vectors.weight[1:].T + item_bias.weight[1:].squeeze(-1)
+    return F.cross_entropy(logits, labels - 1)

@@ -1,0 +1,123 @@
+"""The train stage's driver: prep/ -> Ray Train TorchTrainer -> model/ (export + manifest).
+
+The driver only builds the trainer: Ray Data streams prep/examples to the workers, which run
+`loop.train_loop_per_worker`; the best-known checkpoint is then exported for serving.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+import ray
+import ray.data
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from ray_train.data import EXAMPLE_COLUMNS
+from ray_train.export import export_model
+from ray_train.loop import train_loop_per_worker
+from ray_train.model import ModelSpec
+from watchnext import storage
+from watchnext.config import Config, RayConfig
+
+log = logging.getLogger(__name__)
+
+
+def start_ray(cfg: RayConfig, min_cpus: int = 1) -> None:
+    """Join the configured cluster, or start a local instance sized for training plus data."""
+    # per-operator progress bars flood batch logs; stages log their own progress instead
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    if ray.is_initialized():
+        return
+    if cfg.address:
+        ray.init(address=cfg.address, log_to_driver=True)
+        return
+    num_cpus = max(cfg.num_cpus or os.cpu_count() or 1, min_cpus)
+    ray.init(
+        num_cpus=num_cpus,
+        object_store_memory=cfg.object_store_memory,
+        include_dashboard=False,
+        log_to_driver=True,
+        configure_logging=True,
+        logging_level=logging.WARNING,
+    )
+
+
+def run_train(run_dir: str, cfg: Config) -> dict[str, Any]:
+    run_dir = storage.absolute(run_dir)
+    prep_dir, model_dir = storage.join(run_dir, "prep"), storage.join(run_dir, "model")
+    prep = storage.read_manifest(prep_dir)
+    features = prep["features"]
+    train_cfg = cfg.train
+    spec = ModelSpec(
+        num_items=int(features["item_vocab_size"]),
+        categorical_sizes=tuple(features["categorical_sizes"]),
+        embedding_dim=train_cfg.embedding_dim,
+        hidden_layers=train_cfg.hidden_layers,
+    )
+    started = storage.begin_stage(model_dir)
+    # training workers hold their CPUs for the whole run; Ray Data's readers need one more
+    start_ray(cfg.ray, min_cpus=int(train_cfg.workers * train_cfg.cpus_per_worker) + 1)
+
+    examples = ray.data.read_parquet(storage.join(prep_dir, "examples"), shuffle="files").select_columns(
+        EXAMPLE_COLUMNS
+    )
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={
+            "train": train_cfg.model_dump(mode="json"),
+            "spec": spec.to_dict(),
+            "history_len": int(features["history_len"]),
+            "item_vocab_path": storage.join(prep_dir, "vocab", "items"),
+        },
+        scaling_config=ScalingConfig(
+            num_workers=train_cfg.workers,
+            use_gpu=train_cfg.use_gpu,
+            resources_per_worker={"CPU": train_cfg.cpus_per_worker},
+        ),
+        run_config=RunConfig(
+            name="train",
+            storage_path=storage.join(model_dir, "checkpoints"),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            failure_config=FailureConfig(max_failures=2),
+        ),
+        datasets={"train": examples},
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"training finished without a checkpoint; see {model_dir}/checkpoints")
+    with result.checkpoint.as_directory() as checkpoint_dir:
+        exported = export_model(checkpoint_dir, prep_dir, model_dir)
+    epochs = exported["epochs"]
+    total_examples = sum(e["examples"] for e in epochs) * train_cfg.workers
+    metrics = {
+        "device": _device_name(train_cfg.use_gpu),
+        "workers": train_cfg.workers,
+        "examples_per_second": total_examples / max(sum(e["seconds"] for e in epochs), 1e-9),
+        "epochs": [
+            {"epoch": e["epoch"], "loss": e["loss"], "seconds": e["seconds"]} for e in epochs
+        ],
+    }
+    storage.write_text(storage.join(model_dir, "metrics.json"), json.dumps(metrics, indent=2) + "\n")
+    return storage.finish_stage(
+        model_dir,
+        started,
+        {
+            "inputs": {"prep": prep_dir},
+            "config": cfg.train.model_dump(mode="json"),
+            "model_version": exported["model_version"],
+            "spec": spec.to_dict(),
+            "history_len": int(features["history_len"]),
+            "metrics": metrics,
+            "outputs": ["user_tower.pt", "model_spec.json", "item_embeddings.parquet", "metrics.json"],
+        },
+    )
+
+
+def _device_name(use_gpu: bool) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0) if use_gpu and torch.cuda.is_available() else "cpu"

@@ -1,0 +1,71 @@
+"""Samplers and the sampled softmax: probabilities, logQ correction, accidental hits."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from ray_train.sampled_softmax import (
+    LogUniformSampler,
+    UnigramSampler,
+    full_softmax_loss,
+    sampled_softmax_loss,
+)
+
+
+def test_log_uniform_q_sums_to_one_and_matches_draws():
+    sampler = LogUniformSampler(num_items=101)  # ids 1 .. 100
+    ids = torch.arange(1, 101)
+    q = sampler.log_q(ids).double().exp()
+    assert math.isclose(float(q.sum()), 1.0, rel_tol=1e-5)
+    draws = sampler.sample(200_000, torch.Generator().manual_seed(0))
+    assert draws.min() >= 1 and draws.max() <= 100
+    empirical = torch.bincount(draws, minlength=101)[1:].double() / len(draws)
+    assert torch.allclose(empirical[:5], q[:5], atol=0.005)
+
+
+def test_unigram_sampler_follows_count_to_the_three_quarters():
+    counts = np.array([0, 1000, 100, 10, 0], dtype=float)
+    sampler = UnigramSampler(counts)
+    expected = counts ** 0.75 / (counts ** 0.75).sum()
+    assert np.allclose(sampler.probs.numpy(), expected)
+    draws = sampler.sample(100_000, torch.Generator().manual_seed(1))
+    assert set(draws.unique().tolist()) <= {1, 2, 3}
+
+
+def _table(n: int, d: int, seed: int):
+    torch.manual_seed(seed)
+    vectors, bias = nn.Embedding(n, d), nn.Embedding(n, 1)
+    nn.init.normal_(bias.weight, std=0.5)
+    return vectors, bias
+
+
+def test_logq_correction_matches_full_softmax():
+    """With a uniform proposal over all n items, the corrected sampled loss with every item as
+    a negative except the label reproduces the full softmax exactly."""
+    n, d = 50, 8
+    vectors, bias = _table(n, d, 0)
+    user = torch.randn(4, d)
+    labels = torch.tensor([3, 7, 7, 49])
+    negatives = torch.arange(1, n)  # every item once
+    log_q = torch.full((n - 1,), -math.log(n - 1))
+    sampled = sampled_softmax_loss(user, labels, vectors, bias, negatives, log_q[labels - 1], log_q)
+    assert torch.allclose(sampled, full_softmax_loss(user, labels, vectors, bias), atol=1e-5)
+
+
+def test_accidental_hits_are_not_counted_as_negatives():
+    n, d = 10, 4
+    vectors, bias = _table(n, d, 1)
+    user = torch.randn(2, d)
+    labels = torch.tensor([2, 5])
+    log_q = torch.zeros(3)
+    with_hit = sampled_softmax_loss(user, labels, vectors, bias, torch.tensor([2, 8, 9]), log_q[:2], log_q)
+    without = sampled_softmax_loss(user[1:], labels[1:], vectors, bias, torch.tensor([2, 8, 9]), log_q[:1], log_q)
+    # for user 0 the negative 2 is its own label: masked, so its loss uses only 8 and 9
+    pos = (user[0] * vectors.weight[2]).sum() + bias.weight[2, 0]
+    neg = user[0] @ vectors.weight[[8, 9]].T + bias.weight[[8, 9], 0]
+    loss0 = -pos + torch.logsumexp(torch.cat([pos.view(1), neg]), 0)
+    assert torch.allclose(with_hit, (loss0 + without) / 2, atol=1e-5)
