@@ -1,0 +1,1 @@
+"""Batch recall: user vectors, FAISS index, per-user top-K table, evaluation."""

@@ -1,0 +1,126 @@
+"""Evaluation on the held-out events: the recall table against a most-popular baseline.
+
+Each evaluated user has one held-out watch (leave-last-out). Its rank r (0-based) in the
+user's recommendation list gives HR@K = P(r < K), NDCG@K = E[1 / log2(r + 2) ; r < K] and,
+with one relevant item per user, Recall@K = HR@K. Items the user already watched are excluded
+from every list, the baseline's included, so both are judged by the same protocol.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from watchnext import storage
+
+KS = (10, 50, 100)
+MISS = np.iinfo(np.int64).max  # rank of an item that is not in the list at all
+
+
+def ranking_metrics(ranks: np.ndarray) -> dict[str, float]:
+    """hr@10/50/100, ndcg@10, recall@50 and mrr from 0-based ranks (MISS = not recommended)."""
+    ranks = np.asarray(ranks, dtype=np.int64)
+    if len(ranks) == 0:
+        raise ValueError("no evaluated users")
+    gain = np.where(ranks < 10, 1.0 / np.log2(np.minimum(ranks, 10) + 2.0), 0.0)
+    reciprocal = np.where(ranks < MISS, 1.0 / (np.minimum(ranks, MISS - 1) + 1.0), 0.0)
+    metrics = {f"hr@{k}": float(np.mean(ranks < k)) for k in KS}
+    metrics["ndcg@10"] = float(gain.mean())
+    metrics["recall@50"] = metrics["hr@50"]
+    metrics["mrr"] = float(reciprocal.mean())
+    return metrics
+
+
+def ranks_in_lists(lists: pa.ListArray, targets: np.ndarray) -> np.ndarray:
+    """0-based position of targets[i] in lists[i], or MISS."""
+    flat = pc.list_flatten(lists).to_numpy(zero_copy_only=False)
+    parents = pc.list_parent_indices(lists).to_numpy()
+    offsets = lists.offsets.to_numpy()
+    starts = offsets[:-1] - offsets[0]
+    hit = flat == targets[parents]
+    ranks = np.full(len(targets), MISS, dtype=np.int64)
+    # positions of hits, first hit per user wins (np.minimum.at keeps the smallest)
+    np.minimum.at(ranks, parents[hit], np.flatnonzero(hit) - starts[parents[hit]])
+    return ranks
+
+
+def most_popular_ranks(target_index: np.ndarray, watched: pa.ListArray) -> np.ndarray:
+    """Rank of each target in the popularity list with the user's watched items removed.
+
+    Item index i is the i-th most-watched item in training, so the target's rank among all
+    items is index - 1, less the watched items ranked above it; a watched or unknown target
+    is never recommended.
+    """
+    known = target_index > 0
+    flat = pc.list_flatten(watched).to_numpy(zero_copy_only=False).astype(np.int64)
+    parents = pc.list_parent_indices(watched).to_numpy()
+    above = np.bincount(parents[flat < target_index[parents]], minlength=len(target_index))
+    watched_target = np.zeros(len(target_index), dtype=bool)
+    watched_target[parents[flat == target_index[parents]]] = True
+    ranks = target_index - 1 - above
+    return np.where(known & ~watched_target, ranks, MISS)
+
+
+def evaluate(run_dir: str) -> dict[str, Any]:
+    """Compute report.json for a finished run; returns it."""
+    run_dir = storage.absolute(run_dir)
+    prep_dir, recall_dir = storage.join(run_dir, "prep"), storage.join(run_dir, "recall")
+    report_dir = storage.join(run_dir, "report")
+    prep = storage.read_manifest(prep_dir)
+    recall = storage.read_manifest(recall_dir)
+    started = storage.begin_stage(report_dir)
+
+    targets = _read(storage.join(prep_dir, "eval"), ["user_id", "item_id", "item_index"])
+    table = _read(storage.join(recall_dir, "table"), ["user_id", "item_ids"])
+    features = _read(storage.join(prep_dir, "user_features"), ["user_id", "watched"])
+    # every evaluated user is kept: one without a recall row counts as a miss
+    item_lists = _fill_empty(_lookup(targets, table, "item_ids"), pa.string())
+    watched = _fill_empty(_lookup(targets, features, "watched"), pa.int32())
+    target_index = targets.column("item_index").fill_null(0).to_numpy().astype(np.int64)
+    target_ids = targets.column("item_id").to_numpy(zero_copy_only=False)
+
+    model = ranking_metrics(ranks_in_lists(item_lists, target_ids))
+    popular = ranking_metrics(most_popular_ranks(target_index, watched))
+    report = {
+        "dataset": prep["inputs"]["dataset"],
+        "users": targets.num_rows,
+        "model_version": recall["model_version"],
+        "top_k": recall["config"]["top_k"],
+        "model": model,
+        "baselines": {"most_popular": popular},
+    }
+    storage.write_text(storage.join(report_dir, "report.json"), json.dumps(report, indent=2) + "\n")
+    storage.finish_stage(report_dir, started, {"inputs": {"prep": prep_dir, "recall": recall_dir},
+                                               "outputs": ["report.json"], "users": targets.num_rows})
+    return report
+
+
+def _read(path: str, columns: list[str]) -> pa.Table:
+    fs, local = storage.filesystem(path)
+    return pads.dataset(local, filesystem=fs, format="parquet", partitioning="hive").to_table(columns=columns)
+
+
+def _lookup(left: pa.Table, right: pa.Table, column: str) -> pa.Array:
+    """right[column] for each row of left, matched on user_id (null where right has none).
+
+    Arrow's hash join does not carry list columns, so the match is a hash lookup of row
+    positions followed by a take."""
+    positions = pd.Index(right.column("user_id").to_pandas()).get_indexer(left.column("user_id").to_pandas())
+    positions = pa.array(positions, mask=positions < 0)
+    return right.column(column).combine_chunks().take(positions)
+
+
+def _fill_empty(array: pa.ListArray, value_type: pa.DataType) -> pa.ListArray:
+    """A list column with null rows (users without a match) turned into empty lists."""
+    if array.null_count == 0:
+        return array
+    lengths = pc.fill_null(pc.list_value_length(array), 0).to_numpy()
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pc.list_flatten(array).cast(value_type))
