@@ -1,0 +1,165 @@
+"""The `watchnext` command: one entry point per stage, and `run` for all of them.
+
+    watchnext generate --users N --items M --events E --seed S --out DATA_DIR
+    watchnext prep     --data DATA_DIR --out RUN_DIR [--config F] [--set k=v ...]
+    watchnext train    --run RUN_DIR   [--config F] [--set k=v ...]
+    watchnext recall   --run RUN_DIR   [--config F] [--set k=v ...]
+    watchnext evaluate --run RUN_DIR
+    watchnext run      --data DATA_DIR --out RUN_DIR [--config F] [--set k=v ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+from watchnext import storage
+from watchnext.config import Config, ConfigError, load_config
+
+log = logging.getLogger("watchnext")
+
+
+def _configured(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--config", help="YAML file with spark/ray/prep/train/recall sections")
+    parser.add_argument(
+        "--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE",
+        help="override one setting, e.g. --set train.epochs=3 (repeatable)",
+    )
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="watchnext", description="Deep candidate generation, batch.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="write a deterministic synthetic click log")
+    gen.add_argument("--users", type=int, required=True)
+    gen.add_argument("--items", type=int, required=True)
+    gen.add_argument("--events", type=int, required=True)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--out", required=True, help="DATA_DIR to write (canonical layout)")
+
+    prep = _configured(sub.add_parser("prep", help="PySpark: click log -> examples, features"))
+    prep.add_argument("--data", required=True, help="DATA_DIR: canonical layout or MovieLens")
+    prep.add_argument("--out", required=True, help="RUN_DIR; writes RUN_DIR/prep")
+
+    for name, text in (("train", "Ray Train: examples -> model"), ("recall", "FAISS: model -> recall table")):
+        stage = _configured(sub.add_parser(name, help=text))
+        stage.add_argument("--run", required=True, help="RUN_DIR")
+
+    evaluate = sub.add_parser("evaluate", help="metrics of the recall table vs baselines")
+    evaluate.add_argument("--run", required=True, help="RUN_DIR")
+
+    run = _configured(sub.add_parser("run", help="prep, train, recall and evaluate"))
+    run.add_argument("--data", required=True, help="DATA_DIR: canonical layout or MovieLens")
+    run.add_argument("--out", required=True, help="RUN_DIR")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "generate":
+            return _generate(args)
+        if args.command == "evaluate":
+            _print_report(_evaluate(args.run))
+            return 0
+        cfg = load_config(args.config, args.overrides)
+        if args.command == "prep":
+            _prep(args.data, args.out, cfg)
+        elif args.command == "train":
+            _train(args.run, cfg)
+        elif args.command == "recall":
+            _recall(args.run, cfg)
+        elif args.command == "run":
+            _run(args.data, args.out, cfg)
+        return 0
+    except (ConfigError, storage.StageNotFinished, FileNotFoundError, ValueError) as err:
+        # errors at the boundary are the user's to fix: say what, not a stack trace
+        log.error("%s", err)
+        return 2
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from watchnext.synthetic import generate
+
+    summary = generate(args.out, users=args.users, items=args.items, events=args.events,
+                       seed=args.seed, progress=True)
+    log.info("wrote %s: %s", args.out, json.dumps(summary, default=str))
+    return 0
+
+
+def _prep(data: str, run_dir: str, cfg: Config) -> dict[str, Any]:
+    from jobs.prep import run_prep
+    from jobs.spark import spark_session
+
+    spark = spark_session(cfg.spark)
+    try:
+        manifest = run_prep(spark, data, storage.join(storage.absolute(run_dir), "prep"), cfg.prep)
+    finally:
+        spark.stop()
+    counts = manifest["counts"]
+    log.info("prep: %d events -> %d examples, %d users, %d items in %.1fs",
+             counts["events_in"], counts["examples"], counts["users"], counts["items"], manifest["seconds"])
+    return manifest
+
+
+def _train(run_dir: str, cfg: Config) -> dict[str, Any]:
+    from ray_train.trainer import run_train
+
+    manifest = run_train(run_dir, cfg)
+    metrics = manifest["metrics"]
+    log.info("train: %d epochs, final loss %.4f, %.0f examples/s on %s x%d", len(metrics["epochs"]),
+             metrics["epochs"][-1]["loss"], metrics["examples_per_second"], metrics["device"], metrics["workers"])
+    return manifest
+
+
+def _recall(run_dir: str, cfg: Config) -> dict[str, Any]:
+    from serving.recall import run_recall
+
+    manifest = run_recall(run_dir, cfg)
+    log.info("recall: %d users at %.0f users/s -> %s", manifest["users"], manifest["users_per_second"],
+             storage.join(storage.absolute(run_dir), "recall", "table"))
+    return manifest
+
+
+def _evaluate(run_dir: str) -> dict[str, Any]:
+    from serving.evaluate import evaluate
+
+    return evaluate(run_dir)
+
+
+def _run(data: str, run_dir: str, cfg: Config) -> None:
+    started = time.time()
+    _prep(data, run_dir, cfg)
+    _train(run_dir, cfg)
+    _recall(run_dir, cfg)
+    report = _evaluate(run_dir)
+    _print_report(report)
+    run_dir = storage.absolute(run_dir)
+    print(f"recall table: {storage.join(run_dir, 'recall', 'table')}")
+    print(f"report:       {storage.join(run_dir, 'report', 'report.json')}")
+    print(f"total time:   {time.time() - started:.0f}s")
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    keys = list(report["model"])
+    rows = [("model", report["model"])] + list(report["baselines"].items())
+    print(f"\n{report['dataset']}: {report['users']} users, held-out last event each")
+    print(f"{'':<14}" + "".join(f"{k:>11}" for k in keys))
+    for name, metrics in rows:
+        print(f"{name:<14}" + "".join(f"{metrics[k]:>11.4f}" for k in keys))
+    print()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
