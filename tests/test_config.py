@@ -43,3 +43,12 @@ def test_config_is_frozen():
     cfg = load_config()
     with pytest.raises(Exception):
         cfg.train.epochs = 2
+
+
+def test_the_shipped_default_config_is_the_defaults():
+    from pathlib import Path
+
+    from watchnext.config import Config
+
+    shipped = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+    assert load_config(shipped) == Config()

@@ -1,0 +1,55 @@
+"""The `watchnext` command as scripts and schedulers call it, in its own process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+
+def watchnext(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "watchnext.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_generate_then_run_on_a_synthetic_log(tmp_path: Path):
+    data, run = tmp_path / "data", tmp_path / "run"
+    gen = watchnext("generate", "--users", "400", "--items", "300", "--events", "12000", "--seed", "3", "--out", str(data))
+    assert gen.returncode == 0, gen.stderr
+    assert pq.read_table(data / "clicks").num_rows == 12000
+
+    config = tmp_path / "small.yaml"
+    config.write_text("train:\n  epochs: 2\n  workers: 1\nprep:\n  example_files: 2\nray:\n  num_cpus: 2\n")
+    done = watchnext("run", "--data", str(data), "--out", str(run), "--config", str(config),
+                     "--set", "recall.top_k=20")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"recall table: {run / 'recall' / 'table'}" in done.stdout
+    assert "most_popular" in done.stdout
+    report = json.loads((run / "report" / "report.json").read_text())
+    prep = json.loads((run / "prep" / "_manifest.json").read_text())
+    # every user with two or more valid events is evaluated on their last one
+    assert report["users"] == prep["counts"]["eval_users"] > 350
+    assert report["dataset"] == "canonical:data"
+    assert set(report["model"]) >= {"hr@10", "hr@50", "hr@100", "ndcg@10", "recall@50"}
+    for stage in ("prep", "model", "recall", "report"):
+        assert (run / stage / "_manifest.json").exists()
+
+    again = watchnext("evaluate", "--run", str(run))
+    assert again.returncode == 0 and json.loads((run / "report" / "report.json").read_text()) == report
+
+
+def test_unknown_config_key_is_an_error_naming_it(tmp_path: Path):
+    bad = watchnext("train", "--run", str(tmp_path), "--set", "train.epoch=3")
+    assert bad.returncode == 2
+    assert "train.epoch: unknown key" in bad.stderr
+
+
+def test_a_stage_refuses_an_unfinished_input(tmp_path: Path):
+    (tmp_path / "prep").mkdir()  # no manifest: prep never finished
+    refused = watchnext("train", "--run", str(tmp_path))
+    assert refused.returncode == 2
+    assert "has no _manifest.json" in refused.stderr
