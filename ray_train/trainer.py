@@ -39,7 +39,6 @@ def start_ray(cfg: RayConfig, min_cpus: int = 1) -> None:
     ray.init(
         num_cpus=num_cpus,
         object_store_memory=cfg.object_store_memory,
-        include_dashboard=False,
         log_to_driver=True,
         configure_logging=True,
         logging_level=logging.WARNING,
