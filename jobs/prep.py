@@ -9,7 +9,9 @@ Runs the same under `watchnext prep` (embedded local Spark) and `spark-submit -m
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
+from functools import partial
 from typing import Any
 
 from pyspark import StorageLevel
@@ -17,14 +19,21 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.sources import Sources, read_sources
-from jobs.split import leave_last_out
+from jobs.sampling import with_drop_reason
+from jobs.split import first_per_user, leave_last_out, time_split
 from jobs.user_features import serving_features
-from jobs.validate import check_clicks_schema, check_key_column, split_valid_clicks
-from jobs.vocab import categorical_vocabulary, encode_categoricals, item_vocabulary, missing_demographics
+from jobs.validate import check_clicks_schema, check_key_column, short_watch, split_valid_clicks
+from jobs.vocab import (
+    categorical_vocabulary,
+    encode_categoricals,
+    item_vocabulary,
+    missing_demographics,
+    negative_sampling_table,
+)
 from jobs.windows import SECONDS_PER_HOUR, event_seconds, windowed_examples, with_example_age
 from watchnext import storage
 from watchnext.config import PrepConfig
-from watchnext.contract import USERS_KEY
+from watchnext.contract import ITEMS_KEY, USERS_KEY
 
 log = logging.getLogger(__name__)
 
@@ -37,28 +46,51 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     """Run the whole prep stage into prep_dir, manifest last; returns the manifest."""
     prep_dir = storage.absolute(prep_dir)
     started = storage.begin_stage(prep_dir)
+    out = partial(storage.join, prep_dir)
     sources = read_sources(spark, data_dir)
     check_clicks_schema(sources.clicks, f"{data_dir} clicks")
     check_key_column(sources.users, USERS_KEY, f"{data_dir} users")
+    check_key_column(sources.items, ITEMS_KEY, f"{data_dir} items")
+    run_anchor = cfg.anchor or dt.datetime.now(dt.timezone.utc)
 
-    clicks, rejected = split_valid_clicks(sources.clicks)
-    clicks = clicks.select("user_id", "item_id", "ts").persist(StorageLevel.MEMORY_AND_DISK)
-    train, held_out = leave_last_out(clicks)
+    # input quality: every row becomes an event, a rejected row or a filtered short watch
+    known_items = sources.items if cfg.reject_unknown_items else None
+    valid, rejected = split_valid_clicks(sources.clicks, run_anchor, known_items)
+    rejected.write.parquet(out("rejected"))
+    rejected_counts = _counts(spark.read.parquet(out("rejected")), "reason")
+    events = valid.select(
+        "user_id", "item_id", "ts",
+        short_watch(valid, cfg.min_watch_seconds, cfg.min_watch_fraction).alias("is_short"),
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+    valid_count = events.count()
+    events_in = valid_count + sum(rejected_counts.values())
+    _check_rejected_share(rejected_counts, events_in, cfg, out("rejected"))
+    filtered = {"short_watch": events.where("is_short").count()}
+    positives = events.where(~F.col("is_short")).drop("is_short")
+
+    # split: held-out events never reach a vocabulary, a label or a history
+    if cfg.split == "leave_last_out":
+        train, held_out = leave_last_out(positives)
+        filtered["held_out"] = held_out.count()
+    else:
+        train, held_out, later = time_split(positives, cfg.split_time, cfg.eval_days)
+        filtered["held_out"], filtered["after_eval_window"] = held_out.count(), later.count()
 
     items = item_vocabulary(train).persist(StorageLevel.MEMORY_AND_DISK)
-    indexed = train.join(items.select("item_id", F.col("index").alias("item_index")), "item_id")
-    indexed = indexed.persist(StorageLevel.MEMORY_AND_DISK)
-
-    bounds = indexed.agg(F.min(event_seconds(F.col("ts"))), F.max(event_seconds(F.col("ts")))).first()
-    if bounds[0] is None:
-        raise ValueError(f"{data_dir}: no valid training events (see {prep_dir}/rejected)")
-    first_seconds, anchor_seconds = float(bounds[0]), float(bounds[1])
-    window_hours = max((anchor_seconds - first_seconds) / SECONDS_PER_HOUR, 1.0)
+    indexed = train.join(
+        items.select("item_id", F.col("index").alias("item_index"), F.col("count").alias("item_count")), "item_id"
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+    stats = indexed.agg(F.min(event_seconds(F.col("ts"))), F.max(event_seconds(F.col("ts"))), F.count(F.lit(1))).first()
+    if not stats[2]:
+        raise ValueError(f"{data_dir}: no training events left after validation and the split (see {out('rejected')})")
+    # example age is measured from the end of the training window
+    age_anchor = float(stats[1]) if cfg.split == "leave_last_out" else cfg.split_time.timestamp()
+    window_hours = max((age_anchor - float(stats[0])) / SECONDS_PER_HOUR, 1.0)
+    train_clicks = int(stats[2])
 
     categoricals = _user_categoricals(sources, cfg)
     vocabularies = {
-        c: categorical_vocabulary(sources.users, c, cfg.min_category_count).persist()
-        for c in categoricals
+        c: categorical_vocabulary(sources.users, c, cfg.min_category_count).persist() for c in categoricals
     }
     demographics = (
         encode_categoricals(sources.users.dropDuplicates([USERS_KEY]), USERS_KEY, vocabularies)
@@ -66,32 +98,54 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
         else None
     )
 
+    candidates = windowed_examples(indexed, cfg.history_len).transform(
+        with_drop_reason, train_clicks, cfg.min_history, cfg.subsample_threshold, cfg.max_examples_per_user, cfg.seed
+    )
+    # a light pass: Spark prunes the history arrays, which the counts do not need
+    filtered.update(_counts(candidates.where(F.col("drop_reason").isNotNull()), "drop_reason"))
     examples = (
-        windowed_examples(indexed, cfg.history_len, cfg.min_history)
-        .transform(with_example_age, anchor_seconds, window_hours)
+        candidates.where(F.col("drop_reason").isNull())
+        .transform(with_example_age, age_anchor, window_hours)
         .transform(_with_demographics, demographics, len(categoricals))
     )
     features = serving_features(indexed, cfg.history_len).transform(
         _with_demographics, demographics, len(categoricals)
     )
+    if cfg.split == "time":
+        # one target per user, among users the model knows: their first watch after the split
+        held_out = first_per_user(held_out).join(indexed.select("user_id").distinct(), "user_id", "left_semi")
     targets = held_out.join(
         items.select("item_id", F.col("index").alias("item_index")), "item_id", "left"
     ).select("user_id", "item_id", "item_index", "ts")
 
-    out = lambda name: storage.join(prep_dir, name)  # noqa: E731
     _write_shuffled(examples, out("examples"), cfg)
     features.write.parquet(out("user_features"))
     targets.write.parquet(out("eval"))
     items.orderBy("index").coalesce(1).write.parquet(out("vocab/items"))
+    negative_sampling_table(items, cfg.negative_alpha).coalesce(1).write.parquet(out("vocab/item_sampling"))
     for column, vocab in vocabularies.items():
         vocab.orderBy("index").coalesce(1).write.parquet(out(f"vocab/{column}"))
-    rejected.write.parquet(out("rejected"))
 
-    manifest = _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, vocabularies,
-                         anchor_seconds, window_hours)
-    for df in (clicks, items, indexed, *vocabularies.values()):
+    manifest = _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, run_anchor,
+                         age_anchor, window_hours, events_in, rejected_counts, filtered)
+    for df in (events, items, indexed, *vocabularies.values()):
         df.unpersist()
     return storage.finish_stage(prep_dir, started, manifest)
+
+
+def _counts(df: DataFrame, column: str) -> dict[str, int]:
+    return {k: int(v) for k, v in df.groupBy(column).count().collect()}
+
+
+def _check_rejected_share(rejected: dict[str, int], events_in: int, cfg: PrepConfig, where: str) -> None:
+    share = sum(rejected.values()) / max(events_in, 1)
+    if share > cfg.max_rejected_fraction:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(rejected.items(), key=lambda kv: -kv[1]))
+        raise ValueError(
+            f"{share:.1%} of the {events_in} input rows were rejected ({reasons}), more than "
+            f"prep.max_rejected_fraction={cfg.max_rejected_fraction}; inspect {where}, fix the "
+            "input, or raise the limit"
+        )
 
 
 def _user_categoricals(sources: Sources, cfg: PrepConfig) -> list[str]:
@@ -128,8 +182,8 @@ def _write_shuffled(examples: DataFrame, path: str, cfg: PrepConfig) -> None:
     key = F.xxhash64(F.lit(cfg.seed), "user_id", "label", "ts")
     (
         examples.select(
-            "user_id", "label", "history", "history_length", "example_age_hours",
-            "example_age", "demographics", "ts",
+            "user_id", "label", "history", "history_length", "example_age_hours", "example_age",
+            "example_age_sq", "example_age_sqrt", "demographics", "ts",
         )
         .repartition(cfg.example_files, key)
         .sortWithinPartitions(key)
@@ -138,22 +192,18 @@ def _write_shuffled(examples: DataFrame, path: str, cfg: PrepConfig) -> None:
     )
 
 
-def _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, vocabularies,
-              anchor_seconds, window_hours) -> dict[str, Any]:
-    """Counts read back from the written files, so the manifest describes what is on disk."""
+def _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, run_anchor, age_anchor,
+              window_hours, events_in, rejected, filtered) -> dict[str, Any]:
+    """Counts of what was read and dropped, and of what is on disk, read back from the files."""
     read = lambda name: spark.read.parquet(storage.join(prep_dir, name))  # noqa: E731
-    events_in = sources.clicks.count()
-    rejected = dict(read("rejected").groupBy("reason").count().collect())
     examples = read("examples")
     n_examples = examples.count()
-    held_out = read("eval").count()
-    n_users = read("user_features").count()
-    n_items = read("vocab/items").count()
-    valid = events_in - sum(rejected.values())
-    filtered = {"held_out": held_out, "short_history": valid - held_out - n_examples}
     per_user = examples.groupBy("user_id").count().agg(
-        F.min("count"), F.expr("percentile_approx(count, 0.5)"), F.max("count")
+        F.min("count"), F.expr("percentile_approx(count, array(0.5, 0.9, 0.99))"), F.max("count")
     ).first()
+    accounted = sum(rejected.values()) + sum(filtered.values()) + n_examples
+    if accounted != events_in:  # every input row must be an example, rejected or filtered
+        raise RuntimeError(f"prep lost rows: {events_in} in, {accounted} accounted for")
     return {
         "inputs": {"data": storage.absolute(data_dir), "dataset": sources.name, "layout": sources.layout},
         "config": cfg.model_dump(mode="json"),
@@ -162,19 +212,23 @@ def _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, vocabularie
             "rejected": rejected,
             "filtered": filtered,
             "examples": n_examples,
-            "users": n_users,
-            "items": n_items,
-            "eval_users": held_out,
-            "examples_per_user": {"min": per_user[0], "median": per_user[1], "max": per_user[2]},
+            "users": read("user_features").count(),
+            "items": read("vocab/items").count(),
+            "eval_users": read("eval").count(),
+            "examples_per_user": {
+                "min": per_user[0], "p50": per_user[1][0], "p90": per_user[1][1], "p99": per_user[1][2],
+                "max": per_user[2],
+            } if n_examples else {},
         },
         "features": {
             "history_len": cfg.history_len,
-            "item_vocab_size": n_items + 1,  # + padding index 0
+            "item_vocab_size": read("vocab/items").count() + 1,  # + padding index 0
             "user_categoricals": categoricals,
             "categorical_sizes": [
                 int(read(f"vocab/{c}").agg(F.max("index")).first()[0] or 1) + 1 for c in categoricals
             ],
-            "anchor_ts": anchor_seconds,
+            "run_anchor": run_anchor.isoformat(),
+            "anchor_ts": age_anchor,
             "window_hours": window_hours,
         },
         "outputs": ["examples", "user_features", "eval", "vocab", "rejected"],

@@ -27,3 +27,19 @@ def leave_last_out(events: DataFrame) -> tuple[DataFrame, DataFrame]:
     train = ranked.where(~is_held_out).drop("events_after", "user_events")
     held_out = ranked.where(is_held_out).drop("events_after", "user_events")
     return train, held_out
+
+
+def time_split(events: DataFrame, split_time, eval_days: float) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """(training events up to split_time, held-out events in the eval_days after it, events
+    later still): the nightly protocol, train on the past and evaluate on the next day."""
+    eval_end = F.lit(split_time) + F.make_dt_interval(secs=F.lit(eval_days * 86400.0))
+    train = events.where(F.col("ts") <= F.lit(split_time))
+    held_out = events.where((F.col("ts") > F.lit(split_time)) & (F.col("ts") <= eval_end))
+    later = events.where(F.col("ts") > eval_end)
+    return train, held_out, later
+
+
+def first_per_user(events: DataFrame) -> DataFrame:
+    """Each user's first event (by time, then item id): the evaluation target of a time split."""
+    earliest_first = Window.partitionBy("user_id").orderBy(*EVENT_ORDER)
+    return events.withColumn("rank", F.row_number().over(earliest_first)).where("rank = 1").drop("rank")

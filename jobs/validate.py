@@ -6,6 +6,8 @@ Every click row ends up in exactly one place: the clean events or the rejected t
 
 from __future__ import annotations
 
+import datetime as dt
+
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -52,9 +54,15 @@ def check_key_column(table: DataFrame | None, key: str, source: str) -> None:
         raise SchemaError(f"{source}: table has no column {key!r} (columns: {', '.join(table.columns)})")
 
 
-def split_valid_clicks(clicks: DataFrame) -> tuple[DataFrame, DataFrame]:
+def split_valid_clicks(
+    clicks: DataFrame,
+    anchor: dt.datetime | None = None,
+    known_items: DataFrame | None = None,
+) -> tuple[DataFrame, DataFrame]:
     """(clean events, rejected rows with a `reason`); the first failing check names the reason.
 
+    anchor: events after it are in the future (clock skew, bad producers) and rejected.
+    known_items: when the items table exists, clicks on items it lacks are rejected.
     Rejected rows keep their raw values (as text), so they can be inspected and replayed.
     """
     ids = {c: F.trim(F.col(c).cast("string")) for c in ("user_id", "item_id")}
@@ -66,6 +74,12 @@ def split_valid_clicks(clicks: DataFrame) -> tuple[DataFrame, DataFrame]:
         F.col("user_id").isNull() | (F.col("user_id") == "") | F.col("item_id").isNull() | (F.col("item_id") == ""),
         F.lit("null_id"),
     ).when(F.col("ts").isNull(), F.lit("bad_timestamp"))
+    if anchor is not None:
+        reason = reason.when(F.col("ts") > F.lit(anchor), F.lit("future_timestamp"))
+    if known_items is not None:
+        catalog = known_items.select(F.trim(F.col("item_id").cast("string")).alias("item_id")).distinct()
+        tagged = tagged.join(catalog.withColumn("item_known", F.lit(True)), "item_id", "left")
+        reason = reason.when(F.col("item_known").isNull(), F.lit("unknown_item"))
     for c in watch:
         reason = reason.when(F.col(c).isNotNull() & F.col(f"{c}__parsed").isNull(), F.lit("bad_watch_time"))
         reason = reason.when(F.col(f"{c}__parsed") < 0, F.lit("negative_watch_time"))
@@ -86,3 +100,13 @@ def split_valid_clicks(clicks: DataFrame) -> tuple[DataFrame, DataFrame]:
         *[F.col(c).cast("string").alias(c) for c in clicks.columns], "reason"
     )
     return clean, rejected
+
+
+def short_watch(clicks: DataFrame, min_seconds: float | None, min_fraction: float | None):
+    """A Column: true for a watch too short to be a positive (where the log says how long)."""
+    short = F.lit(False)
+    if min_seconds is not None and "watch_seconds" in clicks.columns:
+        short = short | (F.coalesce(F.col("watch_seconds"), F.lit(float("inf"))) < min_seconds)
+    if min_fraction is not None and "watch_fraction" in clicks.columns:
+        short = short | (F.coalesce(F.col("watch_fraction"), F.lit(1.0)) < min_fraction)
+    return short

@@ -23,6 +23,16 @@ def item_vocabulary(train_events: DataFrame) -> DataFrame:
     )
 
 
+def negative_sampling_table(items: DataFrame, alpha: float) -> DataFrame:
+    """index, probability ∝ count^alpha: the trainer's proposal for sampled negatives
+    (alpha = 0.75 damps the head, as word2vec's unigram table does)."""
+    weighted = items.select("index", F.pow(F.col("count").cast("double"), F.lit(alpha)).alias("weight"))
+    total = weighted.agg(F.sum("weight").alias("total"))
+    return weighted.crossJoin(total).select(
+        "index", (F.col("weight") / F.col("total")).alias("probability")
+    ).orderBy("index")
+
+
 def categorical_vocabulary(values: DataFrame, column: str, min_count: int) -> DataFrame:
     """value, index (2 .. n by count desc, then value), count; values below min_count are left
     out and map to CATEGORY_UNKNOWN."""

@@ -24,26 +24,22 @@ def event_seconds(ts: Column) -> Column:
     return F.unix_micros(ts) / 1e6
 
 
-def windowed_examples(events: DataFrame, history_len: int, min_history: int) -> DataFrame:
-    """user_id, label, history (padded), history_length, ts — one row per training event.
+def windowed_examples(events: DataFrame, history_len: int) -> DataFrame:
+    """One row per training event: label, history (padded), history_length, and the event's
+    other columns (user_id, item_id, ts, ...) passed through.
 
     `events` carries user_id, item_id, item_index and ts of the training events.
     """
-    earlier = (
-        Window.partitionBy("user_id").orderBy(*EVENT_ORDER).rowsBetween(-history_len, -1)
-    )
+    earlier = Window.partitionBy("user_id").orderBy(*EVENT_ORDER).rowsBetween(-history_len, -1)
     examples = events.select(
-        "user_id",
+        *[c for c in events.columns if c != "item_index"],
         F.col("item_index").cast("int").alias("label"),
         F.collect_list("item_index").over(earlier).alias("history_items"),
-        "ts",
     )
-    return examples.where(F.size("history_items") >= min_history).select(
-        "user_id",
-        "label",
+    return examples.select(
+        *[c for c in examples.columns if c != "history_items"],
         padded(F.col("history_items"), history_len).alias("history"),
         F.size("history_items").cast("int").alias("history_length"),
-        "ts",
     )
 
 
@@ -54,6 +50,12 @@ def with_example_age(examples: DataFrame, anchor_seconds: float, window_hours: f
     user vector does at serving time.
     """
     age_hours = (F.lit(anchor_seconds) - event_seconds(F.col("ts"))) / SECONDS_PER_HOUR
-    return examples.withColumn("example_age_hours", age_hours.cast("double")).withColumn(
-        "example_age", (F.col("example_age_hours") / F.lit(window_hours)).cast("float")
+    x = age_hours / F.lit(window_hours)
+    return examples.withColumns(
+        {
+            "example_age_hours": age_hours.cast("double"),
+            "example_age": x.cast("float"),
+            "example_age_sq": (x * x).cast("float"),
+            "example_age_sqrt": F.sqrt(F.greatest(x, F.lit(0.0))).cast("float"),
+        }
     )

@@ -32,13 +32,13 @@ CHECKPOINT_STATE = "train_state.json"
 LOG_EVERY_STEPS = 50
 
 
-def make_sampler(cfg: TrainConfig, spec: ModelSpec, item_vocab_path: str):
+def make_sampler(cfg: TrainConfig, spec: ModelSpec, item_sampling_path: str):
     if cfg.sampler == "log_uniform":
         return LogUniformSampler(spec.num_items)
-    vocab = pq.read_table(item_vocab_path, columns=["index", "count"])
-    counts = np.zeros(spec.num_items, dtype=np.float64)
-    counts[vocab.column("index").to_numpy()] = vocab.column("count").to_numpy()
-    return UnigramSampler(counts)
+    table = pq.read_table(item_sampling_path, columns=["index", "probability"])
+    probabilities = np.zeros(spec.num_items, dtype=np.float64)
+    probabilities[table.column("index").to_numpy()] = table.column("probability").to_numpy()
+    return UnigramSampler(probabilities)
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -56,7 +56,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     net: YouTubeDNN = model.module if hasattr(model, "module") else model
     device = ray.train.torch.get_device()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    sampler = make_sampler(cfg, spec, config["item_vocab_path"])
+    sampler = make_sampler(cfg, spec, config["item_sampling_path"])
     num_negatives = min(cfg.num_negatives, spec.num_items - 1)
     generator = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     shard = ray.train.get_dataset_shard("train")

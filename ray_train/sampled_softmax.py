@@ -34,11 +34,12 @@ class LogUniformSampler:
 
 
 class UnigramSampler:
-    """Q(j) proportional to count(j)^alpha (alpha = 0.75, word2vec's smoothing of popularity)."""
+    """Q(j) proportional to count(j)^alpha (prep's vocab/item_sampling table, alpha = 0.75
+    by default: word2vec's smoothing of popularity)."""
 
-    def __init__(self, counts: np.ndarray, alpha: float = 0.75):
-        # counts[j] for item index j; index 0 (padding) gets probability 0
-        weights = np.asarray(counts, dtype=np.float64) ** alpha
+    def __init__(self, probabilities: np.ndarray):
+        # probabilities[j] for item index j; index 0 (padding) is never drawn
+        weights = np.asarray(probabilities, dtype=np.float64).copy()
         weights[0] = 0.0
         self.probs = torch.from_numpy(weights / weights.sum())
         self.log_probs = torch.log(self.probs.clamp(min=1e-30)).float()

@@ -70,7 +70,7 @@ def run_train(run_dir: str, cfg: Config) -> dict[str, Any]:
             "train": train_cfg.model_dump(mode="json"),
             "spec": spec.to_dict(),
             "history_len": int(features["history_len"]),
-            "item_vocab_path": storage.join(prep_dir, "vocab", "items"),
+            "item_sampling_path": storage.join(prep_dir, "vocab", "item_sampling"),
         },
         scaling_config=ScalingConfig(
             num_workers=train_cfg.workers,

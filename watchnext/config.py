@@ -42,17 +42,61 @@ class RayConfig(_Section):
 
 
 class PrepConfig(_Section):
+    # --- input quality
+    # the run's anchor: events after it are in the future and rejected; None = job start
+    anchor: dt.datetime | None = None
+    # more rejected rows than this share of the input fails the job: the input is broken
+    max_rejected_fraction: float = Field(0.1, ge=0, le=1)
+    # clicks on items missing from the items table (when there is one) are rejected
+    reject_unknown_items: bool = True
+    # a watch shorter than this is not a positive (where the log has watch_seconds)
+    min_watch_seconds: float | None = Field(3.0, ge=0)
+    # the same for the watched fraction of the item (where the log has watch_fraction)
+    min_watch_fraction: float | None = Field(None, ge=0, le=1)
+
+    # --- split
+    # leave_last_out: each user's last watch is evaluated; time: train on watches up to
+    # split_time, evaluate each user's first watch in the eval_days that follow
+    split: Literal["leave_last_out", "time"] = "leave_last_out"
+    split_time: dt.datetime | None = None
+    eval_days: float = Field(1.0, gt=0)
+
+    # --- sample construction
     # rollback window: the label's features come from at most this many earlier watches
     history_len: int = Field(50, ge=1, le=1000)
     # a label needs at least this many earlier watches to become an example
     min_history: int = Field(1, ge=0)
+    # hot-item down-sampling of labels, kept with p = (sqrt(f/t) + 1) t / f (word2vec's
+    # sub-sampling; f = the item's share of clicks); None = off
+    subsample_threshold: float | None = Field(1e-3, gt=0)
+    # at most this many examples per user, drawn at random with the seed, so heavy users do
+    # not dominate the loss (the paper's fixed number per user); 0 = no cap
+    max_examples_per_user: int = Field(30, ge=0)
     # a categorical value seen fewer times maps to the shared "unknown" index
     min_category_count: int = Field(2, ge=1)
     # user columns used as demographics; None = every column of the users table
     user_categoricals: tuple[str, ...] | None = None
+    # negatives are sampled in proportion to count^alpha (written beside the vocabulary)
+    negative_alpha: float = Field(0.75, ge=0)
+
+    # --- output
     # examples are written as this many shuffled Parquet files, the unit Ray Data streams
     example_files: int = Field(8, ge=1)
     seed: int = 42
+
+    @field_validator("anchor", "split_time", mode="after")
+    @classmethod
+    def _utc(cls, value: dt.datetime | None) -> dt.datetime | None:
+        # a time without a zone is UTC, like every timestamp of the pipeline
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+        return value
+
+    @model_validator(mode="after")
+    def _split_needs_a_time(self) -> "PrepConfig":
+        if self.split == "time" and self.split_time is None:
+            raise ValueError("split=time needs split_time (e.g. 2026-11-22T00:00:00Z)")
+        return self
 
 
 class TrainConfig(_Section):

@@ -68,6 +68,13 @@ CATEGORY_VOCAB = pa.schema(
         pa.field("count", pa.int64(), nullable=False),
     ]
 )
+# vocab/item_sampling: the negative sampling proposal, probability ∝ count^alpha
+ITEM_SAMPLING = pa.schema(
+    [
+        pa.field("index", pa.int32(), nullable=False),
+        pa.field("probability", pa.float64(), nullable=False),
+    ]
+)
 CATEGORY_MISSING = 0
 CATEGORY_UNKNOWN = 1
 
@@ -81,7 +88,9 @@ EXAMPLES = pa.schema(
         pa.field("history", pa.list_(pa.int32()), nullable=False),
         pa.field("history_length", pa.int32(), nullable=False),
         pa.field("example_age_hours", pa.float64(), nullable=False),  # anchor - event time
-        pa.field("example_age", pa.float32(), nullable=False),  # hours / training window
+        pa.field("example_age", pa.float32(), nullable=False),  # x = hours / training window
+        pa.field("example_age_sq", pa.float32(), nullable=False),  # x^2
+        pa.field("example_age_sqrt", pa.float32(), nullable=False),  # sqrt(x)
         # user categoricals, in the order manifest["features"]["user_categoricals"] lists
         pa.field("demographics", pa.list_(pa.int32()), nullable=False),
         pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),

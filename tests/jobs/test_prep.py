@@ -26,6 +26,16 @@ a,x,2026-01-01T00:00:00Z,10
 ,x,2026-01-01T00:00:00Z,10
 d,x,not a time,10
 d,y,2026-01-01T00:00:00Z,-4
+c,q,2026-01-01T04:00:00Z,10
+c,x,2027-01-01T00:00:00Z,10
+c,v,2026-01-01T05:00:00Z,1
+"""
+ITEMS = """item_id,title
+x,The X
+y,Why
+z,Zed
+w,Double You
+v,Vee
 """
 USERS = """user_id,gender,country
 a,F,fr
@@ -35,7 +45,7 @@ c,F,de
 
 
 def write_dataset(root: Path, clicks: str = CLICKS) -> str:
-    for name, text in (("clicks", clicks), ("users", USERS)):
+    for name, text in (("clicks", clicks), ("users", USERS), ("items", ITEMS)):
         (root / name).mkdir(parents=True)
         (root / name / "part-0.csv").write_text(text)
     return str(root)
@@ -45,7 +55,11 @@ def write_dataset(root: Path, clicks: str = CLICKS) -> str:
 def prepped(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("prep")
     data = write_dataset(root / "data")
-    manifest = run_prep(spark, data, str(root / "run" / "prep"), PrepConfig(history_len=3, min_category_count=2, example_files=2))
+    cfg = PrepConfig(
+        history_len=3, min_category_count=2, example_files=2, anchor="2026-06-01T00:00:00Z",
+        max_rejected_fraction=0.5, subsample_threshold=None, max_examples_per_user=0,
+    )
+    manifest = run_prep(spark, data, str(root / "run" / "prep"), cfg)
     return root / "run" / "prep", manifest
 
 
@@ -58,10 +72,13 @@ def test_manifest_is_written_last_and_accounts_for_every_row(prepped):
     on_disk = json.loads((prep_dir / "_manifest.json").read_text())
     assert on_disk == manifest
     counts = manifest["counts"]
-    assert counts["events_in"] == 12
-    assert counts["rejected"] == {"duplicate": 1, "null_id": 1, "bad_timestamp": 1, "negative_watch_time": 1}
+    assert counts["events_in"] == 15
+    assert counts["rejected"] == {
+        "duplicate": 1, "null_id": 1, "bad_timestamp": 1, "negative_watch_time": 1,
+        "unknown_item": 1, "future_timestamp": 1,
+    }
     # the first watch of a, b and c has no earlier watch: no example (min_history 1)
-    assert counts["filtered"] == {"held_out": 2, "short_history": 3}
+    assert counts["filtered"] == {"short_watch": 1, "held_out": 2, "short_history": 3}
     assert counts["examples"] == 3
     assert counts["events_in"] == sum(counts["rejected"].values()) + sum(counts["filtered"].values()) + counts["examples"]
 
@@ -69,7 +86,10 @@ def test_manifest_is_written_last_and_accounts_for_every_row(prepped):
 def test_rejected_rows_keep_their_reason(prepped):
     prep_dir, _ = prepped
     rejected = read(prep_dir, "rejected").to_pylist()
-    assert sorted(r["reason"] for r in rejected) == ["bad_timestamp", "duplicate", "negative_watch_time", "null_id"]
+    assert sorted(r["reason"] for r in rejected) == [
+        "bad_timestamp", "duplicate", "future_timestamp", "negative_watch_time", "null_id", "unknown_item"
+    ]
+    assert [r["ts"] for r in rejected if r["reason"] == "future_timestamp"] == ["2027-01-01 00:00:00"]
     assert {r["user_id"] for r in rejected if r["reason"] == "bad_timestamp"} == {"d"}
 
 
@@ -111,6 +131,22 @@ def test_outputs_follow_the_contract(prepped):
     for name, schema in (("examples", EXAMPLES), ("user_features", USER_FEATURES), ("eval", EVAL_TARGETS)):
         got = read(prep_dir, name).schema
         assert {f.name: f.type for f in got} == {f.name: f.type for f in schema}, name
+
+
+def test_the_negative_sampling_table_follows_count_to_the_alpha(prepped):
+    prep_dir, _ = prepped
+    table = read(prep_dir, "vocab/item_sampling").to_pylist()
+    weights = [3 ** 0.75, 2 ** 0.75, 1.0]
+    assert [r["index"] for r in table] == [1, 2, 3]
+    assert [r["probability"] for r in table] == pytest.approx([w / sum(weights) for w in weights])
+
+
+def test_too_many_rejected_rows_fail_the_job_with_the_reasons(spark, tmp_path):
+    data = write_dataset(tmp_path / "data")
+    with pytest.raises(ValueError, match=r"40.0% of the 15 input rows were rejected .*max_rejected_fraction=0.1"):
+        run_prep(spark, data, str(tmp_path / "run" / "prep"), PrepConfig(anchor="2026-06-01T00:00:00Z"))
+    assert not (tmp_path / "run" / "prep" / "_manifest.json").exists()
+    assert (tmp_path / "run" / "prep" / "rejected").exists()  # left to inspect
 
 
 def test_a_missing_column_fails_at_once_naming_it(spark, tmp_path):

@@ -27,3 +27,16 @@ def test_last_event_is_held_out_and_ties_break_by_item_id(spark):
 def test_a_user_with_one_event_keeps_it_for_training(spark):
     train, held_out = leave_last_out(clicks(spark, [("solo", "x", 1)]))
     assert train.count() == 1 and held_out.count() == 0
+
+
+def test_time_split_trains_up_to_t_and_evaluates_the_next_window(spark):
+    from jobs.split import first_per_user, time_split
+
+    day = 86400
+    log = clicks(spark, [("a", "x", 0), ("a", "y", day), ("a", "z", day + 10), ("a", "w", day + 20),
+                         ("b", "x", 3 * day), ("b", "y", day + 5)])
+    train, held_out, later = time_split(log, T0 + dt.timedelta(seconds=day), eval_days=1.0)
+    assertDataFrameEqual(train, clicks(spark, [("a", "x", 0), ("a", "y", day)]))
+    assertDataFrameEqual(held_out, clicks(spark, [("a", "z", day + 10), ("a", "w", day + 20), ("b", "y", day + 5)]))
+    assertDataFrameEqual(later, clicks(spark, [("b", "x", 3 * day)]))
+    assertDataFrameEqual(first_per_user(held_out), clicks(spark, [("a", "z", day + 10), ("b", "y", day + 5)]))

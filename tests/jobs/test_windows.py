@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyspark.sql import Row
@@ -24,9 +25,12 @@ def events(spark, rows):
 
 def test_history_holds_only_earlier_events_in_time_order(spark):
     log = events(spark, [("a", 5, 30), ("a", 7, 10), ("a", 9, 20), ("b", 3, 5), ("b", 4, 6)])
-    got = windowed_examples(log, history_len=4, min_history=1).select("user_id", "label", "history", "history_length")
+    got = windowed_examples(log, history_len=4).select("user_id", "label", "history", "history_length")
     expected = spark.createDataFrame(
-        [("a", 9, [7, 0, 0, 0], 1), ("a", 5, [7, 9, 0, 0], 2), ("b", 4, [3, 0, 0, 0], 1)],
+        [
+            ("a", 7, [0, 0, 0, 0], 0), ("a", 9, [7, 0, 0, 0], 1), ("a", 5, [7, 9, 0, 0], 2),
+            ("b", 3, [0, 0, 0, 0], 0), ("b", 4, [3, 0, 0, 0], 1),
+        ],
         "user_id string, label int, history array<int>, history_length int",
     )
     assertDataFrameEqual(got, expected)
@@ -34,30 +38,24 @@ def test_history_holds_only_earlier_events_in_time_order(spark):
 
 def test_history_is_capped_at_the_latest_events(spark):
     log = events(spark, [("a", i, i) for i in range(1, 8)])
-    got = windowed_examples(log, history_len=3, min_history=0).where("label = 7").select("history").first()
+    got = windowed_examples(log, history_len=3).where("label = 7").select("history").first()
     assert got.history == [4, 5, 6]
 
 
 def test_ties_in_time_break_by_item_id(spark):
     log = events(spark, [("a", 8, 10), ("a", 2, 10), ("a", 5, 11)])
-    got = windowed_examples(log, history_len=5, min_history=0).orderBy("history_length").collect()
+    got = windowed_examples(log, history_len=5).orderBy("history_length").collect()
     assert [(r.label, r.history[: r.history_length]) for r in got] == [(2, []), (8, [2]), (5, [2, 8])]
-
-
-def test_min_history_drops_labels_without_enough_past(spark):
-    log = events(spark, [("a", 1, 1), ("a", 2, 2), ("a", 3, 3)])
-    labels = [r.label for r in windowed_examples(log, history_len=5, min_history=2).collect()]
-    assert labels == [3]
 
 
 def test_example_age_is_anchor_minus_event_time(spark):
     log = events(spark, [("a", 1, 0), ("a", 2, 3600 * 10), ("a", 3, 3600 * 40)])
     anchor = (T0 + dt.timedelta(hours=40)).timestamp()
-    got = with_example_age(windowed_examples(log, 5, 0), anchor, window_hours=40.0)
-    ages = {r.label: (r.example_age_hours, r.example_age) for r in got.collect()}
-    assert ages[1] == (40.0, 1.0)
-    assert ages[2] == (30.0, 0.75)
-    assert ages[3] == (0.0, 0.0)
+    got = with_example_age(windowed_examples(log, 5), anchor, window_hours=40.0)
+    ages = {r.label: (r.example_age_hours, r.example_age, r.example_age_sq, r.example_age_sqrt) for r in got.collect()}
+    assert ages[1] == (40.0, 1.0, 1.0, 1.0)
+    assert ages[2] == (30.0, 0.75, 0.5625, pytest.approx(0.75 ** 0.5))
+    assert ages[3] == (0.0, 0.0, 0.0, 0.0)
 
 
 def test_padding_fills_to_a_fixed_length(spark):
@@ -76,7 +74,7 @@ logs = st.lists(
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=logs, history_len=st.integers(1, 6))
 def test_history_equals_earlier_events_on_random_logs(spark, rows, history_len):
-    got = windowed_examples(events(spark, rows), history_len, min_history=0).collect()
+    got = windowed_examples(events(spark, rows), history_len).collect()
     assert len(got) == len(rows)
     ordered = {u: sorted((s, f"{i:05d}", i) for uu, i, s in rows if uu == u) for u in "uvw"}
     expected = {

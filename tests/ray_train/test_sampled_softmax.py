@@ -27,13 +27,14 @@ def test_log_uniform_q_sums_to_one_and_matches_draws():
     assert torch.allclose(empirical[:5], q[:5], atol=0.005)
 
 
-def test_unigram_sampler_follows_count_to_the_three_quarters():
-    counts = np.array([0, 1000, 100, 10, 0], dtype=float)
-    sampler = UnigramSampler(counts)
-    expected = counts ** 0.75 / (counts ** 0.75).sum()
-    assert np.allclose(sampler.probs.numpy(), expected)
+def test_unigram_sampler_draws_from_the_table():
+    table = np.array([0.3, 0.5, 0.3, 0.2, 0.0])  # index 0 is padding: never drawn
+    sampler = UnigramSampler(table)
+    assert np.allclose(sampler.probs.numpy(), [0.0, 0.5, 0.3, 0.2, 0.0])
     draws = sampler.sample(100_000, torch.Generator().manual_seed(1))
-    assert set(draws.unique().tolist()) <= {1, 2, 3}
+    assert set(draws.unique().tolist()) == {1, 2, 3}
+    assert abs(float((draws == 1).double().mean()) - 0.5) < 0.01
+    assert torch.allclose(sampler.log_q(torch.tensor([2])), torch.tensor([math.log(0.3)]))
 
 
 def _table(n: int, d: int, seed: int):

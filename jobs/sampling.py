@@ -1,0 +1,56 @@
+"""Seeded, partition-independent sampling of examples: hot-item down-sampling and the
+per-user cap. Every draw is a hash of (seed, user, item, ts), never rand(): reruns and any
+partitioning of the input give identical rows."""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+_MANTISSA = (1 << 53) - 1
+
+
+def hash_uniform(seed: int, *cols: str | Column) -> Column:
+    """A deterministic draw in [0, 1) from a hash of the seed and the columns."""
+    bits = F.xxhash64(F.lit(seed), *cols).bitwiseAND(F.lit(_MANTISSA))
+    return bits.cast("double") / float(_MANTISSA + 1)
+
+
+def keep_probability(share: Column, threshold: float) -> Column:
+    """word2vec's sub-sampling: p = (sqrt(f / t) + 1) * t / f, capped at 1; f = item's share."""
+    return F.least(F.lit(1.0), (F.sqrt(share / threshold) + 1.0) * threshold / share)
+
+
+def with_drop_reason(
+    examples: DataFrame,
+    total_clicks: int,
+    min_history: int,
+    subsample_threshold: float | None,
+    max_per_user: int,
+    seed: int,
+) -> DataFrame:
+    """Add `drop_reason` (null = the example is kept): short_history, subsampled, user_cap.
+
+    examples carry user_id, item_id, ts, history_length and item_count (the label item's
+    training events, of total_clicks in all). The per-user cap picks among the examples that
+    survive the first two rules, at random with the seed.
+    """
+    reason = F.when(F.col("history_length") < min_history, F.lit("short_history"))
+    if subsample_threshold is not None:
+        share = F.col("item_count") / float(total_clicks)
+        draw = hash_uniform(seed, "user_id", "item_id", "ts")
+        reason = reason.when(draw >= keep_probability(share, subsample_threshold), F.lit("subsampled"))
+    tagged = examples.withColumn("drop_reason", reason)
+    if max_per_user > 0:
+        # survivors first, in a seeded random order; the first max_per_user of them stay
+        pick_order = Window.partitionBy("user_id").orderBy(
+            F.col("drop_reason").isNotNull(), hash_uniform(seed + 1, "user_id", "item_id", "ts")
+        )
+        tagged = tagged.withColumn(
+            "drop_reason",
+            F.when(
+                F.col("drop_reason").isNull() & (F.row_number().over(pick_order) > max_per_user),
+                F.lit("user_cap"),
+            ).otherwise(F.col("drop_reason")),
+        )
+    return tagged
