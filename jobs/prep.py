@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 from jobs.sources import Sources, read_sources
 from jobs.sampling import with_drop_reason
 from jobs.split import first_per_user, leave_last_out, time_split
+from jobs.tokens import encode_texts, token_vocabulary
 from jobs.user_features import serving_features
 from jobs.validate import check_clicks_schema, check_key_column, short_watch, split_valid_clicks
 from jobs.vocab import (
@@ -33,7 +34,7 @@ from jobs.vocab import (
 from jobs.windows import SECONDS_PER_HOUR, event_seconds, windowed_examples, with_example_age
 from watchnext import storage
 from watchnext.config import PrepConfig
-from watchnext.contract import ITEMS_KEY, USERS_KEY
+from watchnext.contract import ITEMS_KEY, ITEMS_TITLE, USERS_KEY
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +78,20 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
         filtered["held_out"], filtered["after_eval_window"] = held_out.count(), later.count()
 
     items = item_vocabulary(train).persist(StorageLevel.MEMORY_AND_DISK)
-    indexed = train.join(
-        items.select("item_id", F.col("index").alias("item_index"), F.col("count").alias("item_count")), "item_id"
-    ).persist(StorageLevel.MEMORY_AND_DISK)
-    stats = indexed.agg(F.min(event_seconds(F.col("ts"))), F.max(event_seconds(F.col("ts"))), F.count(F.lit(1))).first()
+    stats = train.agg(F.min(event_seconds(F.col("ts"))), F.max(event_seconds(F.col("ts"))), F.count(F.lit(1))).first()
     if not stats[2]:
         raise ValueError(f"{data_dir}: no training events left after validation and the split (see {out('rejected')})")
     # example age is measured from the end of the training window
     age_anchor = float(stats[1]) if cfg.split == "leave_last_out" else cfg.split_time.timestamp()
     window_hours = max((age_anchor - float(stats[0])) / SECONDS_PER_HOUR, 1.0)
     train_clicks = int(stats[2])
+
+    search_source = _search_source(sources, cfg)
+    searches, item_tokens, token_vocab = _search_tokens(sources, items, search_source, age_anchor, cfg)
+    item_columns = items.select("item_id", F.col("index").alias("item_index"), F.col("count").alias("item_count"))
+    if item_tokens is not None:  # titles stand in for searches: each watch brings its title's tokens
+        item_columns = item_columns.join(item_tokens, "item_id", "left")
+    indexed = train.join(item_columns, "item_id").persist(StorageLevel.MEMORY_AND_DISK)
 
     categoricals = _user_categoricals(sources, cfg)
     vocabularies = {
@@ -98,7 +103,8 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
         else None
     )
 
-    candidates = windowed_examples(indexed, cfg.history_len).transform(
+    max_tokens = cfg.max_search_tokens if search_source != "none" else 0
+    candidates = windowed_examples(indexed, cfg.history_len, searches, max_tokens).transform(
         with_drop_reason, train_clicks, cfg.min_history, cfg.subsample_threshold, cfg.max_examples_per_user, cfg.seed
     )
     # a light pass: Spark prunes the history arrays, which the counts do not need
@@ -108,7 +114,7 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
         .transform(with_example_age, age_anchor, window_hours)
         .transform(_with_demographics, demographics, len(categoricals))
     )
-    features = serving_features(indexed, cfg.history_len).transform(
+    features = serving_features(indexed, cfg.history_len, searches, max_tokens).transform(
         _with_demographics, demographics, len(categoricals)
     )
     if cfg.split == "time":
@@ -125,12 +131,62 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     negative_sampling_table(items, cfg.negative_alpha).coalesce(1).write.parquet(out("vocab/item_sampling"))
     for column, vocab in vocabularies.items():
         vocab.orderBy("index").coalesce(1).write.parquet(out(f"vocab/{column}"))
+    if token_vocab is not None:
+        token_vocab.orderBy("index").coalesce(1).write.parquet(out("vocab/search_tokens"))
 
     manifest = _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, run_anchor,
                          age_anchor, window_hours, events_in, rejected_counts, filtered)
+    manifest["features"].update(
+        {
+            "search_source": search_source,
+            "max_search_tokens": max_tokens,
+            "token_vocab_size": _vocab_size(spark, out("vocab/search_tokens")) if token_vocab is not None else 0,
+        }
+    )
     for df in (events, items, indexed, *vocabularies.values()):
         df.unpersist()
     return storage.finish_stage(prep_dir, started, manifest)
+
+
+def _search_source(sources: Sources, cfg: PrepConfig) -> str:
+    has_titles = sources.items is not None and ITEMS_TITLE in sources.items.columns
+    if cfg.search_source == "auto":
+        return "queries" if sources.searches is not None else "titles" if has_titles else "none"
+    if cfg.search_source == "queries" and sources.searches is None:
+        raise ValueError("prep.search_source=queries, but the dataset has no searches/ table")
+    if cfg.search_source == "titles" and not has_titles:
+        raise ValueError("prep.search_source=titles, but the items table has no title column")
+    return cfg.search_source
+
+
+def _search_tokens(sources: Sources, items: DataFrame, source: str, age_anchor: float, cfg: PrepConfig):
+    """(searches with tokens | None, item title tokens | None, token vocabulary | None).
+
+    The vocabulary is fitted on what the training period saw: queries up to the end of the
+    training window, or the titles of the items in the item vocabulary.
+    """
+    if source == "queries":
+        check_key_column(sources.searches, "query", "searches")
+        queries = sources.searches.select(
+            F.trim(F.col("user_id").cast("string")).alias("user_id"), "ts", F.col("query").alias("text")
+        ).where(F.col("user_id").isNotNull() & F.col("ts").isNotNull() & F.col("text").isNotNull())
+        queries = queries.where(event_seconds(F.col("ts")) <= F.lit(age_anchor))
+        vocab = token_vocabulary(queries, cfg.min_token_count).persist()
+        keyed = queries.withColumn("search_id", F.monotonically_increasing_id())
+        tokens = encode_texts(keyed, ["search_id"], vocab)
+        return keyed.join(tokens, "search_id").select("user_id", "ts", "tokens"), None, vocab
+    if source == "titles":
+        titles = sources.items.select(
+            F.trim(F.col(ITEMS_KEY).cast("string")).alias("item_id"), F.col(ITEMS_TITLE).alias("text")
+        ).join(items.select("item_id"), "item_id", "left_semi").where(F.col("text").isNotNull())
+        vocab = token_vocabulary(titles, cfg.min_token_count).persist()
+        return None, encode_texts(titles, ["item_id"], vocab), vocab
+    return None, None, None
+
+
+def _vocab_size(spark: SparkSession, path: str) -> int:
+    """Index 0 = padding, 1 = unknown, 2 .. max = values."""
+    return int(spark.read.parquet(path).agg(F.max("index")).first()[0] or 1) + 1
 
 
 def _counts(df: DataFrame, column: str) -> dict[str, int]:
@@ -183,7 +239,7 @@ def _write_shuffled(examples: DataFrame, path: str, cfg: PrepConfig) -> None:
     (
         examples.select(
             "user_id", "label", "history", "history_length", "example_age_hours", "example_age",
-            "example_age_sq", "example_age_sqrt", "demographics", "ts",
+            "example_age_sq", "example_age_sqrt", "search_tokens", "demographics", "ts",
         )
         .repartition(cfg.example_files, key)
         .sortWithinPartitions(key)
@@ -224,9 +280,7 @@ def _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, run_anchor,
             "history_len": cfg.history_len,
             "item_vocab_size": read("vocab/items").count() + 1,  # + padding index 0
             "user_categoricals": categoricals,
-            "categorical_sizes": [
-                int(read(f"vocab/{c}").agg(F.max("index")).first()[0] or 1) + 1 for c in categoricals
-            ],
+            "categorical_sizes": [_vocab_size(spark, storage.join(prep_dir, "vocab", c)) for c in categoricals],
             "run_anchor": run_anchor.isoformat(),
             "anchor_ts": age_anchor,
             "window_hours": window_hours,

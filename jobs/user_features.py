@@ -5,22 +5,39 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.split import EVENT_ORDER
-from jobs.windows import padded
+from jobs.windows import padded, token_bag, user_timeline
 
 
-def serving_features(train_events: DataFrame, history_len: int) -> DataFrame:
-    """user_id, history (last history_len, oldest first, padded), history_length, watched."""
-    in_order = F.array_sort(F.collect_list(F.struct(*EVENT_ORDER, "item_index")))
-    sequences = train_events.groupBy("user_id").agg(
-        F.transform(in_order, lambda event: event["item_index"]).alias("items")
+def serving_features(
+    train_events: DataFrame, history_len: int, searches: DataFrame | None = None, max_tokens: int = 0
+) -> DataFrame:
+    """user_id, history (last history_len watches, oldest first, padded), history_length,
+    search_tokens (of the searches since the window's first watch, up to the last watch),
+    watched (every training item index)."""
+    timeline = user_timeline(train_events, searches)
+    per_user = timeline.groupBy("user_id").agg(
+        F.array_sort(
+            F.collect_list(F.when(F.col("is_watch"), F.struct("watch_ordinal", "item_index")))
+        ).alias("watches"),
+        F.max("watch_ordinal").alias("last_ordinal"),
+        F.max(F.when(F.col("is_watch"), F.col("ts"))).alias("last_watch_ts"),
+        F.collect_list(F.struct("watch_ordinal", "ts", "tokens")).alias("token_rows"),
     )
-    latest = F.slice(
-        F.col("items"), F.greatest(F.size("items") - history_len + 1, F.lit(1)), history_len
+    items = F.transform(F.col("watches"), lambda w: w["item_index"])
+    latest = F.slice(items, F.greatest(F.size(items) - history_len + 1, F.lit(1)), history_len)
+    # the examples' window of a next watch: the last history_len watches and the searches
+    # between them, none after the last watch (it could describe the held-out one)
+    in_window = F.filter(
+        F.col("token_rows"),
+        lambda r: r["tokens"].isNotNull()
+        & (r["watch_ordinal"] > F.col("last_ordinal") - history_len)
+        & (r["ts"] <= F.col("last_watch_ts")),
     )
-    return sequences.select(
+    ordered = F.transform(F.array_sort(in_window), lambda r: r["tokens"])
+    return per_user.where(F.col("last_ordinal") > 0).select(
         "user_id",
         padded(latest, history_len).alias("history"),
-        F.least(F.size("items"), F.lit(history_len)).cast("int").alias("history_length"),
-        F.array_sort(F.array_distinct(F.col("items"))).cast("array<int>").alias("watched"),
+        F.least(F.size(items), F.lit(history_len)).cast("int").alias("history_length"),
+        token_bag(ordered, max_tokens).alias("search_tokens"),
+        F.array_sort(F.array_distinct(items)).cast("array<int>").alias("watched"),
     )

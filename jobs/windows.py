@@ -10,7 +10,6 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from jobs.split import EVENT_ORDER
 
 SECONDS_PER_HOUR = 3600.0
 
@@ -24,22 +23,62 @@ def event_seconds(ts: Column) -> Column:
     return F.unix_micros(ts) / 1e6
 
 
-def windowed_examples(events: DataFrame, history_len: int) -> DataFrame:
-    """One row per training event: label, history (padded), history_length, and the event's
-    other columns (user_id, item_id, ts, ...) passed through.
+def user_timeline(events: DataFrame, searches: DataFrame | None) -> DataFrame:
+    """Watches and searches of each user on one time line, with `watch_ordinal`: the number of
+    watches up to and including the row. Rows carry `tokens` (a search's query tokens, or a
+    watch's title tokens where titles stand in for searches; else null).
 
-    `events` carries user_id, item_id, item_index and ts of the training events.
+    A search in the same second as a watch counts as after it, so no label sees a query that
+    may have followed it.
     """
-    earlier = Window.partitionBy("user_id").orderBy(*EVENT_ORDER).rowsBetween(-history_len, -1)
-    examples = events.select(
-        *[c for c in events.columns if c != "item_index"],
+    watches = events.withColumn("is_watch", F.lit(True))
+    if "tokens" not in events.columns:
+        watches = watches.withColumn("tokens", F.lit(None).cast("array<int>"))
+    timeline = watches
+    if searches is not None:
+        timeline = timeline.unionByName(
+            searches.select("user_id", "ts", "tokens").withColumn("is_watch", F.lit(False)),
+            allowMissingColumns=True,
+        )
+    so_far = (
+        Window.partitionBy("user_id")
+        .orderBy("ts", F.col("is_watch").desc(), "item_id")
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    )
+    return timeline.withColumn("watch_ordinal", F.sum(F.col("is_watch").cast("int")).over(so_far))
+
+
+def token_bag(token_lists: Column, max_tokens: int) -> Column:
+    """The distinct tokens of a list of token arrays, most recent first, capped and padded."""
+    bag = F.slice(F.array_distinct(F.reverse(F.flatten(token_lists))), 1, max_tokens)
+    return padded(bag, max_tokens)
+
+
+def windowed_examples(
+    events: DataFrame, history_len: int, searches: DataFrame | None = None, max_tokens: int = 0
+) -> DataFrame:
+    """One row per training watch: label, history (padded), history_length, search_tokens, and
+    the event's other columns (user_id, item_id, ts, ...) passed through.
+
+    `events` carries user_id, item_id, item_index, ts (and `tokens` when titles stand in for
+    searches); `searches` carries user_id, ts, tokens. The window of watch w holds the watches
+    w - history_len .. w - 1 and the searches made between them, nothing at or after w.
+    """
+    passthrough = [c for c in events.columns if c not in ("item_index", "tokens")]
+    earlier = Window.partitionBy("user_id").orderBy("watch_ordinal").rangeBetween(-history_len, -1)
+    timeline = user_timeline(events, searches).select(
+        *passthrough,
+        "is_watch",
         F.col("item_index").cast("int").alias("label"),
         F.collect_list("item_index").over(earlier).alias("history_items"),
+        F.collect_list("tokens").over(earlier).alias("token_lists"),
     )
-    return examples.select(
-        *[c for c in examples.columns if c != "history_items"],
+    return timeline.where("is_watch").select(
+        *passthrough,
+        "label",
         padded(F.col("history_items"), history_len).alias("history"),
         F.size("history_items").cast("int").alias("history_length"),
+        token_bag(F.col("token_lists"), max_tokens).alias("search_tokens"),
     )
 
 

@@ -14,29 +14,55 @@ import torch
 
 from watchnext.contract import fixed_lists
 
-EXAMPLE_COLUMNS = ["label", "history", "example_age", "demographics"]
-FEATURE_COLUMNS = ["history", "example_age", "demographics"]
+EXAMPLE_COLUMNS = ["label", "history", "search_tokens", "example_age", "demographics"]
+
+
+@dataclass(frozen=True)
+class Widths:
+    """The fixed widths of the list features, from the prep manifest."""
+
+    history_len: int
+    max_search_tokens: int
+    num_categoricals: int
+
+    @classmethod
+    def from_prep_features(cls, features: dict) -> "Widths":
+        return cls(int(features["history_len"]), int(features.get("max_search_tokens", 0)),
+                   len(features["user_categoricals"]))
 
 
 @dataclass
 class Batch:
     history: torch.Tensor  # [B, history_len] int64, 0 = padding
+    search_tokens: torch.Tensor  # [B, max_search_tokens] int64, 0 = padding
     demographics: torch.Tensor  # [B, F] int64
     example_age: torch.Tensor  # [B] float32
     labels: torch.Tensor | None = None  # [B] int64
 
     def to(self, device: torch.device) -> "Batch":
         return Batch(*(t.to(device, non_blocking=True) if t is not None else None for t in
-                       (self.history, self.demographics, self.example_age, self.labels)))
+                       (self.history, self.search_tokens, self.demographics, self.example_age, self.labels)))
+
+    def features(self) -> tuple[torch.Tensor, ...]:
+        """The user tower's inputs, in its forward's order."""
+        return self.history, self.search_tokens, self.demographics, self.example_age
 
 
-def to_batch(table: pa.Table, history_len: int, num_categoricals: int, with_labels: bool = True) -> Batch:
+def _ints(table: pa.Table, column: str, width: int) -> torch.Tensor:
+    return torch.from_numpy(fixed_lists(table.column(column), width).astype(np.int64))
+
+
+def to_batch(table: pa.Table, widths: Widths, with_labels: bool = True) -> Batch:
     """One Arrow batch of examples (or of serving features) as tensors."""
-    history = torch.from_numpy(fixed_lists(table.column("history"), history_len).astype(np.int64))
-    demo = fixed_lists(table.column("demographics"), num_categoricals).astype(np.int64)
     if "example_age" in table.column_names:
         age = table.column("example_age").to_numpy().astype(np.float32)
     else:  # serving: the user vector is computed "now", at example age 0
         age = np.zeros(table.num_rows, dtype=np.float32)
     labels = torch.from_numpy(table.column("label").to_numpy().astype(np.int64)) if with_labels else None
-    return Batch(history, torch.from_numpy(demo), torch.from_numpy(age), labels)
+    return Batch(
+        _ints(table, "history", widths.history_len),
+        _ints(table, "search_tokens", widths.max_search_tokens),
+        _ints(table, "demographics", widths.num_categoricals),
+        torch.from_numpy(age),
+        labels,
+    )

@@ -20,7 +20,7 @@ import ray.train
 import ray.train.torch
 import torch
 
-from ray_train.data import EXAMPLE_COLUMNS, to_batch
+from ray_train.data import EXAMPLE_COLUMNS, Widths, to_batch
 from ray_train.model import ModelSpec, YouTubeDNN
 from ray_train.sampled_softmax import LogUniformSampler, UnigramSampler, sampled_softmax_loss
 from watchnext.config import TrainConfig
@@ -44,7 +44,7 @@ def make_sampler(cfg: TrainConfig, spec: ModelSpec, item_sampling_path: str):
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     cfg = TrainConfig.model_validate(config["train"])
     spec = ModelSpec.from_dict(config["spec"])
-    history_len = int(config["history_len"])
+    widths = Widths(**config["widths"])
     context = ray.train.get_context()
     rank = context.get_world_rank()
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
@@ -71,9 +71,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             local_shuffle_seed=cfg.seed + epoch * 1009 + rank,
         )
         for table in batches:
-            batch = to_batch(table.select(EXAMPLE_COLUMNS), history_len, len(spec.categorical_sizes)).to(device)
+            batch = to_batch(table.select(EXAMPLE_COLUMNS), widths).to(device)
             negatives = sampler.sample(num_negatives, generator)
-            user = model(batch.history, batch.demographics, batch.example_age)
+            user = model(*batch.features())
             loss = sampled_softmax_loss(
                 user,
                 batch.labels,

@@ -1,6 +1,7 @@
 """YouTubeDNN (Covington et al. 2016): a user tower scored against item output embeddings.
 
-    u = tower([mean(E_in[history]), demographic embeddings, age, age^2, sqrt(age)])
+    u = tower([mean(E_in[history]), mean(E_tok[search tokens]), demographic embeddings,
+               age, age^2, sqrt(age)])
     P(watch = j | user) = softmax_j(u . W_out[j] + b_out[j])
 
 The user vector u is what serving computes once per user (example age 0); W_out and b_out
@@ -23,6 +24,7 @@ class ModelSpec:
     categorical_sizes: tuple[int, ...]  # per demographic feature, 0 = missing, 1 = unknown
     embedding_dim: int
     hidden_layers: tuple[int, ...]
+    num_tokens: int = 0  # search-token vocabulary size (0 = no search history)
 
     @property
     def user_dim(self) -> int:
@@ -38,6 +40,7 @@ class ModelSpec:
             categorical_sizes=tuple(int(n) for n in d["categorical_sizes"]),
             embedding_dim=int(d["embedding_dim"]),
             hidden_layers=tuple(int(n) for n in d["hidden_layers"]),
+            num_tokens=int(d.get("num_tokens", 0)),
         )
 
 
@@ -46,16 +49,27 @@ def categorical_dim(cardinality: int, embedding_dim: int) -> int:
     return max(2, min(embedding_dim, 16, cardinality))
 
 
+def mean_bag(embedding: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
+    """Mean of the embeddings of the non-padding ids of each row (zeros for an empty row)."""
+    present = (ids > 0).unsqueeze(-1).float()
+    return (embedding(ids) * present).sum(1) / present.sum(1).clamp(min=1.0)
+
+
 class UserTower(nn.Module):
-    """Watch-history bag + demographics + example age -> ReLU layers -> linear user vector."""
+    """Watch-history bag + search-token bag + demographics + example age -> ReLU layers ->
+    linear user vector."""
 
     def __init__(self, spec: ModelSpec):
         super().__init__()
         self.history = nn.Embedding(spec.num_items, spec.embedding_dim, padding_idx=0)
+        self.search = (
+            nn.Embedding(spec.num_tokens, spec.embedding_dim, padding_idx=0) if spec.num_tokens > 0 else None
+        )
         self.demographics = nn.ModuleList(
             nn.Embedding(n, categorical_dim(n, spec.embedding_dim)) for n in spec.categorical_sizes
         )
-        width = spec.embedding_dim + sum(e.embedding_dim for e in self.demographics) + 3
+        width = spec.embedding_dim * (2 if self.search is not None else 1)
+        width += sum(e.embedding_dim for e in self.demographics) + 3
         layers: list[nn.Module] = []
         for i, out in enumerate(spec.hidden_layers):
             layers.append(nn.Linear(width, out))
@@ -64,12 +78,12 @@ class UserTower(nn.Module):
             width = out
         self.mlp = nn.Sequential(*layers)
 
-    def forward(self, history: torch.Tensor, demographics: torch.Tensor, example_age: torch.Tensor) -> torch.Tensor:
-        watched = (history > 0).unsqueeze(-1).float()
-        # mean of the watched items' embeddings; padding rows are zero and not counted
-        bag = (self.history(history) * watched).sum(1) / watched.sum(1).clamp(min=1.0)
+    def forward(self, history: torch.Tensor, search_tokens: torch.Tensor, demographics: torch.Tensor,
+                example_age: torch.Tensor) -> torch.Tensor:
         age = example_age.unsqueeze(-1)
-        parts = [bag, age, age * age, age.clamp(min=0).sqrt()]
+        parts = [mean_bag(self.history, history), age, age * age, age.clamp(min=0).sqrt()]
+        if self.search is not None:
+            parts.append(mean_bag(self.search, search_tokens))
         parts += [emb(demographics[:, i]) for i, emb in enumerate(self.demographics)]
         return self.mlp(torch.cat(parts, dim=-1))
 
@@ -86,5 +100,6 @@ class YouTubeDNN(nn.Module):
         nn.init.normal_(self.item_output.weight, std=spec.user_dim ** -0.5)
         nn.init.zeros_(self.item_bias.weight)
 
-    def forward(self, history: torch.Tensor, demographics: torch.Tensor, example_age: torch.Tensor) -> torch.Tensor:
-        return self.user_tower(history, demographics, example_age)
+    def forward(self, history: torch.Tensor, search_tokens: torch.Tensor, demographics: torch.Tensor,
+                example_age: torch.Tensor) -> torch.Tensor:
+        return self.user_tower(history, search_tokens, demographics, example_age)

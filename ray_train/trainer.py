@@ -6,6 +6,7 @@ The driver only builds the trainer: Ray Data streams prep/examples to the worker
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ import ray.data
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from ray_train.data import EXAMPLE_COLUMNS
+from ray_train.data import EXAMPLE_COLUMNS, Widths
 from ray_train.export import export_model
 from ray_train.loop import train_loop_per_worker
 from ray_train.model import ModelSpec
@@ -56,7 +57,9 @@ def run_train(run_dir: str, cfg: Config) -> dict[str, Any]:
         categorical_sizes=tuple(features["categorical_sizes"]),
         embedding_dim=train_cfg.embedding_dim,
         hidden_layers=train_cfg.hidden_layers,
+        num_tokens=int(features.get("token_vocab_size", 0)),
     )
+    widths = Widths.from_prep_features(features)
     started = storage.begin_stage(model_dir)
     # training workers hold their CPUs for the whole run; Ray Data's readers need one more
     start_ray(cfg.ray, min_cpus=int(train_cfg.workers * train_cfg.cpus_per_worker) + 1)
@@ -69,7 +72,7 @@ def run_train(run_dir: str, cfg: Config) -> dict[str, Any]:
         train_loop_config={
             "train": train_cfg.model_dump(mode="json"),
             "spec": spec.to_dict(),
-            "history_len": int(features["history_len"]),
+            "widths": dataclasses.asdict(widths),
             "item_sampling_path": storage.join(prep_dir, "vocab", "item_sampling"),
         },
         scaling_config=ScalingConfig(

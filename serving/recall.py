@@ -6,6 +6,7 @@ tower and the index once (`__init__`) and scores a batch of users per call (`__c
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -18,7 +19,7 @@ import ray
 import ray.data
 import torch
 
-from ray_train.data import to_batch
+from ray_train.data import Widths, to_batch
 from ray_train.export import ITEM_EMBEDDINGS_FILE, load_user_tower
 from ray_train.trainer import start_ray
 from serving.index import INDEX_FILE, build_flat_index, item_matrix, load_index, save_index, user_queries
@@ -33,24 +34,24 @@ log = logging.getLogger(__name__)
 class RecallScorer:
     """One Ray Data actor: user tower + index loaded once, a batch of users per call."""
 
-    def __init__(self, model_dir: str, index_path: str, history_len: int, top_k: int,
+    def __init__(self, model_dir: str, index_path: str, widths: dict, top_k: int,
                  exclude_watched: bool, faiss_threads: int, run_date: str):
         faiss.omp_set_num_threads(faiss_threads)
         torch.set_num_threads(faiss_threads)
         self.tower, meta = load_user_tower(model_dir)
-        self.num_categoricals = len(meta["spec"]["categorical_sizes"])
         self.model_version = meta["model_version"]
         self.index = load_index(index_path)
         _, self.row_item_index, self.row_item_id = item_matrix(storage.join(model_dir, ITEM_EMBEDDINGS_FILE))
-        self.history_len = history_len
+        self.widths = Widths(**widths)
         self.top_k = top_k
         self.exclude_watched = exclude_watched
         self.run_date = run_date
 
     def __call__(self, users: pa.Table) -> pa.Table:
-        batch = to_batch(users, self.history_len, self.num_categoricals, with_labels=False)
+        # example age 0: the user vector is computed for "now", once per user
+        batch = to_batch(users, self.widths, with_labels=False)
         with torch.no_grad():
-            vectors = self.tower(batch.history, batch.demographics, batch.example_age).numpy()
+            vectors = self.tower(*batch.features()).numpy()
         excluded = users.column("watched").combine_chunks()
         if not self.exclude_watched:
             excluded = pa.array([[]] * users.num_rows, pa.list_(pa.int32()))
@@ -97,7 +98,7 @@ def run_recall(run_dir: str, cfg: Config) -> dict[str, Any]:
         fn_constructor_kwargs={
             "model_dir": model_dir,
             "index_path": index_path,
-            "history_len": int(prep["features"]["history_len"]),
+            "widths": dataclasses.asdict(Widths.from_prep_features(prep["features"])),
             "top_k": rc.top_k,
             "exclude_watched": rc.exclude_watched,
             "faiss_threads": rc.faiss_threads,

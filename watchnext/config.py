@@ -72,6 +72,14 @@ class PrepConfig(_Section):
     # at most this many examples per user, drawn at random with the seed, so heavy users do
     # not dominate the loss (the paper's fixed number per user); 0 = no cap
     max_examples_per_user: int = Field(30, ge=0)
+    # search history: tokens of the user's queries ("queries"), of the titles of the items
+    # they watched ("titles": where a dataset has no search log), or none; "auto" picks the
+    # first that the dataset has
+    search_source: Literal["auto", "queries", "titles", "none"] = "auto"
+    # the bag holds at most this many distinct tokens, the most recent first
+    max_search_tokens: int = Field(32, ge=0, le=1000)
+    # a token seen fewer times shares the "unknown" index
+    min_token_count: int = Field(2, ge=1)
     # a categorical value seen fewer times maps to the shared "unknown" index
     min_category_count: int = Field(2, ge=1)
     # user columns used as demographics; None = every column of the users table

@@ -91,6 +91,9 @@ EXAMPLES = pa.schema(
         pa.field("example_age", pa.float32(), nullable=False),  # x = hours / training window
         pa.field("example_age_sq", pa.float32(), nullable=False),  # x^2
         pa.field("example_age_sqrt", pa.float32(), nullable=False),  # sqrt(x)
+        # distinct search tokens (unigrams, bigrams) of the searches in the history window,
+        # most recent first, 0-padded to prep.max_search_tokens (1 = an unknown token)
+        pa.field("search_tokens", pa.list_(pa.int32()), nullable=False),
         # user categoricals, in the order manifest["features"]["user_categoricals"] lists
         pa.field("demographics", pa.list_(pa.int32()), nullable=False),
         pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),
@@ -103,6 +106,7 @@ USER_FEATURES = pa.schema(
         pa.field("user_id", pa.string(), nullable=False),
         pa.field("history", pa.list_(pa.int32()), nullable=False),  # last history_len, padded
         pa.field("history_length", pa.int32(), nullable=False),
+        pa.field("search_tokens", pa.list_(pa.int32()), nullable=False),
         pa.field("demographics", pa.list_(pa.int32()), nullable=False),
         # every item index the user watched in training: excluded from their recall row
         pa.field("watched", pa.list_(pa.int32()), nullable=False),

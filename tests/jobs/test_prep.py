@@ -154,3 +154,12 @@ def test_a_missing_column_fails_at_once_naming_it(spark, tmp_path):
     with pytest.raises(SchemaError, match="no column 'item_id'"):
         run_prep(spark, data, str(tmp_path / "run" / "prep"), PrepConfig())
     assert not (tmp_path / "run" / "prep" / "_manifest.json").exists()
+
+
+def test_titles_stand_in_for_a_missing_search_log(prepped):
+    prep_dir, manifest = prepped
+    assert manifest["features"]["search_source"] == "titles"
+    # every title word occurs once among the vocabulary's items: all share the unknown index
+    assert manifest["features"]["token_vocab_size"] == 2
+    rows = {r["user_id"]: r for r in read(prep_dir, "user_features").to_pylist()}
+    assert rows["a"]["search_tokens"][:2] == [1, 0]

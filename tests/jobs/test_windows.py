@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyspark.sql import Row
+from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from jobs.windows import padded, windowed_examples, with_example_age
@@ -86,3 +87,44 @@ def test_history_equals_earlier_events_on_random_logs(spark, rows, history_len):
         key = (r.user_id, r.label, round(r.ts.timestamp() - T0.timestamp()))
         assert r.history[: r.history_length] == expected[key]
         assert r.history[r.history_length:] == [0] * (history_len - r.history_length)
+
+
+def searches(spark, rows):
+    """rows of (user, seconds after T0, token indices)."""
+    return spark.createDataFrame(
+        [(u, T0 + dt.timedelta(seconds=s), t) for u, s, t in rows], "user_id string, ts timestamp, tokens array<int>"
+    )
+
+
+def test_search_tokens_come_only_from_searches_before_the_label(spark):
+    log = events(spark, [("a", 1, 10), ("a", 2, 20), ("a", 3, 30)])
+    # the search at second 20 is in the same second as watch 2: it counts as after it
+    queries = searches(spark, [("a", 15, [5, 9]), ("a", 20, [6]), ("a", 40, [7]), ("b", 1, [8])])
+    got = {r.label: r.search_tokens for r in windowed_examples(log, 5, queries, max_tokens=4).collect()}
+    assert got == {1: [0, 0, 0, 0], 2: [9, 5, 0, 0], 3: [6, 9, 5, 0]}
+
+
+def test_search_tokens_stay_within_the_history_window(spark):
+    log = events(spark, [("a", 1, 10), ("a", 2, 20), ("a", 3, 30)])
+    queries = searches(spark, [("a", 15, [5]), ("a", 25, [6])])
+    got = {r.label: (r.history, r.search_tokens) for r in windowed_examples(log, 1, queries, max_tokens=3).collect()}
+    assert got[3] == ([2], [6, 0, 0])
+
+
+def test_title_tokens_stand_in_for_searches(spark):
+    log = events(spark, [("a", 1, 10), ("a", 2, 20), ("a", 3, 30)]).withColumn(
+        "tokens", F.array(F.col("item_index") + 10)
+    )
+    got = {r.label: r.search_tokens for r in windowed_examples(log, 5, None, max_tokens=3).collect()}
+    assert got == {1: [0, 0, 0], 2: [11, 0, 0], 3: [12, 11, 0]}
+
+
+def test_serving_features_ignore_searches_after_the_last_watch(spark):
+    from jobs.user_features import serving_features
+
+    log = events(spark, [("a", 1, 10), ("a", 2, 20), ("b", 3, 5)])
+    queries = searches(spark, [("a", 15, [5]), ("a", 99, [7]), ("c", 1, [8])])
+    rows = {r.user_id: r for r in serving_features(log, 3, queries, max_tokens=2).collect()}
+    assert set(rows) == {"a", "b"}
+    assert rows["a"].history == [1, 2, 0] and rows["a"].search_tokens == [5, 0]
+    assert rows["b"].search_tokens == [0, 0] and rows["b"].watched == [3]

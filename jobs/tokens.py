@@ -1,0 +1,39 @@
+"""Search-history tokens: queries broken into unigrams and bigrams, indexed by a vocabulary.
+
+Covington et al. feed "tokenized unigrams and bigrams" of past queries as an unordered bag.
+Where a dataset has no search log, the titles of past watches stand in (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from jobs.vocab import categorical_vocabulary
+from watchnext.contract import CATEGORY_UNKNOWN
+
+
+def unigrams_and_bigrams(text: Column) -> Column:
+    """Lower-cased words and adjacent word pairs: "Toy Story 2" -> [toy, story, 2, toy story, story 2]."""
+    words = F.filter(F.split(F.lower(text), r"[^\p{L}\p{N}]+"), lambda w: w != "")
+    bigrams = F.when(
+        F.size(words) >= 2,
+        F.transform(F.sequence(F.lit(1), F.size(words) - 1), lambda i: F.concat(words[i - 1], F.lit(" "), words[i])),
+    ).otherwise(F.array().cast("array<string>"))
+    return F.concat(words, bigrams)
+
+
+def token_vocabulary(texts: DataFrame, min_count: int) -> DataFrame:
+    """value, index (2 .. n by count desc), count over the tokens of a `text` column."""
+    tokens = texts.select(F.explode(unigrams_and_bigrams(F.col("text"))).alias("token"))
+    return categorical_vocabulary(tokens, "token", min_count)
+
+
+def encode_texts(rows: DataFrame, key: list[str], vocab: DataFrame) -> DataFrame:
+    """key columns + `tokens`: the distinct token indices of each row's `text` (unknown tokens
+    share index 1), one row per input row."""
+    exploded = rows.select(*key, F.explode(F.array_distinct(unigrams_and_bigrams(F.col("text")))).alias("value"))
+    indexed = exploded.join(vocab.select("value", "index"), "value", "left").select(
+        *key, F.coalesce(F.col("index"), F.lit(CATEGORY_UNKNOWN)).cast("int").alias("token")
+    )
+    return indexed.groupBy(*key).agg(F.array_sort(F.array_distinct(F.collect_list("token"))).alias("tokens"))
