@@ -77,7 +77,8 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
         train, held_out, later = time_split(positives, cfg.split_time, cfg.eval_days)
         filtered["held_out"], filtered["after_eval_window"] = held_out.count(), later.count()
 
-    items = item_vocabulary(train).persist(StorageLevel.MEMORY_AND_DISK)
+    previous = partial(_previous_vocabulary, spark, cfg.previous_vocab)
+    items = item_vocabulary(train, previous("items")).persist(StorageLevel.MEMORY_AND_DISK)
     stats = train.agg(F.min(event_seconds(F.col("ts"))), F.max(event_seconds(F.col("ts"))), F.count(F.lit(1))).first()
     if not stats[2]:
         raise ValueError(f"{data_dir}: no training events left after validation and the split (see {out('rejected')})")
@@ -95,7 +96,8 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
 
     categoricals = _user_categoricals(sources, cfg)
     vocabularies = {
-        c: categorical_vocabulary(sources.users, c, cfg.min_category_count).persist() for c in categoricals
+        c: categorical_vocabulary(sources.users, c, cfg.min_category_count, previous(c)).persist()
+        for c in categoricals
     }
     demographics = (
         encode_categoricals(sources.users.dropDuplicates([USERS_KEY]), USERS_KEY, vocabularies)
@@ -146,6 +148,15 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     for df in (events, items, indexed, *vocabularies.values()):
         df.unpersist()
     return storage.finish_stage(prep_dir, started, manifest)
+
+
+def _previous_vocabulary(spark: SparkSession, previous_prep: str | None, name: str) -> DataFrame | None:
+    """The previous run's vocabulary `name`, if there is a previous run and it has one."""
+    if previous_prep is None:
+        return None
+    storage.read_manifest(previous_prep)  # only a finished run's vocabulary is trusted
+    path = storage.join(storage.absolute(previous_prep), "vocab", name)
+    return spark.read.parquet(path) if storage.exists(path) else None
 
 
 def _search_source(sources: Sources, cfg: PrepConfig) -> str:

@@ -4,6 +4,11 @@ Item index 0 is padding (empty history slots); items are 1 .. n in descending tr
 ties by id, so that frequency-ranked samplers (log-uniform) can use the index directly.
 Categorical index 0 means missing and 1 means rare or unseen; values are 2 .. n.
 Vocabularies are fitted on training events only: nothing from the held-out future leaks in.
+
+Given the previous run's vocabulary, indices are stable across runs: known keys keep their
+index (a key no longer seen keeps it too, with count 0), and new keys are appended after the
+largest index, ranked by count. A model warm-started from yesterday's then finds every old
+item in the row it learnt.
 """
 
 from __future__ import annotations
@@ -14,13 +19,24 @@ from pyspark.sql import functions as F
 from watchnext.contract import CATEGORY_MISSING, CATEGORY_UNKNOWN
 
 
-def item_vocabulary(train_events: DataFrame) -> DataFrame:
-    """item_id, index (1 .. n by count desc, then id), count."""
+def ranked_vocabulary(counts: DataFrame, key: str, first_index: int, previous: DataFrame | None = None) -> DataFrame:
+    """key, index, count: new keys numbered from first_index (or after previous's largest
+    index) by count desc, then key; previous's keys keep their index."""
+    rank = Window.orderBy(F.col("count").desc(), F.col(key))
+    if previous is None:
+        return counts.select(key, (F.row_number().over(rank) + (first_index - 1)).cast("int").alias("index"), "count")
+    previous = previous.select(key, "index")
+    offset = previous.agg(F.coalesce(F.max("index"), F.lit(first_index - 1)).alias("offset"))
+    kept = previous.join(counts, key, "left").select(key, "index", F.coalesce("count", F.lit(0)).cast("long").alias("count"))
+    new = counts.join(previous, key, "left_anti").crossJoin(offset)
+    appended = new.select(key, (F.row_number().over(rank) + F.col("offset")).cast("int").alias("index"), "count")
+    return kept.unionByName(appended)
+
+
+def item_vocabulary(train_events: DataFrame, previous: DataFrame | None = None) -> DataFrame:
+    """item_id, index (1 .. n by count desc, then id; or stable with previous), count."""
     counts = train_events.groupBy("item_id").agg(F.count(F.lit(1)).alias("count"))
-    rank = Window.orderBy(F.col("count").desc(), F.col("item_id"))
-    return counts.select(
-        "item_id", F.row_number().over(rank).cast("int").alias("index"), "count"
-    )
+    return ranked_vocabulary(counts, "item_id", 1, previous)
 
 
 def negative_sampling_table(items: DataFrame, alpha: float) -> DataFrame:
@@ -33,9 +49,11 @@ def negative_sampling_table(items: DataFrame, alpha: float) -> DataFrame:
     ).orderBy("index")
 
 
-def categorical_vocabulary(values: DataFrame, column: str, min_count: int) -> DataFrame:
-    """value, index (2 .. n by count desc, then value), count; values below min_count are left
-    out and map to CATEGORY_UNKNOWN."""
+def categorical_vocabulary(
+    values: DataFrame, column: str, min_count: int, previous: DataFrame | None = None
+) -> DataFrame:
+    """value, index (2 .. n by count desc, then value; or stable with previous), count; values
+    below min_count are left out and map to CATEGORY_UNKNOWN."""
     counts = (
         values.select(F.trim(F.col(column).cast("string")).alias("value"))
         .where(F.col("value").isNotNull() & (F.col("value") != ""))
@@ -43,10 +61,7 @@ def categorical_vocabulary(values: DataFrame, column: str, min_count: int) -> Da
         .agg(F.count(F.lit(1)).alias("count"))
         .where(F.col("count") >= min_count)
     )
-    rank = Window.orderBy(F.col("count").desc(), F.col("value"))
-    return counts.select(
-        "value", (F.row_number().over(rank) + CATEGORY_UNKNOWN).cast("int").alias("index"), "count"
-    )
+    return ranked_vocabulary(counts, "value", CATEGORY_UNKNOWN + 1, previous)
 
 
 def encode_categoricals(table: DataFrame, key: str, vocabularies: dict[str, DataFrame]) -> DataFrame:

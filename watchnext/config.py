@@ -84,6 +84,9 @@ class PrepConfig(_Section):
     min_category_count: int = Field(2, ge=1)
     # user columns used as demographics; None = every column of the users table
     user_categoricals: tuple[str, ...] | None = None
+    # a previous run's prep directory: its item and categorical indices are kept and new
+    # values appended, so that a warm-started model keeps its rows; None = fresh indices
+    previous_vocab: str | None = None
     # negatives are sampled in proportion to count^alpha (written beside the vocabulary)
     negative_alpha: float = Field(0.75, ge=0)
 

@@ -163,3 +163,14 @@ def test_titles_stand_in_for_a_missing_search_log(prepped):
     assert manifest["features"]["token_vocab_size"] == 2
     rows = {r["user_id"]: r for r in read(prep_dir, "user_features").to_pylist()}
     assert rows["a"]["search_tokens"][:2] == [1, 0]
+
+
+def test_a_rerun_with_the_previous_vocabulary_keeps_every_index(spark, prepped, tmp_path):
+    prep_dir, _ = prepped
+    data = write_dataset(tmp_path / "data", clicks=CLICKS + "e,v,2026-01-01T06:00:00Z,10\ne,v,2026-01-01T07:00:00Z,10\ne,v,2026-01-01T08:00:00Z,10\n")
+    cfg = PrepConfig(anchor="2026-06-01T00:00:00Z", max_rejected_fraction=0.5, previous_vocab=str(prep_dir))
+    run_prep(spark, data, str(tmp_path / "run" / "prep"), cfg)
+    before = {r["item_id"]: r["index"] for r in read(prep_dir, "vocab/items").to_pylist()}
+    after = {r["item_id"]: r["index"] for r in read(tmp_path / "run" / "prep", "vocab/items").to_pylist()}
+    # v is new: it is appended after the known items, which keep their indices
+    assert after == {**before, "v": 4}
