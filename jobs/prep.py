@@ -19,6 +19,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.sources import Sources, read_sources
+from jobs.continuous import minmax_statistics, normalized
 from jobs.sampling import with_drop_reason
 from jobs.split import first_per_user, leave_last_out, time_split
 from jobs.tokens import encode_texts, token_vocabulary
@@ -94,14 +95,17 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
         item_columns = item_columns.join(item_tokens, "item_id", "left")
     indexed = train.join(item_columns, "item_id").persist(StorageLevel.MEMORY_AND_DISK)
 
-    categoricals = _user_categoricals(sources, cfg)
+    categoricals, continuous = _user_columns(sources, cfg)
+    continuous_stats = minmax_statistics(sources.users, continuous)
     vocabularies = {
         c: categorical_vocabulary(sources.users, c, cfg.min_category_count, previous(c)).persist()
         for c in categoricals
     }
     demographics = (
-        encode_categoricals(sources.users.dropDuplicates([USERS_KEY]), USERS_KEY, vocabularies)
-        if categoricals
+        encode_categoricals(sources.users.dropDuplicates([USERS_KEY]), USERS_KEY, vocabularies, continuous)
+        .withColumn("continuous", normalized(continuous, continuous_stats))
+        .drop(*continuous)
+        if sources.users is not None
         else None
     )
 
@@ -114,10 +118,10 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     examples = (
         candidates.where(F.col("drop_reason").isNull())
         .transform(with_example_age, age_anchor, window_hours)
-        .transform(_with_demographics, demographics, len(categoricals))
+        .transform(_with_demographics, demographics, len(categoricals), len(continuous))
     )
     features = serving_features(indexed, cfg.history_len, searches, max_tokens).transform(
-        _with_demographics, demographics, len(categoricals)
+        _with_demographics, demographics, len(categoricals), len(continuous)
     )
     if cfg.split == "time":
         # one target per user, among users the model knows: their first watch after the split
@@ -136,8 +140,8 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     if token_vocab is not None:
         token_vocab.orderBy("index").coalesce(1).write.parquet(out("vocab/search_tokens"))
 
-    manifest = _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, run_anchor,
-                         age_anchor, window_hours, events_in, rejected_counts, filtered)
+    manifest = _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, continuous, continuous_stats,
+                         run_anchor, age_anchor, window_hours, events_in, rejected_counts, filtered)
     manifest["features"].update(
         {
             "search_source": search_source,
@@ -215,28 +219,37 @@ def _check_rejected_share(rejected: dict[str, int], events_in: int, cfg: PrepCon
         )
 
 
-def _user_categoricals(sources: Sources, cfg: PrepConfig) -> list[str]:
+def _user_columns(sources: Sources, cfg: PrepConfig) -> tuple[list[str], list[str]]:
+    """(categorical, continuous) user columns: as configured, or every other column of the
+    users table as a categorical."""
     if sources.users is None:
-        return []
+        return [], []
     available = [c for c in sources.users.columns if c != USERS_KEY]
-    if cfg.user_categoricals is None:
-        return available
-    unknown = [c for c in cfg.user_categoricals if c not in available]
+    named = list(cfg.user_categoricals or ()) + list(cfg.user_continuous)
+    unknown = [c for c in named if c not in available]
     if unknown:
         raise ValueError(
-            f"prep.user_categoricals names {', '.join(unknown)}, not columns of the users table "
-            f"({', '.join(available)})"
+            f"prep.user_categoricals/user_continuous name {', '.join(unknown)}, not columns of the "
+            f"users table ({', '.join(available)})"
         )
-    return list(cfg.user_categoricals)
+    continuous = list(cfg.user_continuous)
+    if cfg.user_categoricals is None:
+        return [c for c in available if c not in continuous], continuous
+    return list(cfg.user_categoricals), continuous
 
 
-def _with_demographics(df: DataFrame, demographics: DataFrame | None, count: int) -> DataFrame:
-    """Attach each user's categorical indices; users absent from the users table get 'missing'."""
+def _with_demographics(df: DataFrame, demographics: DataFrame | None, categoricals: int, continuous: int) -> DataFrame:
+    """Attach each user's categorical indices and continuous values; users absent from the
+    users table get 'missing' and zeros."""
+    zeros = F.array_repeat(F.lit(0.0), continuous).cast("array<float>")
     if demographics is None:
-        return df.withColumn("demographics", missing_demographics(count))
+        return df.withColumns({"demographics": missing_demographics(categoricals), "continuous": zeros})
     joined = df.join(demographics, USERS_KEY, "left")
-    return joined.withColumn(
-        "demographics", F.coalesce(F.col("demographics"), missing_demographics(count))
+    return joined.withColumns(
+        {
+            "demographics": F.coalesce(F.col("demographics"), missing_demographics(categoricals)),
+            "continuous": F.coalesce(F.col("continuous"), zeros),
+        }
     )
 
 
@@ -250,7 +263,7 @@ def _write_shuffled(examples: DataFrame, path: str, cfg: PrepConfig) -> None:
     (
         examples.select(
             "user_id", "label", "history", "history_length", "example_age_hours", "example_age",
-            "example_age_sq", "example_age_sqrt", "search_tokens", "demographics", "ts",
+            "example_age_sq", "example_age_sqrt", "search_tokens", "demographics", "continuous", "ts",
         )
         .repartition(cfg.example_files, key)
         .sortWithinPartitions(key)
@@ -259,8 +272,8 @@ def _write_shuffled(examples: DataFrame, path: str, cfg: PrepConfig) -> None:
     )
 
 
-def _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, run_anchor, age_anchor,
-              window_hours, events_in, rejected, filtered) -> dict[str, Any]:
+def _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, continuous, continuous_stats,
+              run_anchor, age_anchor, window_hours, events_in, rejected, filtered) -> dict[str, Any]:
     """Counts of what was read and dropped, and of what is on disk, read back from the files."""
     read = lambda name: spark.read.parquet(storage.join(prep_dir, name))  # noqa: E731
     examples = read("examples")
@@ -292,6 +305,8 @@ def _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, run_anchor,
             "item_vocab_size": read("vocab/items").count() + 1,  # + padding index 0
             "user_categoricals": categoricals,
             "categorical_sizes": [_vocab_size(spark, storage.join(prep_dir, "vocab", c)) for c in categoricals],
+            "user_continuous": continuous,
+            "continuous_stats": {c: {"min": lo, "max": hi} for c, (lo, hi) in continuous_stats.items()},
             "run_anchor": run_anchor.isoformat(),
             "anchor_ts": age_anchor,
             "window_hours": window_hours,

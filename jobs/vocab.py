@@ -64,9 +64,12 @@ def categorical_vocabulary(
     return ranked_vocabulary(counts, "value", CATEGORY_UNKNOWN + 1, previous)
 
 
-def encode_categoricals(table: DataFrame, key: str, vocabularies: dict[str, DataFrame]) -> DataFrame:
-    """key, demographics: one index per vocabulary, in the dict's order."""
-    encoded = table.select(key, *[F.trim(F.col(c).cast("string")).alias(c) for c in vocabularies])
+def encode_categoricals(
+    table: DataFrame, key: str, vocabularies: dict[str, DataFrame], keep: list[str] = ()
+) -> DataFrame:
+    """key, demographics (one index per vocabulary, in the dict's order), and the `keep`
+    columns passed through."""
+    encoded = table.select(key, *keep, *[F.trim(F.col(c).cast("string")).alias(c) for c in vocabularies])
     for column, vocab in vocabularies.items():
         lookup = F.broadcast(vocab.select(F.col("value").alias(column), F.col("index").alias(f"{column}__index")))
         encoded = encoded.join(lookup, on=column, how="left")
@@ -76,7 +79,8 @@ def encode_categoricals(table: DataFrame, key: str, vocabularies: dict[str, Data
         .cast("int")
         for c in vocabularies
     ]
-    return encoded.select(key, F.array(*indices).cast("array<int>").alias("demographics"))
+    demographics = F.array(*indices) if indices else F.array()
+    return encoded.select(key, *keep, demographics.cast("array<int>").alias("demographics"))
 
 
 def missing_demographics(count: int):

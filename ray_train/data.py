@@ -14,7 +14,7 @@ import torch
 
 from watchnext.contract import fixed_lists
 
-EXAMPLE_COLUMNS = ["label", "history", "search_tokens", "example_age", "demographics"]
+EXAMPLE_COLUMNS = ["label", "history", "search_tokens", "example_age", "demographics", "continuous"]
 
 
 @dataclass(frozen=True)
@@ -24,11 +24,12 @@ class Widths:
     history_len: int
     max_search_tokens: int
     num_categoricals: int
+    num_continuous: int
 
     @classmethod
     def from_prep_features(cls, features: dict) -> "Widths":
         return cls(int(features["history_len"]), int(features.get("max_search_tokens", 0)),
-                   len(features["user_categoricals"]))
+                   len(features["user_categoricals"]), len(features.get("user_continuous", [])))
 
 
 @dataclass
@@ -36,16 +37,18 @@ class Batch:
     history: torch.Tensor  # [B, history_len] int64, 0 = padding
     search_tokens: torch.Tensor  # [B, max_search_tokens] int64, 0 = padding
     demographics: torch.Tensor  # [B, F] int64
+    continuous: torch.Tensor  # [B, C] float32 in [0, 1]
     example_age: torch.Tensor  # [B] float32
     labels: torch.Tensor | None = None  # [B] int64
 
     def to(self, device: torch.device) -> "Batch":
         return Batch(*(t.to(device, non_blocking=True) if t is not None else None for t in
-                       (self.history, self.search_tokens, self.demographics, self.example_age, self.labels)))
+                       (self.history, self.search_tokens, self.demographics, self.continuous,
+                        self.example_age, self.labels)))
 
     def features(self) -> tuple[torch.Tensor, ...]:
         """The user tower's inputs, in its forward's order."""
-        return self.history, self.search_tokens, self.demographics, self.example_age
+        return self.history, self.search_tokens, self.demographics, self.continuous, self.example_age
 
 
 def _ints(table: pa.Table, column: str, width: int) -> torch.Tensor:
@@ -63,6 +66,7 @@ def to_batch(table: pa.Table, widths: Widths, with_labels: bool = True) -> Batch
         _ints(table, "history", widths.history_len),
         _ints(table, "search_tokens", widths.max_search_tokens),
         _ints(table, "demographics", widths.num_categoricals),
+        torch.from_numpy(fixed_lists(table.column("continuous"), widths.num_continuous).astype(np.float32)),
         torch.from_numpy(age),
         labels,
     )

@@ -1,7 +1,7 @@
 """YouTubeDNN (Covington et al. 2016): a user tower scored against item output embeddings.
 
     u = tower([mean(E_in[history]), mean(E_tok[search tokens]), demographic embeddings,
-               age, age^2, sqrt(age)])
+               age, age^2, sqrt(age), continuous c, c^2, sqrt(c)])
     P(watch = j | user) = softmax_j(u . W_out[j] + b_out[j])
 
 The user vector u is what serving computes once per user (example age 0); W_out and b_out
@@ -25,6 +25,7 @@ class ModelSpec:
     embedding_dim: int
     hidden_layers: tuple[int, ...]
     num_tokens: int = 0  # search-token vocabulary size (0 = no search history)
+    num_continuous: int = 0  # continuous user features in [0, 1]
 
     @property
     def user_dim(self) -> int:
@@ -41,6 +42,7 @@ class ModelSpec:
             embedding_dim=int(d["embedding_dim"]),
             hidden_layers=tuple(int(n) for n in d["hidden_layers"]),
             num_tokens=int(d.get("num_tokens", 0)),
+            num_continuous=int(d.get("num_continuous", 0)),
         )
 
 
@@ -69,7 +71,7 @@ class UserTower(nn.Module):
             nn.Embedding(n, categorical_dim(n, spec.embedding_dim)) for n in spec.categorical_sizes
         )
         width = spec.embedding_dim * (2 if self.search is not None else 1)
-        width += sum(e.embedding_dim for e in self.demographics) + 3
+        width += sum(e.embedding_dim for e in self.demographics) + 3 + 3 * spec.num_continuous
         layers: list[nn.Module] = []
         for i, out in enumerate(spec.hidden_layers):
             layers.append(nn.Linear(width, out))
@@ -79,9 +81,10 @@ class UserTower(nn.Module):
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, history: torch.Tensor, search_tokens: torch.Tensor, demographics: torch.Tensor,
-                example_age: torch.Tensor) -> torch.Tensor:
+                continuous: torch.Tensor, example_age: torch.Tensor) -> torch.Tensor:
         age = example_age.unsqueeze(-1)
         parts = [mean_bag(self.history, history), age, age * age, age.clamp(min=0).sqrt()]
+        parts += [continuous, continuous * continuous, continuous.clamp(min=0).sqrt()]
         if self.search is not None:
             parts.append(mean_bag(self.search, search_tokens))
         parts += [emb(demographics[:, i]) for i, emb in enumerate(self.demographics)]
@@ -101,5 +104,5 @@ class YouTubeDNN(nn.Module):
         nn.init.zeros_(self.item_bias.weight)
 
     def forward(self, history: torch.Tensor, search_tokens: torch.Tensor, demographics: torch.Tensor,
-                example_age: torch.Tensor) -> torch.Tensor:
-        return self.user_tower(history, search_tokens, demographics, example_age)
+                continuous: torch.Tensor, example_age: torch.Tensor) -> torch.Tensor:
+        return self.user_tower(history, search_tokens, demographics, continuous, example_age)

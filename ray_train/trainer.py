@@ -58,6 +58,7 @@ def run_train(run_dir: str, cfg: Config) -> dict[str, Any]:
         embedding_dim=train_cfg.embedding_dim,
         hidden_layers=train_cfg.hidden_layers,
         num_tokens=int(features.get("token_vocab_size", 0)),
+        num_continuous=len(features.get("user_continuous", [])),
     )
     widths = Widths.from_prep_features(features)
     started = storage.begin_stage(model_dir)

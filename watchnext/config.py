@@ -82,8 +82,10 @@ class PrepConfig(_Section):
     min_token_count: int = Field(2, ge=1)
     # a categorical value seen fewer times maps to the shared "unknown" index
     min_category_count: int = Field(2, ge=1)
-    # user columns used as demographics; None = every column of the users table
+    # user columns used as categorical demographics; None = every other column
     user_categoricals: tuple[str, ...] | None = None
+    # numeric user columns, min-max normalized to [0, 1] (the model sees x, x², √x)
+    user_continuous: tuple[str, ...] = ()
     # a previous run's prep directory: its item and categorical indices are kept and new
     # values appended, so that a warm-started model keeps its rows; None = fresh indices
     previous_vocab: str | None = None

@@ -96,6 +96,8 @@ EXAMPLES = pa.schema(
         pa.field("search_tokens", pa.list_(pa.int32()), nullable=False),
         # user categoricals, in the order manifest["features"]["user_categoricals"] lists
         pa.field("demographics", pa.list_(pa.int32()), nullable=False),
+        # continuous user features in [0, 1], in manifest["features"]["user_continuous"] order
+        pa.field("continuous", pa.list_(pa.float32()), nullable=False),
         pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),
     ]
 )
@@ -108,6 +110,7 @@ USER_FEATURES = pa.schema(
         pa.field("history_length", pa.int32(), nullable=False),
         pa.field("search_tokens", pa.list_(pa.int32()), nullable=False),
         pa.field("demographics", pa.list_(pa.int32()), nullable=False),
+        pa.field("continuous", pa.list_(pa.float32()), nullable=False),
         # every item index the user watched in training: excluded from their recall row
         pa.field("watched", pa.list_(pa.int32()), nullable=False),
     ]

@@ -174,3 +174,14 @@ def test_a_rerun_with_the_previous_vocabulary_keeps_every_index(spark, prepped, 
     after = {r["item_id"]: r["index"] for r in read(tmp_path / "run" / "prep", "vocab/items").to_pylist()}
     # v is new: it is appended after the known items, which keep their indices
     assert after == {**before, "v": 4}
+
+
+def test_continuous_user_features_are_min_max_normalized(spark, tmp_path):
+    data = write_dataset(tmp_path / "data")
+    (tmp_path / "data" / "users" / "part-0.csv").write_text("user_id,gender,age\na,F,20\nb,M,60\nc,F,30\n")
+    cfg = PrepConfig(anchor="2026-06-01T00:00:00Z", max_rejected_fraction=0.5, user_continuous=("age",))
+    manifest = run_prep(spark, data, str(tmp_path / "run" / "prep"), cfg)
+    assert manifest["features"]["user_categoricals"] == ["gender"]
+    assert manifest["features"]["continuous_stats"] == {"age": {"min": 20.0, "max": 60.0}}
+    rows = {r["user_id"]: r["continuous"] for r in read(tmp_path / "run" / "prep", "user_features").to_pylist()}
+    assert rows == {"a": [0.0], "b": [1.0], "c": [0.25]}

@@ -6,16 +6,18 @@ import torch
 
 from ray_train.model import ModelSpec, YouTubeDNN
 
-SPEC = ModelSpec(num_items=20, categorical_sizes=(4, 6), embedding_dim=8, hidden_layers=(16, 5), num_tokens=9)
+SPEC = ModelSpec(num_items=20, categorical_sizes=(4, 6), embedding_dim=8, hidden_layers=(16, 5), num_tokens=9,
+                 num_continuous=1)
 NO_TOKENS = torch.zeros((1, 3), dtype=torch.long)
+C = torch.tensor([[0.5]])
 
 
 def test_padding_does_not_change_the_user_vector():
     model = YouTubeDNN(SPEC).eval()
     demo = torch.tensor([[2, 3]])
     age = torch.tensor([0.25])
-    short = model(torch.tensor([[3, 4, 0, 0]]), torch.tensor([[5, 0]]), demo, age)
-    long = model(torch.tensor([[3, 4, 0, 0, 0, 0, 0]]), torch.tensor([[5, 0, 0, 0]]), demo, age)
+    short = model(torch.tensor([[3, 4, 0, 0]]), torch.tensor([[5, 0]]), demo, C, age)
+    long = model(torch.tensor([[3, 4, 0, 0, 0, 0, 0]]), torch.tensor([[5, 0, 0, 0]]), demo, C, age)
     assert torch.allclose(short, long)
     assert short.shape == (1, 5)
 
@@ -24,8 +26,8 @@ def test_history_is_mean_pooled():
     model = YouTubeDNN(SPEC).eval()
     tower = model.user_tower
     bag = tower.history(torch.tensor([3, 4])).mean(0)
-    repeated = model(torch.tensor([[3, 4, 3, 4]]), NO_TOKENS, torch.tensor([[0, 0]]), torch.tensor([0.0]))
-    once = model(torch.tensor([[3, 4, 0, 0]]), NO_TOKENS, torch.tensor([[0, 0]]), torch.tensor([0.0]))
+    repeated = model(torch.tensor([[3, 4, 3, 4]]), NO_TOKENS, torch.tensor([[0, 0]]), C, torch.tensor([0.0]))
+    once = model(torch.tensor([[3, 4, 0, 0]]), NO_TOKENS, torch.tensor([[0, 0]]), C, torch.tensor([0.0]))
     assert torch.allclose(repeated, once, atol=1e-6)
     assert bag.shape == (8,)
 
@@ -33,6 +35,6 @@ def test_history_is_mean_pooled():
 def test_search_tokens_change_the_user_vector():
     model = YouTubeDNN(SPEC).eval()
     history, demo, age = torch.tensor([[3, 4]]), torch.tensor([[1, 1]]), torch.tensor([0.0])
-    without = model(history, torch.tensor([[0, 0]]), demo, age)
-    searched = model(history, torch.tensor([[7, 2]]), demo, age)
+    without = model(history, torch.tensor([[0, 0]]), demo, C, age)
+    searched = model(history, torch.tensor([[7, 2]]), demo, C, age)
     assert not torch.allclose(without, searched)
