@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import time
 from functools import partial
 from typing import Any
 
@@ -24,7 +25,7 @@ from jobs.sampling import with_drop_reason
 from jobs.split import first_per_user, leave_last_out, time_split
 from jobs.tokens import encode_texts, token_vocabulary
 from jobs.user_features import serving_features
-from jobs.validate import check_clicks_schema, check_key_column, short_watch, split_valid_clicks
+from jobs.validate import check_clicks_schema, check_key_column, short_watch, split_by_reason, with_rejection_reason
 from jobs.vocab import (
     categorical_vocabulary,
     encode_categoricals,
@@ -32,7 +33,7 @@ from jobs.vocab import (
     missing_demographics,
     negative_sampling_table,
 )
-from jobs.windows import SECONDS_PER_HOUR, event_seconds, windowed_examples, with_example_age
+from jobs.windows import SECONDS_PER_HOUR, event_seconds, history_lengths, windowed_examples, with_example_age
 from watchnext import storage
 from watchnext.config import PrepConfig
 from watchnext.contract import ITEMS_KEY, ITEMS_TITLE, USERS_KEY
@@ -54,21 +55,25 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     check_key_column(sources.users, USERS_KEY, f"{data_dir} users")
     check_key_column(sources.items, ITEMS_KEY, f"{data_dir} items")
     run_anchor = cfg.anchor or dt.datetime.now(dt.timezone.utc)
+    laps = Laps()
 
     # input quality: every row becomes an event, a rejected row or a filtered short watch
     known_items = sources.items if cfg.reject_unknown_items else None
-    valid, rejected = split_valid_clicks(sources.clicks, run_anchor, known_items)
+    checked = with_rejection_reason(sources.clicks, run_anchor, known_items).persist(StorageLevel.MEMORY_AND_DISK)
+    valid, rejected = split_by_reason(checked, sources.clicks.columns)
     rejected.write.parquet(out("rejected"))
     rejected_counts = _counts(spark.read.parquet(out("rejected")), "reason")
     events = valid.select(
         "user_id", "item_id", "ts",
         short_watch(valid, cfg.min_watch_seconds, cfg.min_watch_fraction).alias("is_short"),
     ).persist(StorageLevel.MEMORY_AND_DISK)
-    valid_count = events.count()
-    events_in = valid_count + sum(rejected_counts.values())
+    by_shortness = _counts(events, "is_short")
+    events_in = sum(by_shortness.values()) + sum(rejected_counts.values())
+    checked.unpersist()
     _check_rejected_share(rejected_counts, events_in, cfg, out("rejected"))
-    filtered = {"short_watch": events.where("is_short").count()}
+    filtered = {"short_watch": by_shortness.get(True, 0)}
     positives = events.where(~F.col("is_short")).drop("is_short")
+    laps.lap("validate")
 
     # split: held-out events never reach a vocabulary, a label or a history
     if cfg.split == "leave_last_out":
@@ -77,6 +82,7 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     else:
         train, held_out, later = time_split(positives, cfg.split_time, cfg.eval_days)
         filtered["held_out"], filtered["after_eval_window"] = held_out.count(), later.count()
+    laps.lap("split")
 
     previous = partial(_previous_vocabulary, spark, cfg.previous_vocab)
     items = item_vocabulary(train, previous("items")).persist(StorageLevel.MEMORY_AND_DISK)
@@ -94,6 +100,7 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     if item_tokens is not None:  # titles stand in for searches: each watch brings its title's tokens
         item_columns = item_columns.join(item_tokens, "item_id", "left")
     indexed = train.join(item_columns, "item_id").persist(StorageLevel.MEMORY_AND_DISK)
+    laps.lap("vocabulary")
 
     categoricals, continuous = _user_columns(sources, cfg)
     continuous_stats = minmax_statistics(sources.users, continuous)
@@ -110,11 +117,15 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     )
 
     max_tokens = cfg.max_search_tokens if search_source != "none" else 0
-    candidates = windowed_examples(indexed, cfg.history_len, searches, max_tokens).transform(
-        with_drop_reason, train_clicks, cfg.min_history, cfg.subsample_threshold, cfg.max_examples_per_user, cfg.seed
+    sampling = partial(
+        with_drop_reason, total_clicks=train_clicks, min_history=cfg.min_history,
+        subsample_threshold=cfg.subsample_threshold, max_per_user=cfg.max_examples_per_user, seed=cfg.seed,
     )
-    # a light pass: Spark prunes the history arrays, which the counts do not need
-    filtered.update(_counts(candidates.where(F.col("drop_reason").isNotNull()), "drop_reason"))
+    candidates = windowed_examples(indexed, cfg.history_len, searches, max_tokens).transform(sampling)
+    # the counts need only each label's position, not its history: a light pass over watches
+    dropped = history_lengths(indexed, cfg.history_len).transform(sampling).where(F.col("drop_reason").isNotNull())
+    filtered.update(_counts(dropped, "drop_reason"))
+    laps.lap("sampling")
     examples = (
         candidates.where(F.col("drop_reason").isNull())
         .transform(with_example_age, age_anchor, window_hours)
@@ -131,7 +142,9 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     ).select("user_id", "item_id", "item_index", "ts")
 
     _write_shuffled(examples, out("examples"), cfg)
+    laps.lap("write examples")
     features.write.parquet(out("user_features"))
+    laps.lap("write user features")
     targets.write.parquet(out("eval"))
     items.orderBy("index").coalesce(1).write.parquet(out("vocab/items"))
     negative_sampling_table(items, cfg.negative_alpha).coalesce(1).write.parquet(out("vocab/item_sampling"))
@@ -140,8 +153,11 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     if token_vocab is not None:
         token_vocab.orderBy("index").coalesce(1).write.parquet(out("vocab/search_tokens"))
 
+    laps.lap("write eval and vocabularies")
     manifest = _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, continuous, continuous_stats,
                          run_anchor, age_anchor, window_hours, events_in, rejected_counts, filtered)
+    laps.lap("manifest")
+    manifest["phases_seconds"] = laps.seconds
     manifest["features"].update(
         {
             "search_source": search_source,
@@ -189,7 +205,9 @@ def _search_tokens(sources: Sources, items: DataFrame, source: str, age_anchor: 
         vocab = token_vocabulary(queries, cfg.min_token_count).persist()
         keyed = queries.withColumn("search_id", F.monotonically_increasing_id())
         tokens = encode_texts(keyed, ["search_id"], vocab)
-        return keyed.join(tokens, "search_id").select("user_id", "ts", "tokens"), None, vocab
+        searches = keyed.join(tokens, "search_id").select("user_id", "ts", "tokens")
+        # read by the examples and by the serving features: tokenize once
+        return searches.persist(StorageLevel.MEMORY_AND_DISK), None, vocab
     if source == "titles":
         titles = sources.items.select(
             F.trim(F.col(ITEMS_KEY).cast("string")).alias("item_id"), F.col(ITEMS_TITLE).alias("text")
@@ -204,7 +222,21 @@ def _vocab_size(spark: SparkSession, path: str) -> int:
     return int(spark.read.parquet(path).agg(F.max("index")).first()[0] or 1) + 1
 
 
-def _counts(df: DataFrame, column: str) -> dict[str, int]:
+class Laps:
+    """Wall time of each phase of the job, logged as it ends and kept for the manifest."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.time()
+
+    def lap(self, phase: str) -> None:
+        now = time.time()
+        self.seconds[phase] = round(now - self._last, 3)
+        self._last = now
+        log.info("prep: %s done in %.1fs", phase, self.seconds[phase])
+
+
+def _counts(df: DataFrame, column: str) -> dict[Any, int]:
     return {k: int(v) for k, v in df.groupBy(column).count().collect()}
 
 

@@ -59,7 +59,16 @@ def split_valid_clicks(
     anchor: dt.datetime | None = None,
     known_items: DataFrame | None = None,
 ) -> tuple[DataFrame, DataFrame]:
-    """(clean events, rejected rows with a `reason`); the first failing check names the reason.
+    """(clean events, rejected rows with a `reason`); the first failing check names the reason."""
+    return split_by_reason(with_rejection_reason(clicks, anchor, known_items), clicks.columns)
+
+
+def with_rejection_reason(
+    clicks: DataFrame,
+    anchor: dt.datetime | None = None,
+    known_items: DataFrame | None = None,
+) -> DataFrame:
+    """The clicks with a `reason` column (null = valid); the first failing check names it.
 
     anchor: events after it are in the future (clock skew, bad producers) and rejected.
     known_items: when the items table exists, clicks on items it lacks are rejected.
@@ -91,13 +100,20 @@ def split_valid_clicks(
         "reason",
         F.when(F.col("reason").isNull() & (copy_number > 1), F.lit("duplicate")).otherwise(F.col("reason")),
     )
+    return tagged
+
+
+def split_by_reason(tagged: DataFrame, columns: list[str]) -> tuple[DataFrame, DataFrame]:
+    """(clean rows with parsed values, rejected rows as raw text + reason) of a tagged frame;
+    persist `tagged` first when both are used."""
+    watch = [c for c in WATCH_COLUMNS if c in columns]
     clean = (
         tagged.where(F.col("reason").isNull())
         .withColumns({c: F.col(f"{c}__parsed") for c in watch})
-        .select(*clicks.columns)
+        .select(*columns)
     )
     rejected = tagged.where(F.col("reason").isNotNull()).select(
-        *[F.col(c).cast("string").alias(c) for c in clicks.columns], "reason"
+        *[F.col(c).cast("string").alias(c) for c in columns], "reason"
     )
     return clean, rejected
 

@@ -82,6 +82,16 @@ def windowed_examples(
     )
 
 
+def history_lengths(events: DataFrame, history_len: int) -> DataFrame:
+    """user_id, item_id, ts, item_count, history_length of every training watch: what the
+    sampling rules read, without building the histories."""
+    earlier_first = Window.partitionBy("user_id").orderBy("ts", "item_id")
+    position = F.row_number().over(earlier_first) - 1
+    return events.select(
+        "user_id", "item_id", "ts", "item_count", F.least(position, F.lit(history_len)).cast("int").alias("history_length")
+    )
+
+
 def with_example_age(examples: DataFrame, anchor_seconds: float, window_hours: float) -> DataFrame:
     """example_age_hours = anchor - event time; example_age = that over the training window.
 
