@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 
 from jobs.sources import Sources, read_sources
 from jobs.continuous import minmax_statistics, normalized
+from jobs.negatives import unigram_table, with_negatives
 from jobs.sampling import with_drop_reason
 from jobs.split import first_per_user, leave_last_out, time_split
 from jobs.tokens import encode_texts, token_vocabulary
@@ -126,10 +127,13 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     dropped = history_lengths(indexed, cfg.history_len).transform(sampling).where(F.col("drop_reason").isNotNull())
     filtered.update(_counts(dropped, "drop_reason"))
     laps.lap("sampling")
+    sampling_table = negative_sampling_table(items, cfg.negative_alpha)
+    table = unigram_table(sampling_table, items.count()) if cfg.negatives_per_example else None
     examples = (
         candidates.where(F.col("drop_reason").isNull())
         .transform(with_example_age, age_anchor, window_hours)
         .transform(_with_demographics, demographics, len(categoricals), len(continuous))
+        .transform(with_negatives, table, cfg.negatives_per_example, cfg.seed)
     )
     features = serving_features(indexed, cfg.history_len, searches, max_tokens).transform(
         _with_demographics, demographics, len(categoricals), len(continuous)
@@ -147,7 +151,7 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     laps.lap("write user features")
     targets.write.parquet(out("eval"))
     items.orderBy("index").coalesce(1).write.parquet(out("vocab/items"))
-    negative_sampling_table(items, cfg.negative_alpha).coalesce(1).write.parquet(out("vocab/item_sampling"))
+    sampling_table.coalesce(1).write.parquet(out("vocab/item_sampling"))
     for column, vocab in vocabularies.items():
         vocab.orderBy("index").coalesce(1).write.parquet(out(f"vocab/{column}"))
     if token_vocab is not None:
@@ -295,7 +299,7 @@ def _write_shuffled(examples: DataFrame, path: str, cfg: PrepConfig) -> None:
     (
         examples.select(
             "user_id", "label", "history", "history_length", "example_age_hours", "example_age",
-            "example_age_sq", "example_age_sqrt", "search_tokens", "demographics", "continuous", "ts",
+            "example_age_sq", "example_age_sqrt", "search_tokens", "demographics", "continuous", "negatives", "ts",
         )
         .repartition(cfg.example_files, key)
         .sortWithinPartitions(key)

@@ -91,6 +91,9 @@ class PrepConfig(_Section):
     previous_vocab: str | None = None
     # negatives are sampled in proportion to count^alpha (written beside the vocabulary)
     negative_alpha: float = Field(0.75, ge=0)
+    # k negatives pre-drawn from that table into each example (negsample=k), for trainers
+    # that read them; watchnext's own trainer samples shared negatives per batch instead
+    negatives_per_example: int = Field(0, ge=0, le=100)
 
     # --- output
     # examples are written as this many shuffled Parquet files, the unit Ray Data streams
