@@ -65,8 +65,18 @@ def windowed_examples(
     w - history_len .. w - 1 and the searches made between them, nothing at or after w.
     """
     passthrough = [c for c in events.columns if c not in ("item_index", "tokens")]
-    earlier = Window.partitionBy("user_id").orderBy("watch_ordinal").rangeBetween(-history_len, -1)
-    timeline = user_timeline(events, searches).select(
+    if searches is None:
+        # watches only: the window is the previous history_len rows, one sort
+        timeline = events.withColumn("is_watch", F.lit(True))
+        if "tokens" not in events.columns:
+            timeline = timeline.withColumn("tokens", F.lit(None).cast("array<int>"))
+        earlier = Window.partitionBy("user_id").orderBy("ts", "item_id").rowsBetween(-history_len, -1)
+    else:
+        # searches between the watches: the window is the rows whose watch ordinal is among
+        # the previous history_len watches'
+        timeline = user_timeline(events, searches)
+        earlier = Window.partitionBy("user_id").orderBy("watch_ordinal").rangeBetween(-history_len, -1)
+    timeline = timeline.select(
         *passthrough,
         "is_watch",
         F.col("item_index").cast("int").alias("label"),
