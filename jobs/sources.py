@@ -65,12 +65,12 @@ def _read_canonical(spark: SparkSession, data_dir: str, names: list[str]) -> Sou
 
     clicks = table("clicks")
     searches = table("searches")
-    items = table("items")
+    items = _string_key(table("items"), ITEMS_KEY)
     return Sources(
         name=f"canonical:{data_dir.rstrip('/').rsplit('/', 1)[-1]}",
         layout="canonical",
         clicks=parse_ts(clicks, "ts") if "ts" in clicks.columns else clicks,
-        users=table("users"),
+        users=_string_key(table("users"), USERS_KEY),
         items=(
             parse_ts(items, "upload_ts")
             if items is not None and "upload_ts" in items.columns
@@ -78,6 +78,13 @@ def _read_canonical(spark: SparkSession, data_dir: str, names: list[str]) -> Sou
         ),
         searches=parse_ts(searches, "ts") if searches is not None and "ts" in searches.columns else searches,
     )
+
+
+def _string_key(table: DataFrame | None, key: str) -> DataFrame | None:
+    """Integer ids in a users or items table become the text keys the click log uses."""
+    if table is None or key not in table.columns:
+        return table
+    return table.withColumn(key, ids(F.col(key)))
 
 
 def _read_table(spark: SparkSession, path: str) -> DataFrame:

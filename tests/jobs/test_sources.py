@@ -44,3 +44,20 @@ def test_an_unknown_layout_is_a_clear_error(tmp_path, spark):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(InputError, match="neither the canonical layout"):
         read_sources(spark, str(tmp_path))
+
+
+def test_canonical_parquet_with_integer_ids_and_epoch_seconds(spark, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for name, table in {
+        "clicks": pa.table({"user_id": [1, 2], "item_id": [10, 11], "ts": [1767225600, 1767229200]}),
+        "users": pa.table({"user_id": [1, 2], "country": ["fr", "de"]}),
+    }.items():
+        (tmp_path / name).mkdir()
+        pq.write_table(table, tmp_path / name / "part-0.parquet")
+    src = read_sources(spark, str(tmp_path))
+    assert src.layout == "canonical" and src.items is None and src.searches is None
+    clicks = sorted((r.user_id, r.item_id, int(r.ts.timestamp())) for r in src.clicks.collect())
+    assert clicks == [(1, 10, 1767225600), (2, 11, 1767229200)]
+    assert sorted(r.user_id for r in src.users.collect()) == ["1", "2"]
