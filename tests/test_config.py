@@ -52,3 +52,7 @@ def test_the_shipped_default_config_is_the_defaults():
 
     shipped = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
     assert load_config(shipped) == Config()
+    # and it lists every setting, so that it documents them all
+    import yaml
+
+    assert yaml.safe_load(shipped.read_text()) == Config().to_dict()
