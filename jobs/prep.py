@@ -314,6 +314,7 @@ def _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, continuous,
     read = lambda name: spark.read.parquet(storage.join(prep_dir, name))  # noqa: E731
     examples = read("examples")
     n_examples = examples.count()
+    n_items = read("vocab/items").count()
     per_user = examples.groupBy("user_id").count().agg(
         F.min("count"), F.expr("percentile_approx(count, array(0.5, 0.9, 0.99))"), F.max("count")
     ).first()
@@ -329,7 +330,7 @@ def _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, continuous,
             "filtered": filtered,
             "examples": n_examples,
             "users": read("user_features").count(),
-            "items": read("vocab/items").count(),
+            "items": n_items,
             "eval_users": read("eval").count(),
             "examples_per_user": {
                 "min": per_user[0], "p50": per_user[1][0], "p90": per_user[1][1], "p99": per_user[1][2],
@@ -338,7 +339,7 @@ def _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, continuous,
         },
         "features": {
             "history_len": cfg.history_len,
-            "item_vocab_size": read("vocab/items").count() + 1,  # + padding index 0
+            "item_vocab_size": n_items + 1,  # + padding index 0
             "user_categoricals": categoricals,
             "categorical_sizes": [_vocab_size(spark, storage.join(prep_dir, "vocab", c)) for c in categoricals],
             "user_continuous": continuous,

@@ -23,6 +23,14 @@ def event_seconds(ts: Column) -> Column:
     return F.unix_micros(ts) / 1e6
 
 
+def watch_rows(events: DataFrame) -> DataFrame:
+    """Watches as time-line rows: is_watch, and `tokens` (null unless titles stand in)."""
+    rows = events.withColumn("is_watch", F.lit(True))
+    if "tokens" not in events.columns:
+        rows = rows.withColumn("tokens", F.lit(None).cast("array<int>"))
+    return rows
+
+
 def user_timeline(events: DataFrame, searches: DataFrame | None) -> DataFrame:
     """Watches and searches of each user on one time line, with `watch_ordinal`: the number of
     watches up to and including the row. Rows carry `tokens` (a search's query tokens, or a
@@ -31,10 +39,7 @@ def user_timeline(events: DataFrame, searches: DataFrame | None) -> DataFrame:
     A search in the same second as a watch counts as after it, so no label sees a query that
     may have followed it.
     """
-    watches = events.withColumn("is_watch", F.lit(True))
-    if "tokens" not in events.columns:
-        watches = watches.withColumn("tokens", F.lit(None).cast("array<int>"))
-    timeline = watches
+    timeline = watch_rows(events)
     if searches is not None:
         timeline = timeline.unionByName(
             searches.select("user_id", "ts", "tokens").withColumn("is_watch", F.lit(False)),
@@ -67,9 +72,7 @@ def windowed_examples(
     passthrough = [c for c in events.columns if c not in ("item_index", "tokens")]
     if searches is None:
         # watches only: the window is the previous history_len rows, one sort
-        timeline = events.withColumn("is_watch", F.lit(True))
-        if "tokens" not in events.columns:
-            timeline = timeline.withColumn("tokens", F.lit(None).cast("array<int>"))
+        timeline = watch_rows(events)
         earlier = Window.partitionBy("user_id").orderBy("ts", "item_id").rowsBetween(-history_len, -1)
     else:
         # searches between the watches: the window is the rows whose watch ordinal is among

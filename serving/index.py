@@ -31,6 +31,13 @@ def item_matrix(item_embeddings_path: str) -> tuple[np.ndarray, np.ndarray, np.n
     )
 
 
+def item_keys(item_embeddings_path: str) -> tuple[np.ndarray, np.ndarray]:
+    """(item indices, item ids) of the index rows, without reading the vectors."""
+    fs, path = storage.filesystem(item_embeddings_path)
+    table = pq.read_table(path, filesystem=fs, columns=["index", "item_id"])
+    return table.column("index").to_numpy().astype(np.int64), table.column("item_id").to_numpy(zero_copy_only=False)
+
+
 def user_queries(user_vectors: np.ndarray) -> np.ndarray:
     """[u, 1]: the 1 multiplies the item's bias dimension."""
     ones = np.ones((len(user_vectors), 1), dtype=np.float32)

@@ -22,7 +22,15 @@ import torch
 from ray_train.data import Widths, to_batch
 from ray_train.export import ITEM_EMBEDDINGS_FILE, load_user_tower
 from ray_train.trainer import start_ray
-from serving.index import INDEX_FILE, build_flat_index, item_matrix, load_index, save_index, user_queries
+from serving.index import (
+    INDEX_FILE,
+    build_flat_index,
+    item_keys,
+    item_matrix,
+    load_index,
+    save_index,
+    user_queries,
+)
 from serving.search import search_excluding
 from watchnext import storage
 from watchnext.config import Config
@@ -41,7 +49,7 @@ class RecallScorer:
         self.tower, meta = load_user_tower(model_dir)
         self.model_version = meta["model_version"]
         self.index = load_index(index_path)
-        _, self.row_item_index, self.row_item_id = item_matrix(storage.join(model_dir, ITEM_EMBEDDINGS_FILE))
+        self.row_item_index, self.row_item_id = item_keys(storage.join(model_dir, ITEM_EMBEDDINGS_FILE))
         self.widths = Widths(**widths)
         self.top_k = top_k
         self.exclude_watched = exclude_watched

@@ -25,7 +25,8 @@ class StageNotFinished(RuntimeError):
 
 
 def is_uri(path: str) -> bool:
-    return bool(urlparse(str(path)).scheme) and len(urlparse(str(path)).scheme) > 1
+    # a one-letter scheme is a Windows drive ("C:\\data"), not a URI
+    return len(urlparse(str(path)).scheme) > 1
 
 
 def absolute(path: str) -> str:
