@@ -16,17 +16,24 @@ from functools import partial
 from typing import Any
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.sources import Sources, read_sources
 from jobs.continuous import minmax_statistics, normalized
 from jobs.negatives import unigram_table, with_negatives
-from jobs.sampling import with_drop_reason
-from jobs.split import first_per_user, leave_last_out, time_split
+from jobs.sampling import cap_threshold, with_drop_reason
+from jobs.split import first_per_user, is_left_out_last, time_period
 from jobs.tokens import encode_texts, token_vocabulary
 from jobs.user_features import serving_features
-from jobs.validate import check_clicks_schema, check_key_column, short_watch, split_by_reason, with_rejection_reason
+from jobs.validate import (
+    REJECTION_REASONS,
+    check_clicks_schema,
+    check_key_column,
+    short_watch,
+    split_by_reason,
+    with_rejection_reason,
+)
 from jobs.vocab import (
     categorical_vocabulary,
     encode_categoricals,
@@ -58,49 +65,45 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     run_anchor = cfg.anchor or dt.datetime.now(dt.timezone.utc)
     laps = Laps()
 
-    # input quality: every row becomes an event, a rejected row or a filtered short watch
+    # every input row gets one fate: a rejection reason, short_watch, held_out (or
+    # after_eval_window) or train. The rows are shuffled by user and sorted once, here, and
+    # cached: every later per-user step reads them in that order (jobs/order.py)
     known_items = sources.items if cfg.reject_unknown_items else None
-    checked = with_rejection_reason(sources.clicks, run_anchor, known_items).persist(StorageLevel.MEMORY_AND_DISK)
-    valid, rejected = split_by_reason(checked, sources.clicks.columns)
-    rejected.write.parquet(out("rejected"))
-    rejected_counts = _counts(spark.read.parquet(out("rejected")), "reason")
-    events = valid.select(
-        "user_id", "item_id", "ts",
-        short_watch(valid, cfg.min_watch_seconds, cfg.min_watch_fraction).alias("is_short"),
-    ).persist(StorageLevel.MEMORY_AND_DISK)
-    by_shortness = _counts(events, "is_short")
-    events_in = sum(by_shortness.values()) + sum(rejected_counts.values())
-    checked.unpersist()
+    checked = with_rejection_reason(sources.clicks, run_anchor, known_items)
+    fated = checked.withColumn("fate", _fate(checked, cfg)).persist(StorageLevel.MEMORY_AND_DISK)
+    ledger = {
+        fate: (int(n), lo, hi)
+        for fate, n, lo, hi in fated.groupBy("fate")
+        .agg(F.count(F.lit(1)), F.min(event_seconds(F.col("ts"))), F.max(event_seconds(F.col("ts"))))
+        .collect()
+    }
+    events_in = sum(n for n, _, _ in ledger.values())
+    rejected_counts = {fate: n for fate, (n, _, _) in ledger.items() if fate in REJECTION_REASONS}
+    split_by_reason(fated, sources.clicks.columns)[1].write.parquet(out("rejected"))
     _check_rejected_share(rejected_counts, events_in, cfg, out("rejected"))
-    filtered = {"short_watch": by_shortness.get(True, 0)}
-    positives = events.where(~F.col("is_short")).drop("is_short")
-    laps.lap("validate")
+    filtered = {fate: ledger.get(fate, (0,))[0] for fate in ("short_watch", "held_out")}
+    if cfg.split == "time":
+        filtered["after_eval_window"] = ledger.get("after_eval_window", (0,))[0]
+    laps.lap("validate and split")
 
-    # split: held-out events never reach a vocabulary, a label or a history
-    if cfg.split == "leave_last_out":
-        train, held_out = leave_last_out(positives)
-        filtered["held_out"] = held_out.count()
-    else:
-        train, held_out, later = time_split(positives, cfg.split_time, cfg.eval_days)
-        filtered["held_out"], filtered["after_eval_window"] = held_out.count(), later.count()
-    laps.lap("split")
-
+    train_clicks, first_ts, last_ts = ledger.get("train", (0, None, None))
+    if not train_clicks:
+        raise ValueError(f"{data_dir}: no training events left after validation and the split (see {out('rejected')})")
+    train = fated.where(F.col("fate") == "train").select("user_id", "item_id", "ts")
+    held_out = fated.where(F.col("fate") == "held_out").select("user_id", "item_id", "ts")
     previous = partial(_previous_vocabulary, spark, cfg.previous_vocab)
     items = item_vocabulary(train, previous("items")).persist(StorageLevel.MEMORY_AND_DISK)
-    stats = train.agg(F.min(event_seconds(F.col("ts"))), F.max(event_seconds(F.col("ts"))), F.count(F.lit(1))).first()
-    if not stats[2]:
-        raise ValueError(f"{data_dir}: no training events left after validation and the split (see {out('rejected')})")
     # example age is measured from the end of the training window
-    age_anchor = float(stats[1]) if cfg.split == "leave_last_out" else cfg.split_time.timestamp()
-    window_hours = max((age_anchor - float(stats[0])) / SECONDS_PER_HOUR, 1.0)
-    train_clicks = int(stats[2])
+    age_anchor = float(last_ts) if cfg.split == "leave_last_out" else cfg.split_time.timestamp()
+    window_hours = max((age_anchor - float(first_ts)) / SECONDS_PER_HOUR, 1.0)
 
     search_source = _search_source(sources, cfg)
     searches, item_tokens, token_vocab = _search_tokens(sources, items, search_source, age_anchor, cfg)
     item_columns = items.select("item_id", F.col("index").alias("item_index"), F.col("count").alias("item_count"))
     if item_tokens is not None:  # titles stand in for searches: each watch brings its title's tokens
         item_columns = item_columns.join(item_tokens, "item_id", "left")
-    indexed = train.join(item_columns, "item_id").persist(StorageLevel.MEMORY_AND_DISK)
+    # the vocabulary is small next to the log: a broadcast join keeps the events in order
+    indexed = train.join(F.broadcast(item_columns), "item_id")
     laps.lap("vocabulary")
 
     categoricals, continuous = _user_columns(sources, cfg)
@@ -118,14 +121,24 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     )
 
     max_tokens = cfg.max_search_tokens if search_source != "none" else 0
-    sampling = partial(
+    rules = partial(
         with_drop_reason, total_clicks=train_clicks, min_history=cfg.min_history,
-        subsample_threshold=cfg.subsample_threshold, max_per_user=cfg.max_examples_per_user, seed=cfg.seed,
+        subsample_threshold=cfg.subsample_threshold, seed=cfg.seed,
     )
+    # the counts and the cap need only each label's position, not its history: one light
+    # pass tags the first two rules and sums them per user
+    cap = cfg.max_examples_per_user
+    uncapped = history_lengths(indexed, cfg.history_len).transform(rules, max_per_user=0)
+    per_user = uncapped.groupBy("user_id").agg(
+        *[F.count_if(F.col("drop_reason") == reason).alias(reason) for reason in ("short_history", "subsampled")],
+        F.count_if(F.col("drop_reason").isNull()).alias("survivors"),
+        (cap_threshold(cap, cfg.seed) if cap else F.lit(None).cast("double")).alias("cap_draw"),
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+    sampled, examples_per_user = _sampling_summary(per_user, cfg)
+    filtered.update(sampled)
+    caps = per_user.select("user_id", "cap_draw") if cap else None
+    sampling = partial(rules, max_per_user=cap, caps=caps)
     candidates = windowed_examples(indexed, cfg.history_len, searches, max_tokens).transform(sampling)
-    # the counts need only each label's position, not its history: a light pass over watches
-    dropped = history_lengths(indexed, cfg.history_len).transform(sampling).where(F.col("drop_reason").isNotNull())
-    filtered.update(_counts(dropped, "drop_reason"))
     laps.lap("sampling")
     sampling_table = negative_sampling_table(items, cfg.negative_alpha)
     table = unigram_table(sampling_table, items.count()) if cfg.negatives_per_example else None
@@ -140,9 +153,9 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     )
     if cfg.split == "time":
         # one target per user, among users the model knows: their first watch after the split
-        held_out = first_per_user(held_out).join(indexed.select("user_id").distinct(), "user_id", "left_semi")
+        held_out = first_per_user(held_out).join(train.select("user_id").distinct(), "user_id", "left_semi")
     targets = held_out.join(
-        items.select("item_id", F.col("index").alias("item_index")), "item_id", "left"
+        F.broadcast(items.select("item_id", F.col("index").alias("item_index"))), "item_id", "left"
     ).select("user_id", "item_id", "item_index", "ts")
 
     _write_shuffled(examples, out("examples"), cfg)
@@ -159,7 +172,8 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
 
     laps.lap("write eval and vocabularies")
     manifest = _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, continuous, continuous_stats,
-                         run_anchor, age_anchor, window_hours, events_in, rejected_counts, filtered)
+                         run_anchor, age_anchor, window_hours, events_in, rejected_counts, filtered,
+                         examples_per_user)
     laps.lap("manifest")
     manifest["phases_seconds"] = laps.seconds
     manifest["features"].update(
@@ -169,9 +183,19 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
             "token_vocab_size": _vocab_size(spark, out("vocab/search_tokens")) if token_vocab is not None else 0,
         }
     )
-    for df in (events, items, indexed, *vocabularies.values()):
+    for df in (fated, items, per_user, *vocabularies.values()):
         df.unpersist()
     return storage.finish_stage(prep_dir, started, manifest)
+
+
+def _fate(checked: DataFrame, cfg: PrepConfig) -> Column:
+    """What becomes of a row: its rejection reason, short_watch, or its side of the split."""
+    positive = F.col("reason").isNull() & ~short_watch(checked, cfg.min_watch_seconds, cfg.min_watch_fraction)
+    if cfg.split == "leave_last_out":
+        side = F.when(is_left_out_last(positive), F.lit("held_out")).otherwise(F.lit("train"))
+    else:
+        side = time_period(cfg.split_time, cfg.eval_days)
+    return F.coalesce(F.col("reason"), F.when(~positive, F.lit("short_watch")), side)
 
 
 def _previous_vocabulary(spark: SparkSession, previous_prep: str | None, name: str) -> DataFrame | None:
@@ -240,8 +264,27 @@ class Laps:
         log.info("prep: %s done in %.1fs", phase, self.seconds[phase])
 
 
-def _counts(df: DataFrame, column: str) -> dict[Any, int]:
-    return {k: int(v) for k, v in df.groupBy(column).count().collect()}
+def _sampling_summary(per_user: DataFrame, cfg: PrepConfig) -> tuple[dict[str, int], dict[str, int]]:
+    """(examples dropped by each sampling rule, distribution of examples per user), from the
+    per-user sums of the light pass; the manifest checks them against the examples written."""
+    cap = cfg.max_examples_per_user
+    kept = F.least(F.col("survivors"), F.lit(cap)) if cap else F.col("survivors")
+    row = per_user.withColumn("kept", kept).agg(
+        F.sum("short_history"),
+        F.sum("subsampled"),
+        F.sum(F.col("survivors") - F.col("kept")),
+        F.min(F.when(F.col("kept") > 0, F.col("kept"))),
+        F.expr("percentile_approx(if(kept > 0, kept, null), array(0.5, 0.9, 0.99))"),
+        F.max("kept"),
+    ).first()
+    counts = {"short_history": int(row[0] or 0)}
+    if cfg.subsample_threshold is not None:
+        counts["subsampled"] = int(row[1] or 0)
+    if cap:
+        counts["user_cap"] = int(row[2] or 0)
+    if not row[5]:
+        return counts, {}
+    return counts, {"min": row[3], "p50": row[4][0], "p90": row[4][1], "p99": row[4][2], "max": row[5]}
 
 
 def _check_rejected_share(rejected: dict[str, int], events_in: int, cfg: PrepConfig, where: str) -> None:
@@ -292,32 +335,34 @@ def _with_demographics(df: DataFrame, demographics: DataFrame | None, categorica
 def _write_shuffled(examples: DataFrame, path: str, cfg: PrepConfig) -> None:
     """Examples in cfg.example_files files, rows in a seeded pseudo-random order.
 
-    The order comes from a hash of (seed, user, label, ts), not rand(): reruns and any
-    upstream partitioning give the same files.
+    The examples arrive partitioned by user (jobs/order.py): each partition holds a random
+    share of the users, so with no more files than partitions, partitions are merged into
+    files and each file sorted by a hash of (seed, user, label, ts), without a shuffle of the
+    examples. Asking for more files than partitions costs that shuffle. The order comes from
+    the hash, not rand(): reruns and any upstream partitioning give the same rows per file.
     """
     key = F.xxhash64(F.lit(cfg.seed), "user_id", "label", "ts")
-    (
-        examples.select(
-            "user_id", "label", "history", "history_length", "example_age_hours", "example_age",
-            "example_age_sq", "example_age_sqrt", "search_tokens", "demographics", "continuous", "negatives", "ts",
-        )
-        .repartition(cfg.example_files, key)
-        .sortWithinPartitions(key)
-        .write.option("parquet.block.size", EXAMPLE_ROW_GROUP_BYTES)
-        .parquet(path)
+    columns = examples.select(
+        "user_id", "label", "history", "history_length", "example_age_hours", "example_age",
+        "example_age_sq", "example_age_sqrt", "search_tokens", "demographics", "continuous", "negatives", "ts",
     )
+    # the events' one shuffle by user made spark.sql.shuffle.partitions partitions
+    partitions = int(examples.sparkSession.conf.get("spark.sql.shuffle.partitions"))
+    if cfg.example_files <= partitions:
+        files = columns.coalesce(cfg.example_files)
+    else:
+        files = columns.repartition(cfg.example_files, key)
+    files.sortWithinPartitions(key).write.option("parquet.block.size", EXAMPLE_ROW_GROUP_BYTES).parquet(path)
 
 
 def _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, continuous, continuous_stats,
-              run_anchor, age_anchor, window_hours, events_in, rejected, filtered) -> dict[str, Any]:
+              run_anchor, age_anchor, window_hours, events_in, rejected, filtered,
+              examples_per_user) -> dict[str, Any]:
     """Counts of what was read and dropped, and of what is on disk, read back from the files."""
     read = lambda name: spark.read.parquet(storage.join(prep_dir, name))  # noqa: E731
     examples = read("examples")
     n_examples = examples.count()
     n_items = read("vocab/items").count()
-    per_user = examples.groupBy("user_id").count().agg(
-        F.min("count"), F.expr("percentile_approx(count, array(0.5, 0.9, 0.99))"), F.max("count")
-    ).first()
     accounted = sum(rejected.values()) + sum(filtered.values()) + n_examples
     if accounted != events_in:  # every input row must be an example, rejected or filtered
         raise RuntimeError(f"prep lost rows: {events_in} in, {accounted} accounted for")
@@ -332,10 +377,7 @@ def _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, continuous,
             "users": read("user_features").count(),
             "items": n_items,
             "eval_users": read("eval").count(),
-            "examples_per_user": {
-                "min": per_user[0], "p50": per_user[1][0], "p90": per_user[1][1], "p99": per_user[1][2],
-                "max": per_user[2],
-            } if n_examples else {},
+            "examples_per_user": examples_per_user,
         },
         "features": {
             "history_len": cfg.history_len,

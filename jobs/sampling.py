@@ -4,7 +4,7 @@ partitioning of the input give identical rows."""
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 _MANTISSA = (1 << 53) - 1
@@ -28,12 +28,14 @@ def with_drop_reason(
     subsample_threshold: float | None,
     max_per_user: int,
     seed: int,
+    caps: DataFrame | None = None,
 ) -> DataFrame:
     """Add `drop_reason` (null = the example is kept): short_history, subsampled, user_cap.
 
     examples carry user_id, item_id, ts, history_length and item_count (the label item's
     training events, of total_clicks in all). The per-user cap picks among the examples that
-    survive the first two rules, at random with the seed.
+    survive the first two rules, at random with the seed; `caps` are the users' cap_thresholds
+    of these examples, when already computed.
     """
     reason = F.when(F.col("history_length") < min_history, F.lit("short_history"))
     if subsample_threshold is not None:
@@ -41,16 +43,33 @@ def with_drop_reason(
         draw = hash_uniform(seed, "user_id", "item_id", "ts")
         reason = reason.when(draw >= keep_probability(share, subsample_threshold), F.lit("subsampled"))
     tagged = examples.withColumn("drop_reason", reason)
-    if max_per_user > 0:
-        # survivors first, in a seeded random order; the first max_per_user of them stay
-        pick_order = Window.partitionBy("user_id").orderBy(
-            F.col("drop_reason").isNotNull(), hash_uniform(seed + 1, "user_id", "item_id", "ts")
-        )
-        tagged = tagged.withColumn(
-            "drop_reason",
-            F.when(
-                F.col("drop_reason").isNull() & (F.row_number().over(pick_order) > max_per_user),
-                F.lit("user_cap"),
-            ).otherwise(F.col("drop_reason")),
-        )
-    return tagged
+    if max_per_user == 0:
+        return tagged
+    if caps is None:
+        caps = cap_thresholds(tagged, max_per_user, seed)
+    capped = F.col("drop_reason").isNull() & (_cap_draw(seed) > F.col("cap_draw"))
+    return (
+        tagged.join(caps, "user_id", "left")
+        .withColumn("drop_reason", F.when(capped, F.lit("user_cap")).otherwise(F.col("drop_reason")))
+        .drop("cap_draw")
+    )
+
+
+def cap_thresholds(tagged: DataFrame, max_per_user: int, seed: int) -> DataFrame:
+    """user_id, cap_draw (see cap_threshold) of examples tagged by the first two rules."""
+    return tagged.groupBy("user_id").agg(cap_threshold(max_per_user, seed).alias("cap_draw"))
+
+
+def cap_threshold(max_per_user: int, seed: int) -> Column:
+    """An aggregate over a user's examples: the max_per_user-th smallest cap draw among those
+    still kept (drop_reason null); an example whose draw is larger goes to the cap.
+
+    A per-user threshold rather than a sort of the examples by draw: the examples stay in the
+    job's one order (jobs/order.py), and the per-user table is small enough to keep.
+    """
+    kept_draws = F.collect_list(F.when(F.col("drop_reason").isNull(), _cap_draw(seed)))
+    return F.array_max(F.slice(F.array_sort(kept_draws), 1, max_per_user))
+
+
+def _cap_draw(seed: int) -> Column:
+    return hash_uniform(seed + 1, "user_id", "item_id", "ts")

@@ -21,6 +21,9 @@ def spark_session(cfg: SparkConfig, app_name: str = "watchnext-prep") -> SparkSe
         # Parquet timestamps are written as UTC instants, the contract's timestamp[us, UTC]
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
         .config("spark.ui.showConsoleProgress", "true")
+        # the job shuffles and sorts the events by user once and caches them; later steps rely
+        # on Spark keeping that partitioning for the cached data (jobs/order.py)
+        .config("spark.sql.optimizer.canChangeCachedPlanOutputPartitioning", "false")
     )
     # spark-submit starts the Python driver with a gateway already open: its --master and
     # --driver-memory are the cluster's choice and must not be overridden here

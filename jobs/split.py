@@ -1,45 +1,54 @@
-"""Hold out each user's last event for evaluation (leave-last-out).
+"""Hold out each user's last event for evaluation (leave-last-out), or split at a time.
 
-Events are ordered by (ts, item_id) everywhere, so that ties at the same second break the
-same way in the split, in the windows and in the serving features.
+Events are ordered by (ts, item_id) everywhere (jobs/order.py), so that ties at the same
+second break the same way in the split, in the windows and in the serving features.
 """
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-EVENT_ORDER = ("ts", "item_id")
+from jobs.order import by_user, in_event_order, so_far
+
+
+def is_left_out_last(eligible: Column) -> Column:
+    """True for the user's last eligible row when the user has two or more eligible rows.
+
+    A user with a single event keeps it for training: with nothing before it, it could be
+    evaluated only against popularity. Running and total counts, not a descending sort, so
+    the split reads the events in the job's one order.
+    """
+    one = F.when(eligible, F.lit(1)).otherwise(F.lit(0))
+    total = F.sum(one).over(by_user())
+    return eligible & (F.sum(one).over(so_far()) == total) & (total >= 2)
 
 
 def leave_last_out(events: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """(training events, held-out events): a user with two or more events gives up the last.
-
-    A user with a single event keeps it for training: with nothing before it, it could be
-    evaluated only against popularity.
-    """
-    by_user = Window.partitionBy("user_id")
-    latest_first = by_user.orderBy(*[F.col(c).desc() for c in EVENT_ORDER])
-    ranked = events.withColumn("events_after", F.row_number().over(latest_first) - 1).withColumn(
-        "user_events", F.count(F.lit(1)).over(by_user)
-    )
-    is_held_out = (F.col("events_after") == 0) & (F.col("user_events") >= 2)
-    train = ranked.where(~is_held_out).drop("events_after", "user_events")
-    held_out = ranked.where(is_held_out).drop("events_after", "user_events")
+    """(training events, held-out events): a user with two or more events gives up the last."""
+    flagged = events.withColumn("_held_out", is_left_out_last(F.lit(True)))
+    train = flagged.where(~F.col("_held_out")).drop("_held_out")
+    held_out = flagged.where(F.col("_held_out")).drop("_held_out")
     return train, held_out
 
 
 def time_split(events: DataFrame, split_time, eval_days: float) -> tuple[DataFrame, DataFrame, DataFrame]:
     """(training events up to split_time, held-out events in the eval_days after it, events
     later still): the nightly protocol, train on the past and evaluate on the next day."""
+    period = time_period(split_time, eval_days)
+    return tuple(events.where(period == name) for name in ("train", "held_out", "after_eval_window"))
+
+
+def time_period(split_time, eval_days: float) -> Column:
+    """"train" up to split_time, "held_out" in the eval_days after it, "after_eval_window" later."""
     eval_end = F.lit(split_time) + F.make_dt_interval(secs=F.lit(eval_days * 86400.0))
-    train = events.where(F.col("ts") <= F.lit(split_time))
-    held_out = events.where((F.col("ts") > F.lit(split_time)) & (F.col("ts") <= eval_end))
-    later = events.where(F.col("ts") > eval_end)
-    return train, held_out, later
+    return (
+        F.when(F.col("ts") <= F.lit(split_time), F.lit("train"))
+        .when(F.col("ts") <= eval_end, F.lit("held_out"))
+        .otherwise(F.lit("after_eval_window"))
+    )
 
 
 def first_per_user(events: DataFrame) -> DataFrame:
     """Each user's first event (by time, then item id): the evaluation target of a time split."""
-    earliest_first = Window.partitionBy("user_id").orderBy(*EVENT_ORDER)
-    return events.withColumn("rank", F.row_number().over(earliest_first)).where("rank = 1").drop("rank")
+    return events.withColumn("rank", F.row_number().over(in_event_order())).where("rank = 1").drop("rank")

@@ -1,17 +1,18 @@
 """Input checks: the schema fails fast, bad rows are quarantined with a reason, never dropped.
 
 Every click row ends up in exactly one place: the clean events or the rejected table, whose
-`reason` column says why (null_id, bad_timestamp, duplicate, negative_watch_time).
+`reason` column says why (one of REJECTION_REASONS).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from jobs.order import in_event_order
 from watchnext.contract import CLICKS_REQUIRED
 
 
@@ -20,6 +21,11 @@ class SchemaError(ValueError):
 
 
 WATCH_COLUMNS = ("watch_seconds", "watch_fraction")
+# the values of `reason`, in the order the checks run
+REJECTION_REASONS = (
+    "null_id", "bad_timestamp", "future_timestamp", "unknown_item", "bad_watch_time", "negative_watch_time",
+    "duplicate",
+)
 _ID_TYPES = (T.StringType, T.IntegerType, T.LongType, T.ShortType)
 _TS_TYPES = (T.TimestampType, T.TimestampNTZType)
 
@@ -86,19 +92,23 @@ def with_rejection_reason(
     if anchor is not None:
         reason = reason.when(F.col("ts") > F.lit(anchor), F.lit("future_timestamp"))
     if known_items is not None:
+        # the catalog is small next to the log: broadcast it rather than shuffle the log by item
         catalog = known_items.select(F.trim(F.col("item_id").cast("string")).alias("item_id")).distinct()
-        tagged = tagged.join(catalog.withColumn("item_known", F.lit(True)), "item_id", "left")
+        tagged = tagged.join(F.broadcast(catalog.withColumn("item_known", F.lit(True))), "item_id", "left")
         reason = reason.when(F.col("item_known").isNull(), F.lit("unknown_item"))
     for c in watch:
         reason = reason.when(F.col(c).isNotNull() & F.col(f"{c}__parsed").isNull(), F.lit("bad_watch_time"))
         reason = reason.when(F.col(f"{c}__parsed") < 0, F.lit("negative_watch_time"))
-    # exact duplicates of (user, item, ts): the first copy is the event, the rest are rejected
-    copy_number = F.row_number().over(
-        Window.partitionBy("user_id", "item_id", "ts").orderBy(F.monotonically_increasing_id())
-    )
+    # exact duplicates of (user, item, ts) are neighbours in event order: the first copy (the
+    # longest watch first) is the event, the rest are rejected. This window is the job's one
+    # shuffle and sort by user (jobs/order.py).
+    copies = in_event_order(*[F.col(f"{c}__parsed").desc() for c in watch])
+    earlier_copy = (F.lag("item_id").over(copies) == F.col("item_id")) & (F.lag("ts").over(copies) == F.col("ts"))
     tagged = tagged.withColumn("reason", reason).withColumn(
         "reason",
-        F.when(F.col("reason").isNull() & (copy_number > 1), F.lit("duplicate")).otherwise(F.col("reason")),
+        F.when(F.col("reason").isNull() & F.coalesce(earlier_copy, F.lit(False)), F.lit("duplicate")).otherwise(
+            F.col("reason")
+        ),
     )
     return tagged
 
@@ -118,11 +128,14 @@ def split_by_reason(tagged: DataFrame, columns: list[str]) -> tuple[DataFrame, D
     return clean, rejected
 
 
-def short_watch(clicks: DataFrame, min_seconds: float | None, min_fraction: float | None):
-    """A Column: true for a watch too short to be a positive (where the log says how long)."""
+def short_watch(tagged: DataFrame, min_seconds: float | None, min_fraction: float | None) -> Column:
+    """True for a watch too short to be a positive, where the log says how long; reads the
+    parsed watch columns of a frame tagged by with_rejection_reason."""
     short = F.lit(False)
-    if min_seconds is not None and "watch_seconds" in clicks.columns:
-        short = short | (F.coalesce(F.col("watch_seconds"), F.lit(float("inf"))) < min_seconds)
-    if min_fraction is not None and "watch_fraction" in clicks.columns:
-        short = short | (F.coalesce(F.col("watch_fraction"), F.lit(1.0)) < min_fraction)
+    for column, threshold, missing in (
+        ("watch_seconds", min_seconds, float("inf")),
+        ("watch_fraction", min_fraction, 1.0),
+    ):
+        if threshold is not None and f"{column}__parsed" in tagged.columns:
+            short = short | (F.coalesce(F.col(f"{column}__parsed"), F.lit(missing)) < threshold)
     return short

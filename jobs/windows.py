@@ -10,6 +10,8 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from jobs.order import in_event_order, so_far
+
 
 SECONDS_PER_HOUR = 3600.0
 
@@ -40,17 +42,19 @@ def user_timeline(events: DataFrame, searches: DataFrame | None) -> DataFrame:
     may have followed it.
     """
     timeline = watch_rows(events)
-    if searches is not None:
-        timeline = timeline.unionByName(
-            searches.select("user_id", "ts", "tokens").withColumn("is_watch", F.lit(False)),
-            allowMissingColumns=True,
-        )
-    so_far = (
+    if searches is None:
+        # watches only: the job's one order, already sorted (jobs/order.py)
+        return timeline.withColumn("watch_ordinal", F.count(F.lit(1)).over(so_far()))
+    timeline = timeline.unionByName(
+        searches.select("user_id", "ts", "tokens").withColumn("is_watch", F.lit(False)),
+        allowMissingColumns=True,
+    )
+    watches_so_far = (
         Window.partitionBy("user_id")
         .orderBy("ts", F.col("is_watch").desc(), "item_id")
         .rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
-    return timeline.withColumn("watch_ordinal", F.sum(F.col("is_watch").cast("int")).over(so_far))
+    return timeline.withColumn("watch_ordinal", F.sum(F.col("is_watch").cast("int")).over(watches_so_far))
 
 
 def token_bag(token_lists: Column, max_tokens: int) -> Column:
@@ -73,7 +77,7 @@ def windowed_examples(
     if searches is None:
         # watches only: the window is the previous history_len rows, one sort
         timeline = watch_rows(events)
-        earlier = Window.partitionBy("user_id").orderBy("ts", "item_id").rowsBetween(-history_len, -1)
+        earlier = in_event_order().rowsBetween(-history_len, -1)
     else:
         # searches between the watches: the window is the rows whose watch ordinal is among
         # the previous history_len watches'
@@ -98,8 +102,7 @@ def windowed_examples(
 def history_lengths(events: DataFrame, history_len: int) -> DataFrame:
     """user_id, item_id, ts, item_count, history_length of every training watch: what the
     sampling rules read, without building the histories."""
-    earlier_first = Window.partitionBy("user_id").orderBy("ts", "item_id")
-    position = F.row_number().over(earlier_first) - 1
+    position = F.row_number().over(in_event_order()) - 1
     return events.select(
         "user_id", "item_id", "ts", "item_count", F.least(position, F.lit(history_len)).cast("int").alias("history_length")
     )
