@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from jobs.sources import Sources, read_sources
 from jobs.continuous import minmax_statistics, normalized
 from jobs.negatives import unigram_table, with_negatives
-from jobs.sampling import cap_threshold, with_drop_reason
+from jobs.sampling import per_user_sums, with_drop_reason
 from jobs.split import first_per_user, is_left_out_last, time_period
 from jobs.tokens import encode_texts, token_vocabulary
 from jobs.user_features import serving_features
@@ -30,8 +30,8 @@ from jobs.validate import (
     REJECTION_REASONS,
     check_clicks_schema,
     check_key_column,
+    rejected_row,
     short_watch,
-    split_by_reason,
     with_rejection_reason,
 )
 from jobs.vocab import (
@@ -41,7 +41,7 @@ from jobs.vocab import (
     missing_demographics,
     negative_sampling_table,
 )
-from jobs.windows import SECONDS_PER_HOUR, event_seconds, history_lengths, windowed_examples, with_example_age
+from jobs.windows import SECONDS_PER_UNIT, event_seconds, history_lengths, windowed_examples, with_example_age
 from watchnext import storage
 from watchnext.config import PrepConfig
 from watchnext.contract import ITEMS_KEY, ITEMS_TITLE, USERS_KEY
@@ -70,7 +70,10 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     # cached: every later per-user step reads them in that order (jobs/order.py)
     known_items = sources.items if cfg.reject_unknown_items else None
     checked = with_rejection_reason(sources.clicks, run_anchor, known_items)
-    fated = checked.withColumn("fate", _fate(checked, cfg)).persist(StorageLevel.MEMORY_AND_DISK)
+    fated = checked.select(
+        "user_id", "item_id", "ts", _fate(checked, cfg).alias("fate"),
+        rejected_row(sources.clicks.columns).alias("rejected"),  # raw values, only where rejected
+    ).persist(StorageLevel.MEMORY_AND_DISK)
     ledger = {
         fate: (int(n), lo, hi)
         for fate, n, lo, hi in fated.groupBy("fate")
@@ -79,7 +82,7 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     }
     events_in = sum(n for n, _, _ in ledger.values())
     rejected_counts = {fate: n for fate, (n, _, _) in ledger.items() if fate in REJECTION_REASONS}
-    split_by_reason(fated, sources.clicks.columns)[1].write.parquet(out("rejected"))
+    fated.where(F.col("rejected").isNotNull()).select("rejected.*").write.parquet(out("rejected"))
     _check_rejected_share(rejected_counts, events_in, cfg, out("rejected"))
     filtered = {fate: ledger.get(fate, (0,))[0] for fate in ("short_watch", "held_out")}
     if cfg.split == "time":
@@ -90,30 +93,38 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     if not train_clicks:
         raise ValueError(f"{data_dir}: no training events left after validation and the split (see {out('rejected')})")
     train = fated.where(F.col("fate") == "train").select("user_id", "item_id", "ts")
-    held_out = fated.where(F.col("fate") == "held_out").select("user_id", "item_id", "ts")
     previous = partial(_previous_vocabulary, spark, cfg.previous_vocab)
     items = item_vocabulary(train, previous("items")).persist(StorageLevel.MEMORY_AND_DISK)
     # example age is measured from the end of the training window
     age_anchor = float(last_ts) if cfg.split == "leave_last_out" else cfg.split_time.timestamp()
-    window_hours = max((age_anchor - float(first_ts)) / SECONDS_PER_HOUR, 1.0)
+    # at least an hour, so that a log of one burst of events does not blow the ages up
+    window_seconds = max(age_anchor - float(first_ts), 3600.0)
+    _write_targets(fated, train, items, out("eval"), cfg)
 
     search_source = _search_source(sources, cfg)
-    searches, item_tokens, token_vocab = _search_tokens(sources, items, search_source, age_anchor, cfg)
+    searches, item_tokens, token_vocab = _search_tokens(
+        sources, items, search_source, age_anchor, previous("search_tokens"), cfg
+    )
     item_columns = items.select("item_id", F.col("index").alias("item_index"), F.col("count").alias("item_count"))
     if item_tokens is not None:  # titles stand in for searches: each watch brings its title's tokens
         item_columns = item_columns.join(item_tokens, "item_id", "left")
-    # the vocabulary is small next to the log: a broadcast join keeps the events in order
-    indexed = train.join(F.broadcast(item_columns), "item_id")
-    laps.lap("vocabulary")
+    # the vocabulary is small next to the log: a broadcast join keeps the events in order. The
+    # indexed training events are all that later steps read: cached, and the fates let go
+    indexed = train.join(F.broadcast(item_columns), "item_id").persist(StorageLevel.MEMORY_AND_DISK)
+    indexed.count()
+    fated.unpersist()
+    laps.lap("vocabulary and eval")
 
     categoricals, continuous = _user_columns(sources, cfg)
     continuous_stats = minmax_statistics(sources.users, continuous)
     vocabularies = {
-        c: categorical_vocabulary(sources.users, c, cfg.min_category_count, previous(c)).persist()
+        c: categorical_vocabulary(sources.users, c, cfg.min_category_count, previous(c), cfg.oov_buckets).persist()
         for c in categoricals
     }
     demographics = (
-        encode_categoricals(sources.users.dropDuplicates([USERS_KEY]), USERS_KEY, vocabularies, continuous)
+        encode_categoricals(
+            sources.users.dropDuplicates([USERS_KEY]), USERS_KEY, vocabularies, continuous, cfg.oov_buckets
+        )
         .withColumn("continuous", normalized(continuous, continuous_stats))
         .drop(*continuous)
         if sources.users is not None
@@ -129,11 +140,7 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     # pass tags the first two rules and sums them per user
     cap = cfg.max_examples_per_user
     uncapped = history_lengths(indexed, cfg.history_len).transform(rules, max_per_user=0)
-    per_user = uncapped.groupBy("user_id").agg(
-        *[F.count_if(F.col("drop_reason") == reason).alias(reason) for reason in ("short_history", "subsampled")],
-        F.count_if(F.col("drop_reason").isNull()).alias("survivors"),
-        (cap_threshold(cap, cfg.seed) if cap else F.lit(None).cast("double")).alias("cap_draw"),
-    ).persist(StorageLevel.MEMORY_AND_DISK)
+    per_user = per_user_sums(uncapped, cap, cfg.seed).persist(StorageLevel.MEMORY_AND_DISK)
     sampled, examples_per_user = _sampling_summary(per_user, cfg)
     filtered.update(sampled)
     caps = per_user.select("user_id", "cap_draw") if cap else None
@@ -144,25 +151,17 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     table = unigram_table(sampling_table, items.count()) if cfg.negatives_per_example else None
     examples = (
         candidates.where(F.col("drop_reason").isNull())
-        .transform(with_example_age, age_anchor, window_hours)
+        .transform(with_example_age, age_anchor, window_seconds, cfg.example_age_unit)
         .transform(_with_demographics, demographics, len(categoricals), len(continuous))
         .transform(with_negatives, table, cfg.negatives_per_example, cfg.seed)
     )
     features = serving_features(indexed, cfg.history_len, searches, max_tokens).transform(
         _with_demographics, demographics, len(categoricals), len(continuous)
     )
-    if cfg.split == "time":
-        # one target per user, among users the model knows: their first watch after the split
-        held_out = first_per_user(held_out).join(train.select("user_id").distinct(), "user_id", "left_semi")
-    targets = held_out.join(
-        F.broadcast(items.select("item_id", F.col("index").alias("item_index"))), "item_id", "left"
-    ).select("user_id", "item_id", "item_index", "ts")
-
     _write_shuffled(examples, out("examples"), cfg)
     laps.lap("write examples")
     features.write.parquet(out("user_features"))
     laps.lap("write user features")
-    targets.write.parquet(out("eval"))
     items.orderBy("index").coalesce(1).write.parquet(out("vocab/items"))
     sampling_table.coalesce(1).write.parquet(out("vocab/item_sampling"))
     for column, vocab in vocabularies.items():
@@ -170,9 +169,9 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     if token_vocab is not None:
         token_vocab.orderBy("index").coalesce(1).write.parquet(out("vocab/search_tokens"))
 
-    laps.lap("write eval and vocabularies")
+    laps.lap("write vocabularies")
     manifest = _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, continuous, continuous_stats,
-                         run_anchor, age_anchor, window_hours, events_in, rejected_counts, filtered,
+                         run_anchor, age_anchor, window_seconds, events_in, rejected_counts, filtered,
                          examples_per_user)
     laps.lap("manifest")
     manifest["phases_seconds"] = laps.seconds
@@ -180,10 +179,10 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
         {
             "search_source": search_source,
             "max_search_tokens": max_tokens,
-            "token_vocab_size": _vocab_size(spark, out("vocab/search_tokens")) if token_vocab is not None else 0,
+            "token_vocab_size": _vocab_size(spark, out("vocab/search_tokens"), cfg.oov_buckets) if token_vocab is not None else 0,
         }
     )
-    for df in (fated, items, per_user, *vocabularies.values()):
+    for df in (indexed, items, per_user, *vocabularies.values()):
         df.unpersist()
     return storage.finish_stage(prep_dir, started, manifest)
 
@@ -196,6 +195,18 @@ def _fate(checked: DataFrame, cfg: PrepConfig) -> Column:
     else:
         side = time_period(cfg.split_time, cfg.eval_days)
     return F.coalesce(F.col("reason"), F.when(~positive, F.lit("short_watch")), side)
+
+
+def _write_targets(fated: DataFrame, train: DataFrame, items: DataFrame, path: str, cfg: PrepConfig) -> None:
+    """The evaluation targets: each user's held-out event, with its item index (null for an
+    item the training events never saw)."""
+    held_out = fated.where(F.col("fate") == "held_out").select("user_id", "item_id", "ts")
+    if cfg.split == "time":
+        # one target per user, among users the model knows: their first watch after the split
+        held_out = first_per_user(held_out).join(train.select("user_id").distinct(), "user_id", "left_semi")
+    held_out.join(
+        F.broadcast(items.select("item_id", F.col("index").alias("item_index"))), "item_id", "left"
+    ).select("user_id", "item_id", "item_index", "ts").write.parquet(path)
 
 
 def _previous_vocabulary(spark: SparkSession, previous_prep: str | None, name: str) -> DataFrame | None:
@@ -218,7 +229,10 @@ def _search_source(sources: Sources, cfg: PrepConfig) -> str:
     return cfg.search_source
 
 
-def _search_tokens(sources: Sources, items: DataFrame, source: str, age_anchor: float, cfg: PrepConfig):
+def _search_tokens(
+    sources: Sources, items: DataFrame, source: str, age_anchor: float, previous_tokens: DataFrame | None,
+    cfg: PrepConfig,
+):
     """(searches with tokens | None, item title tokens | None, token vocabulary | None).
 
     The vocabulary is fitted on what the training period saw: queries up to the end of the
@@ -230,9 +244,9 @@ def _search_tokens(sources: Sources, items: DataFrame, source: str, age_anchor: 
             F.trim(F.col("user_id").cast("string")).alias("user_id"), "ts", F.col("query").alias("text")
         ).where(F.col("user_id").isNotNull() & F.col("ts").isNotNull() & F.col("text").isNotNull())
         queries = queries.where(event_seconds(F.col("ts")) <= F.lit(age_anchor))
-        vocab = token_vocabulary(queries, cfg.min_token_count).persist()
+        vocab = token_vocabulary(queries, cfg.min_token_count, previous_tokens, cfg.oov_buckets).persist()
         keyed = queries.withColumn("search_id", F.monotonically_increasing_id())
-        tokens = encode_texts(keyed, ["search_id"], vocab)
+        tokens = encode_texts(keyed, ["search_id"], vocab, cfg.oov_buckets)
         searches = keyed.join(tokens, "search_id").select("user_id", "ts", "tokens")
         # read by the examples and by the serving features: tokenize once
         return searches.persist(StorageLevel.MEMORY_AND_DISK), None, vocab
@@ -240,14 +254,14 @@ def _search_tokens(sources: Sources, items: DataFrame, source: str, age_anchor: 
         titles = sources.items.select(
             F.trim(F.col(ITEMS_KEY).cast("string")).alias("item_id"), F.col(ITEMS_TITLE).alias("text")
         ).join(items.select("item_id"), "item_id", "left_semi").where(F.col("text").isNotNull())
-        vocab = token_vocabulary(titles, cfg.min_token_count).persist()
-        return None, encode_texts(titles, ["item_id"], vocab), vocab
+        vocab = token_vocabulary(titles, cfg.min_token_count, previous_tokens, cfg.oov_buckets).persist()
+        return None, encode_texts(titles, ["item_id"], vocab, cfg.oov_buckets), vocab
     return None, None, None
 
 
-def _vocab_size(spark: SparkSession, path: str) -> int:
-    """Index 0 = padding, 1 = unknown, 2 .. max = values."""
-    return int(spark.read.parquet(path).agg(F.max("index")).first()[0] or 1) + 1
+def _vocab_size(spark: SparkSession, path: str, buckets: int) -> int:
+    """Index 0 = padding, 1 .. buckets = hashed OOV buckets, then the values."""
+    return max(int(spark.read.parquet(path).agg(F.max("index")).first()[0] or 0), buckets) + 1
 
 
 class Laps:
@@ -343,7 +357,7 @@ def _write_shuffled(examples: DataFrame, path: str, cfg: PrepConfig) -> None:
     """
     key = F.xxhash64(F.lit(cfg.seed), "user_id", "label", "ts")
     columns = examples.select(
-        "user_id", "label", "history", "history_length", "example_age_hours", "example_age",
+        "user_id", "label", "history", "history_length", "example_age_raw", "example_age",
         "example_age_sq", "example_age_sqrt", "search_tokens", "demographics", "continuous", "negatives", "ts",
     )
     # the events' one shuffle by user made spark.sql.shuffle.partitions partitions
@@ -356,7 +370,7 @@ def _write_shuffled(examples: DataFrame, path: str, cfg: PrepConfig) -> None:
 
 
 def _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, continuous, continuous_stats,
-              run_anchor, age_anchor, window_hours, events_in, rejected, filtered,
+              run_anchor, age_anchor, window_seconds, events_in, rejected, filtered,
               examples_per_user) -> dict[str, Any]:
     """Counts of what was read and dropped, and of what is on disk, read back from the files."""
     read = lambda name: spark.read.parquet(storage.join(prep_dir, name))  # noqa: E731
@@ -383,12 +397,13 @@ def _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, continuous,
             "history_len": cfg.history_len,
             "item_vocab_size": n_items + 1,  # + padding index 0
             "user_categoricals": categoricals,
-            "categorical_sizes": [_vocab_size(spark, storage.join(prep_dir, "vocab", c)) for c in categoricals],
+            "categorical_sizes": [_vocab_size(spark, storage.join(prep_dir, "vocab", c), cfg.oov_buckets) for c in categoricals],
             "user_continuous": continuous,
             "continuous_stats": {c: {"min": lo, "max": hi} for c, (lo, hi) in continuous_stats.items()},
             "run_anchor": run_anchor.isoformat(),
             "anchor_ts": age_anchor,
-            "window_hours": window_hours,
+            "example_age_unit": cfg.example_age_unit,
+            "training_window": window_seconds / SECONDS_PER_UNIT[cfg.example_age_unit],
         },
         "outputs": ["examples", "user_features", "eval", "vocab", "rejected"],
     }

@@ -60,6 +60,17 @@ def cap_thresholds(tagged: DataFrame, max_per_user: int, seed: int) -> DataFrame
     return tagged.groupBy("user_id").agg(cap_threshold(max_per_user, seed).alias("cap_draw"))
 
 
+def per_user_sums(tagged: DataFrame, max_per_user: int, seed: int) -> DataFrame:
+    """One row per user of examples tagged by the first two rules: user_id, short_history and
+    subsampled (examples they drop), survivors (examples they keep), cap_draw (see
+    cap_threshold; null without a cap)."""
+    return tagged.groupBy("user_id").agg(
+        *[F.count_if(F.col("drop_reason") == reason).alias(reason) for reason in ("short_history", "subsampled")],
+        F.count_if(F.col("drop_reason").isNull()).alias("survivors"),
+        (cap_threshold(max_per_user, seed) if max_per_user else F.lit(None).cast("double")).alias("cap_draw"),
+    )
+
+
 def cap_threshold(max_per_user: int, seed: int) -> Column:
     """An aggregate over a user's examples: the max_per_user-th smallest cap draw among those
     still kept (drop_reason null); an example whose draw is larger goes to the cap.

@@ -9,8 +9,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from jobs.vocab import categorical_vocabulary
-from watchnext.contract import CATEGORY_UNKNOWN
+from jobs.vocab import categorical_vocabulary, oov_bucket
 
 
 def unigrams_and_bigrams(text: Column) -> Column:
@@ -23,17 +22,18 @@ def unigrams_and_bigrams(text: Column) -> Column:
     return F.concat(words, bigrams)
 
 
-def token_vocabulary(texts: DataFrame, min_count: int) -> DataFrame:
-    """value, index (2 .. n by count desc), count over the tokens of a `text` column."""
+def token_vocabulary(texts: DataFrame, min_count: int, previous: DataFrame | None = None, buckets: int = 1) -> DataFrame:
+    """value, index (B + 1 .. n by count desc; or stable with previous), count over the
+    tokens of a `text` column; rarer tokens hash into the B = `buckets` OOV buckets."""
     tokens = texts.select(F.explode(unigrams_and_bigrams(F.col("text"))).alias("token"))
-    return categorical_vocabulary(tokens, "token", min_count)
+    return categorical_vocabulary(tokens, "token", min_count, previous, buckets)
 
 
-def encode_texts(rows: DataFrame, key: list[str], vocab: DataFrame) -> DataFrame:
-    """key columns + `tokens`: the distinct token indices of each row's `text` (unknown tokens
-    share index 1), one row per input row."""
+def encode_texts(rows: DataFrame, key: list[str], vocab: DataFrame, buckets: int = 1) -> DataFrame:
+    """key columns + `tokens`: the distinct token indices of each row's `text` (tokens outside
+    the vocabulary in their hashed OOV bucket), one row per input row."""
     exploded = rows.select(*key, F.explode(F.array_distinct(unigrams_and_bigrams(F.col("text")))).alias("value"))
-    indexed = exploded.join(vocab.select("value", "index"), "value", "left").select(
-        *key, F.coalesce(F.col("index"), F.lit(CATEGORY_UNKNOWN)).cast("int").alias("token")
+    indexed = exploded.join(F.broadcast(vocab.select("value", "index")), "value", "left").select(
+        *key, F.coalesce(F.col("index"), oov_bucket(F.col("value"), buckets)).cast("int").alias("token")
     )
     return indexed.groupBy(*key).agg(F.array_sort(F.array_distinct(F.collect_list("token"))).alias("tokens"))

@@ -122,10 +122,15 @@ def split_by_reason(tagged: DataFrame, columns: list[str]) -> tuple[DataFrame, D
         .withColumns({c: F.col(f"{c}__parsed") for c in watch})
         .select(*columns)
     )
-    rejected = tagged.where(F.col("reason").isNotNull()).select(
-        *[F.col(c).cast("string").alias(c) for c in columns], "reason"
-    )
+    rejected = tagged.where(F.col("reason").isNotNull()).select(rejected_row(columns).alias("row")).select("row.*")
     return clean, rejected
+
+
+def rejected_row(columns: list[str]) -> Column:
+    """A rejected row of a tagged frame as a struct of its raw values (as text) and reason;
+    null for a valid row, so that it costs nothing to carry along."""
+    raw = F.struct(*[F.col(c).cast("string").alias(c) for c in columns], F.col("reason"))
+    return F.when(F.col("reason").isNotNull(), raw)
 
 
 def short_watch(tagged: DataFrame, min_seconds: float | None, min_fraction: float | None) -> Column:

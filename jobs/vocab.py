@@ -2,7 +2,9 @@
 
 Item index 0 is padding (empty history slots); items are 1 .. n in descending training count,
 ties by id, so that frequency-ranked samplers (log-uniform) can use the index directly.
-Categorical index 0 means missing and 1 means rare or unseen; values are 2 .. n.
+Categorical index 0 means missing; a rare or unseen value hashes into one of B buckets
+1 .. B (prep.oov_buckets), so that unknown values do not all share one embedding; values
+are B + 1 .. n.
 Vocabularies are fitted on training events only: nothing from the held-out future leaks in.
 
 Given the previous run's vocabulary, indices are stable across runs: known keys keep their
@@ -13,7 +15,7 @@ item in the row it learnt.
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from watchnext.contract import CATEGORY_MISSING, CATEGORY_UNKNOWN
@@ -26,6 +28,12 @@ def ranked_vocabulary(counts: DataFrame, key: str, first_index: int, previous: D
     if previous is None:
         return counts.select(key, (F.row_number().over(rank) + (first_index - 1)).cast("int").alias("index"), "count")
     previous = previous.select(key, "index")
+    lowest = previous.agg(F.min("index")).first()[0]
+    if lowest is not None and lowest < first_index:
+        raise ValueError(
+            f"the previous vocabulary of {key!r} starts at index {lowest}, below {first_index}: it was "
+            "built with fewer OOV buckets (prep.oov_buckets); keep the previous run's setting"
+        )
     offset = previous.agg(F.coalesce(F.max("index"), F.lit(first_index - 1)).alias("offset"))
     kept = previous.join(counts, key, "left").select(key, "index", F.coalesce("count", F.lit(0)).cast("long").alias("count"))
     new = counts.join(previous, key, "left_anti").crossJoin(offset)
@@ -50,10 +58,10 @@ def negative_sampling_table(items: DataFrame, alpha: float) -> DataFrame:
 
 
 def categorical_vocabulary(
-    values: DataFrame, column: str, min_count: int, previous: DataFrame | None = None
+    values: DataFrame, column: str, min_count: int, previous: DataFrame | None = None, buckets: int = 1
 ) -> DataFrame:
-    """value, index (2 .. n by count desc, then value; or stable with previous), count; values
-    below min_count are left out and map to CATEGORY_UNKNOWN."""
+    """value, index (B + 1 .. n by count desc, then value; or stable with previous), count;
+    values below min_count are left out and hash into the B = `buckets` OOV buckets."""
     counts = (
         values.select(F.trim(F.col(column).cast("string")).alias("value"))
         .where(F.col("value").isNotNull() & (F.col("value") != ""))
@@ -61,11 +69,17 @@ def categorical_vocabulary(
         .agg(F.count(F.lit(1)).alias("count"))
         .where(F.col("count") >= min_count)
     )
-    return ranked_vocabulary(counts, "value", CATEGORY_UNKNOWN + 1, previous)
+    return ranked_vocabulary(counts, "value", CATEGORY_UNKNOWN + buckets, previous)
+
+
+def oov_bucket(value: Column, buckets: int) -> Column:
+    """The OOV index (1 .. buckets) of a value outside the vocabulary: a hash, the same in
+    every run and partition."""
+    return (F.lit(CATEGORY_UNKNOWN) + F.pmod(F.xxhash64(value), F.lit(buckets))).cast("int")
 
 
 def encode_categoricals(
-    table: DataFrame, key: str, vocabularies: dict[str, DataFrame], keep: list[str] = ()
+    table: DataFrame, key: str, vocabularies: dict[str, DataFrame], keep: list[str] = (), buckets: int = 1
 ) -> DataFrame:
     """key, demographics (one index per vocabulary, in the dict's order), and the `keep`
     columns passed through."""
@@ -75,7 +89,7 @@ def encode_categoricals(
         encoded = encoded.join(lookup, on=column, how="left")
     indices = [
         F.when(F.col(c).isNull() | (F.col(c) == ""), F.lit(CATEGORY_MISSING))
-        .otherwise(F.coalesce(F.col(f"{c}__index"), F.lit(CATEGORY_UNKNOWN)))
+        .otherwise(F.coalesce(F.col(f"{c}__index"), oov_bucket(F.col(c), buckets)))
         .cast("int")
         for c in vocabularies
     ]

@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from jobs.order import in_event_order, so_far
 
 
-SECONDS_PER_HOUR = 3600.0
+SECONDS_PER_UNIT = {"seconds": 1.0, "minutes": 60.0, "hours": 3600.0, "days": 86400.0}
 
 
 def padded(items: Column, length: int) -> Column:
@@ -108,17 +108,18 @@ def history_lengths(events: DataFrame, history_len: int) -> DataFrame:
     )
 
 
-def with_example_age(examples: DataFrame, anchor_seconds: float, window_hours: float) -> DataFrame:
-    """example_age_hours = anchor - event time; example_age = that over the training window.
+def with_example_age(examples: DataFrame, anchor_seconds: float, window_seconds: float, unit: str = "hours") -> DataFrame:
+    """example_age_raw = anchor - event time in `unit`; example_age = that age over the
+    training window (window_seconds long), with its square and square root.
 
     The anchor is the end of the training window, so the newest example has age 0, as the
     user vector does at serving time.
     """
-    age_hours = (F.lit(anchor_seconds) - event_seconds(F.col("ts"))) / SECONDS_PER_HOUR
-    x = age_hours / F.lit(window_hours)
+    age_seconds = F.lit(anchor_seconds) - event_seconds(F.col("ts"))
+    x = age_seconds / F.lit(window_seconds)
     return examples.withColumns(
         {
-            "example_age_hours": age_hours.cast("double"),
+            "example_age_raw": (age_seconds / SECONDS_PER_UNIT[unit]).cast("double"),
             "example_age": x.cast("float"),
             "example_age_sq": (x * x).cast("float"),
             "example_age_sqrt": F.sqrt(F.greatest(x, F.lit(0.0))).cast("float"),

@@ -76,12 +76,18 @@ class PrepConfig(_Section):
     # they watched ("titles": where a dataset has no search log), or none; "auto" picks the
     # first that the dataset has
     search_source: Literal["auto", "queries", "titles", "none"] = "auto"
+    # example_age_raw's unit; example_age itself is that age over the training window, so the
+    # model sees the same x = 0 .. 1 whatever the unit
+    example_age_unit: Literal["seconds", "minutes", "hours", "days"] = "hours"
     # the bag holds at most this many distinct tokens, the most recent first
     max_search_tokens: int = Field(32, ge=0, le=1000)
     # a token seen fewer times shares the "unknown" index
     min_token_count: int = Field(2, ge=1)
-    # a categorical value seen fewer times maps to the shared "unknown" index
+    # a categorical value seen fewer times maps to a shared "unknown" index
     min_category_count: int = Field(2, ge=1)
+    # rare or never-seen categorical values and search tokens hash into this many "unknown"
+    # indices (1 .. B), each with its own embedding, rather than all sharing one
+    oov_buckets: int = Field(8, ge=1, le=1 << 20)
     # user columns used as categorical demographics; None = every other column
     user_categoricals: tuple[str, ...] | None = None
     # numeric user columns, min-max normalized to [0, 1] (the model sees x, x², √x)

@@ -64,7 +64,9 @@ ITEM_VOCAB = pa.schema(
 CATEGORY_VOCAB = pa.schema(
     [
         pa.field("value", pa.string(), nullable=False),
-        pa.field("index", pa.int32(), nullable=False),  # 2 .. n; 0 = missing, 1 = rare/unknown
+        # 0 = missing, 1 .. B = hashed buckets of rare or unseen values (prep.oov_buckets),
+        # B + 1 .. n = values
+        pa.field("index", pa.int32(), nullable=False),
         pa.field("count", pa.int64(), nullable=False),
     ]
 )
@@ -76,7 +78,7 @@ ITEM_SAMPLING = pa.schema(
     ]
 )
 CATEGORY_MISSING = 0
-CATEGORY_UNKNOWN = 1
+CATEGORY_UNKNOWN = 1  # the first hashed bucket of rare or unseen values
 
 # examples/: one row per training example (a label watch and what came before it)
 EXAMPLES = pa.schema(
@@ -87,7 +89,8 @@ EXAMPLES = pa.schema(
         # prep.history_len so that a batch is one dense [batch, history_len] tensor
         pa.field("history", pa.list_(pa.int32()), nullable=False),
         pa.field("history_length", pa.int32(), nullable=False),
-        pa.field("example_age_hours", pa.float64(), nullable=False),  # anchor - event time
+        # anchor - event time, in prep.example_age_unit (the manifest's features.example_age_unit)
+        pa.field("example_age_raw", pa.float64(), nullable=False),
         pa.field("example_age", pa.float32(), nullable=False),  # x = hours / training window
         pa.field("example_age_sq", pa.float32(), nullable=False),  # x^2
         pa.field("example_age_sqrt", pa.float32(), nullable=False),  # sqrt(x)

@@ -120,10 +120,13 @@ def test_serving_features_hold_the_latest_history_and_every_watched_item(prepped
     rows = {r["user_id"]: r for r in read(prep_dir, "user_features").to_pylist()}
     assert rows["a"]["history"] == [1, 2, 3] and rows["a"]["watched"] == [1, 2, 3]
     assert rows["b"]["history"] == [2, 1, 0] and rows["b"]["history_length"] == 2
-    # gender F (2 users) and M (1 < min count 2 -> unknown); country fr (2) and de (unknown)
+    # gender F (2 users) and M (1 < min count 2 -> an OOV bucket); country fr (2) and de (OOV);
+    # known values come after the 8 hashed OOV buckets
     assert manifest["features"]["user_categoricals"] == ["gender", "country"]
-    assert rows["a"]["demographics"] == [2, 2] and rows["b"]["demographics"] == [1, 2]
-    assert rows["c"]["demographics"] == [2, 1]
+    assert manifest["features"]["categorical_sizes"] == [10, 10]
+    assert rows["a"]["demographics"] == [9, 9]
+    assert rows["b"]["demographics"][1] == 9 and 1 <= rows["b"]["demographics"][0] <= 8
+    assert rows["c"]["demographics"][0] == 9 and 1 <= rows["c"]["demographics"][1] <= 8
 
 
 def test_outputs_follow_the_contract(prepped):
@@ -159,10 +162,12 @@ def test_a_missing_column_fails_at_once_naming_it(spark, tmp_path):
 def test_titles_stand_in_for_a_missing_search_log(prepped):
     prep_dir, manifest = prepped
     assert manifest["features"]["search_source"] == "titles"
-    # every title word occurs once among the vocabulary's items: all share the unknown index
-    assert manifest["features"]["token_vocab_size"] == 2
+    # every title word occurs once among the vocabulary's items: all hash into the 8 OOV buckets
+    assert manifest["features"]["token_vocab_size"] == 9
     rows = {r["user_id"]: r for r in read(prep_dir, "user_features").to_pylist()}
-    assert rows["a"]["search_tokens"][:2] == [1, 0]
+    tokens = [t for t in rows["a"]["search_tokens"] if t]
+    assert tokens and all(1 <= t <= 8 for t in tokens)
+    assert rows["a"]["search_tokens"][len(tokens):] == [0] * (len(rows["a"]["search_tokens"]) - len(tokens))
 
 
 def test_a_rerun_with_the_previous_vocabulary_keeps_every_index(spark, prepped, tmp_path):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from jobs.vocab import categorical_vocabulary, item_vocabulary
+from jobs.vocab import categorical_vocabulary, encode_categoricals, item_vocabulary, oov_bucket
+from watchnext.contract import CATEGORY_MISSING
 
 
 def test_items_are_ranked_by_count_then_id(spark):
@@ -28,3 +31,31 @@ def test_categorical_values_are_stable_too(spark):
     users = spark.createDataFrame([("de",), ("de",), ("fr",), ("it",)], "country string")
     got = {r["value"]: r["index"] for r in categorical_vocabulary(users, "country", 1, previous).collect()}
     assert got == {"fr": 2, "de": 3, "it": 4}
+
+
+def test_rare_and_unseen_values_hash_into_oov_buckets_below_the_known_values(spark):
+    users = spark.createDataFrame(
+        [("u1", "de"), ("u2", "de"), ("u3", "fr"), ("u4", "it"), ("u5", None)], "user_id string, country string"
+    )
+    vocab = categorical_vocabulary(users, "country", min_count=2, buckets=4)
+    assert {r["value"]: r["index"] for r in vocab.collect()} == {"de": 5}
+    later = spark.createDataFrame(
+        [("u1", "de"), ("u3", "fr"), ("u4", "it"), ("u6", "never seen"), ("u7", "fr"), ("u5", None)],
+        "user_id string, country string",
+    )
+    encoded = {r.user_id: r.demographics[0] for r in encode_categoricals(later, "user_id", {"country": vocab}, buckets=4).collect()}
+    hashed = {
+        r.value: r.bucket
+        for r in later.select(F.col("country").alias("value"), oov_bucket(F.col("country"), 4).alias("bucket")).collect()
+    }
+    assert encoded["u1"] == 5 and encoded["u5"] == CATEGORY_MISSING
+    for user, country in [("u3", "fr"), ("u4", "it"), ("u6", "never seen"), ("u7", "fr")]:
+        assert encoded[user] == hashed[country] and 1 <= encoded[user] <= 4
+    assert encoded["u3"] == encoded["u7"]  # a value hashes the same way every time
+
+
+def test_a_previous_vocabulary_built_with_fewer_buckets_is_refused(spark):
+    previous = spark.createDataFrame([("fr", 2, 10)], "value string, index int, count long")
+    users = spark.createDataFrame([("de",), ("de",)], "country string")
+    with pytest.raises(ValueError, match="oov_buckets"):
+        categorical_vocabulary(users, "country", 1, previous, buckets=4)

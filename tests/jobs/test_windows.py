@@ -52,11 +52,19 @@ def test_ties_in_time_break_by_item_id(spark):
 def test_example_age_is_anchor_minus_event_time(spark):
     log = events(spark, [("a", 1, 0), ("a", 2, 3600 * 10), ("a", 3, 3600 * 40)])
     anchor = (T0 + dt.timedelta(hours=40)).timestamp()
-    got = with_example_age(windowed_examples(log, 5), anchor, window_hours=40.0)
-    ages = {r.label: (r.example_age_hours, r.example_age, r.example_age_sq, r.example_age_sqrt) for r in got.collect()}
+    got = with_example_age(windowed_examples(log, 5), anchor, window_seconds=40 * 3600.0)
+    ages = {r.label: (r.example_age_raw, r.example_age, r.example_age_sq, r.example_age_sqrt) for r in got.collect()}
     assert ages[1] == (40.0, 1.0, 1.0, 1.0)
     assert ages[2] == (30.0, 0.75, 0.5625, pytest.approx(0.75 ** 0.5))
     assert ages[3] == (0.0, 0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize("unit, raw", [("seconds", 108000.0), ("minutes", 1800.0), ("days", 1.25)])
+def test_example_age_unit_changes_the_raw_age_not_the_normalized_one(spark, unit, raw):
+    log = events(spark, [("a", 1, 0), ("a", 2, 3600 * 10)])
+    anchor = (T0 + dt.timedelta(hours=40)).timestamp()
+    got = with_example_age(windowed_examples(log, 5), anchor, 40 * 3600.0, unit).where("label = 2").first()
+    assert (got.example_age_raw, got.example_age) == (raw, 0.75)
 
 
 def test_padding_fills_to_a_fixed_length(spark):
