@@ -46,6 +46,12 @@ class Batch:
                        (self.history, self.search_tokens, self.demographics, self.continuous,
                         self.example_age, self.labels)))
 
+    def slice(self, start: int, end: int) -> "Batch":
+        """Rows start .. end - 1."""
+        return Batch(*(t[start:end] if t is not None else None for t in
+                       (self.history, self.search_tokens, self.demographics, self.continuous,
+                        self.example_age, self.labels)))
+
     def features(self) -> tuple[torch.Tensor, ...]:
         """The user tower's inputs, in its forward's order."""
         return self.history, self.search_tokens, self.demographics, self.continuous, self.example_age

@@ -23,6 +23,7 @@ import torch
 from ray_train.data import EXAMPLE_COLUMNS, Widths, to_batch
 from ray_train.model import ModelSpec, YouTubeDNN
 from ray_train.sampled_softmax import LogUniformSampler, UnigramSampler, sampled_softmax_loss
+from ray_train.validation import VAL_K, ValidationSet
 from watchnext.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     num_negatives = min(cfg.num_negatives, spec.num_items - 1)
     generator = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     shard = ray.train.get_dataset_shard("train")
+    validation = ValidationSet.load(config["prep_dir"], widths, cfg.val_users, cfg.seed) if rank == 0 else None
 
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
@@ -99,10 +101,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "seconds": seconds,
             "examples_per_second": examples / max(seconds, 1e-9),
         }
+        if validation is not None:
+            metrics[f"val_hr@{VAL_K}"] = validation.hit_rate(net, device)
         history.append(metrics)
         if rank == 0:
-            log.info("epoch %d/%d: loss %.4f, %d examples in %.1fs (rank 0)",
-                     epoch + 1, cfg.epochs, metrics["loss"], examples, seconds)
+            log.info("epoch %d/%d: loss %.4f, val HR@%d %s, %d examples in %.1fs (rank 0)",
+                     epoch + 1, cfg.epochs, metrics["loss"], VAL_K, metrics.get(f"val_hr@{VAL_K}", "-"),
+                     examples, seconds)
         _report(net, spec, cfg, metrics, history, rank)
 
 

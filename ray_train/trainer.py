@@ -21,6 +21,7 @@ from ray_train.data import EXAMPLE_COLUMNS, Widths
 from ray_train.export import export_model
 from ray_train.loop import train_loop_per_worker
 from ray_train.model import ModelSpec
+from ray_train.validation import VAL_K
 from watchnext import storage
 from watchnext.config import Config, RayConfig
 
@@ -75,6 +76,7 @@ def run_train(run_dir: str, cfg: Config) -> dict[str, Any]:
             "spec": spec.to_dict(),
             "widths": dataclasses.asdict(widths),
             "item_sampling_path": storage.join(prep_dir, "vocab", "item_sampling"),
+            "prep_dir": prep_dir,
         },
         scaling_config=ScalingConfig(
             num_workers=train_cfg.workers,
@@ -101,7 +103,8 @@ def run_train(run_dir: str, cfg: Config) -> dict[str, Any]:
         "workers": train_cfg.workers,
         "examples_per_second": total_examples / max(sum(e["seconds"] for e in epochs), 1e-9),
         "epochs": [
-            {"epoch": e["epoch"], "loss": e["loss"], "seconds": e["seconds"]} for e in epochs
+            {"epoch": e["epoch"], "loss": e["loss"], f"val_hr@{VAL_K}": e.get(f"val_hr@{VAL_K}"), "seconds": e["seconds"]}
+            for e in epochs
         ],
     }
     storage.write_text(storage.join(model_dir, "metrics.json"), json.dumps(metrics, indent=2) + "\n")

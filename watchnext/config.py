@@ -140,6 +140,9 @@ class TrainConfig(_Section):
     # log_uniform: Zipfian over frequency-ranked ids (the candidate sampler of word2vec /
     # TensorFlow); unigram: proportional to count^0.75 from the prep vocabulary
     sampler: Literal["log_uniform", "unigram"] = "log_uniform"
+    # held-out users ranked against the full corpus after every epoch (val_hr@50 in
+    # metrics.json), on rank 0; 0 = no validation
+    val_users: int = Field(1000, ge=0)
     seed: int = 7
 
     @model_validator(mode="after")

@@ -50,6 +50,15 @@ def test_model_beats_most_popular(run_dir):
     assert model["hr@50"] > popular["hr@50"], report
 
 
+def test_validation_of_every_user_agrees_with_the_recall_evaluation(run_dir):
+    # ml-100k has fewer users than train.val_users: the last epoch's validation ranks the same
+    # targets by the same scores as the exact FAISS search, in another implementation
+    epochs = json.loads((run_dir / "model" / "metrics.json").read_text())["epochs"]
+    assert all(0 <= e["val_hr@50"] <= 1 for e in epochs)
+    report = json.loads((run_dir / "report" / "report.json").read_text())
+    assert epochs[-1]["val_hr@50"] == pytest.approx(report["model"]["hr@50"], abs=2 / 943)
+
+
 def test_every_recall_row_has_k_distinct_unwatched_items(run_dir):
     table = pads.dataset(run_dir / "recall" / "table", format="parquet", partitioning="hive").to_table()
     assert table.num_rows == 943
