@@ -26,7 +26,8 @@ class _Section(BaseModel):
 class SparkConfig(_Section):
     # local[*] is the embedded default; on a cluster spark-submit's --master wins
     master: str = "local[*]"
-    driver_memory: str = "4g"
+    # the whole prep process (driver JVM + Python) stays under 4 GiB at 30M events (BENCHMARKS.md)
+    driver_memory: str = "3g"
     # few partitions suit one machine; raise it with the data on a cluster
     shuffle_partitions: int = Field(8, ge=1)
 
