@@ -14,15 +14,13 @@ import tempfile
 import time
 from typing import Any
 
-import numpy as np
-import pyarrow.parquet as pq
 import ray.train
 import ray.train.torch
 import torch
 
 from ray_train.data import EXAMPLE_COLUMNS, Widths, to_batch
 from ray_train.model import ModelSpec, YouTubeDNN
-from ray_train.sampled_softmax import LogUniformSampler, UnigramSampler, sampled_softmax_loss
+from ray_train.objective import Objective
 from ray_train.validation import VAL_K, ValidationSet
 from watchnext.config import TrainConfig
 
@@ -31,15 +29,6 @@ log = logging.getLogger(__name__)
 CHECKPOINT_MODEL = "model.pt"
 CHECKPOINT_STATE = "train_state.json"
 LOG_EVERY_STEPS = 50
-
-
-def make_sampler(cfg: TrainConfig, spec: ModelSpec, item_sampling_path: str):
-    if cfg.sampler == "log_uniform":
-        return LogUniformSampler(spec.num_items)
-    table = pq.read_table(item_sampling_path, columns=["index", "probability"])
-    probabilities = np.zeros(spec.num_items, dtype=np.float64)
-    probabilities[table.column("index").to_numpy()] = table.column("probability").to_numpy()
-    return UnigramSampler(probabilities)
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -57,9 +46,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     net: YouTubeDNN = model.module if hasattr(model, "module") else model
     device = ray.train.torch.get_device()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    sampler = make_sampler(cfg, spec, config["item_sampling_path"])
-    num_negatives = min(cfg.num_negatives, spec.num_items - 1)
-    generator = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
+    objective = Objective(cfg, spec, config["item_sampling_path"], rank)
     shard = ray.train.get_dataset_shard("train")
     validation = ValidationSet.load(config["prep_dir"], widths, cfg.val_users, cfg.seed) if rank == 0 else None
 
@@ -74,17 +61,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         )
         for table in batches:
             batch = to_batch(table.select(EXAMPLE_COLUMNS), widths).to(device)
-            negatives = sampler.sample(num_negatives, generator)
-            user = model(*batch.features())
-            loss = sampled_softmax_loss(
-                user,
-                batch.labels,
-                net.item_output,
-                net.item_bias,
-                negatives.to(device),
-                sampler.log_q(batch.labels.cpu()).to(device),
-                sampler.log_q(negatives).to(device),
-            )
+            loss = objective(model(*batch.features()), batch.labels, net)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

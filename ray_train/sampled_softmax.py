@@ -61,19 +61,30 @@ def sampled_softmax_loss(
     log_q_negatives: torch.Tensor,  # [S]
     weights: torch.Tensor | None = None,  # [B] per-example weights
 ) -> torch.Tensor:
-    num_sampled = negatives.numel()
     pos = (user * item_vectors(labels)).sum(-1) + item_bias(labels).squeeze(-1)
-    neg = user @ item_vectors(negatives).T + item_bias(negatives).squeeze(-1)
-    # logits_j - log(S * Q(j)): logQ correction (log S is shared and kept for calibration)
-    pos = pos - (log_q_labels + math.log(num_sampled))
-    neg = neg - (log_q_negatives + math.log(num_sampled))
-    # a negative that is the example's own label is an accidental hit, not a negative
-    neg = neg.masked_fill(negatives.unsqueeze(0) == labels.unsqueeze(1), float("-inf"))
+    pos = pos - (log_q_labels + math.log(negatives.numel()))
+    neg = sampled_logits(user, labels, item_vectors, item_bias, negatives, log_q_negatives)
     logits = torch.cat([pos.unsqueeze(1), neg], dim=1)
     losses = F.cross_entropy(logits, torch.zeros_like(labels), reduction="none")
     if weights is None:
         return losses.mean()
     return (losses * weights).sum() / weights.sum().clamp(min=1e-12)
+
+
+def sampled_logits(
+    user: torch.Tensor,  # [B, D]
+    labels: torch.Tensor,  # [B]
+    item_vectors: torch.nn.Embedding,
+    item_bias: torch.nn.Embedding,
+    negatives: torch.Tensor,  # [S]
+    log_q_negatives: torch.Tensor,  # [S]
+) -> torch.Tensor:
+    """[B, S] logits of the shared negatives, minus log(S * Q(j)) (the logQ correction; log S
+    is shared and kept for calibration), an example's own label among them masked (an
+    accidental hit, not a negative)."""
+    neg = user @ item_vectors(negatives).T + item_bias(negatives).squeeze(-1)
+    neg = neg - (log_q_negatives + math.log(negatives.numel()))
+    return neg.masked_fill(negatives.unsqueeze(0) == labels.unsqueeze(1), float("-inf"))
 
 
 def full_softmax_loss(

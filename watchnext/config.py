@@ -141,6 +141,14 @@ class TrainConfig(_Section):
     # log_uniform: Zipfian over frequency-ranked ids (the candidate sampler of word2vec /
     # TensorFlow); unigram: proportional to count^0.75 from the prep vocabulary
     sampler: Literal["log_uniform", "unigram"] = "log_uniform"
+    # sampled: shared negatives from `sampler`; in_batch: the batch's other labels, corrected
+    # by streaming frequency estimates (Yi et al. 2019); mixed: both; full: exact softmax
+    loss: Literal["sampled", "in_batch", "mixed", "full"] = "sampled"
+    # streaming frequency estimation (in_batch, mixed): hash buckets per function, hash
+    # functions (the largest gap estimate wins), and the moving average's learning rate
+    frequency_buckets: int = Field(1 << 20, ge=1)
+    frequency_hashes: int = Field(2, ge=1, le=16)
+    frequency_alpha: float = Field(0.05, gt=0, le=1)
     # held-out users ranked against the full corpus after every epoch (val_hr@50 in
     # metrics.json), on rank 0; 0 = no validation
     val_users: int = Field(1000, ge=0)

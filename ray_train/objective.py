@@ -1,0 +1,71 @@
+"""The training objective of one batch, as configured by train.loss.
+
+- sampled: the label against S negatives shared by the batch, drawn log-uniformly over
+  frequency-ranked ids or from the count^0.75 table, with logQ correction (sampled_softmax).
+- in_batch: the label against the batch's other labels, corrected by streaming frequency
+  estimates (in_batch; Yi et al. 2019).
+- mixed: both sets of negatives in one softmax, each with its own correction: both are logs
+  of the expected number of times an item is among the candidates.
+- full: the exact softmax over the corpus, for small corpora.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from ray_train.in_batch import StreamingFrequency, in_batch_softmax_loss
+from ray_train.model import ModelSpec, YouTubeDNN
+from ray_train.sampled_softmax import (
+    LogUniformSampler,
+    UnigramSampler,
+    full_softmax_loss,
+    sampled_logits,
+    sampled_softmax_loss,
+)
+from watchnext.config import TrainConfig
+
+
+def make_sampler(cfg: TrainConfig, spec: ModelSpec, item_sampling_path: str):
+    if cfg.sampler == "log_uniform":
+        return LogUniformSampler(spec.num_items)
+    table = pq.read_table(item_sampling_path, columns=["index", "probability"])
+    probabilities = np.zeros(spec.num_items, dtype=np.float64)
+    probabilities[table.column("index").to_numpy()] = table.column("probability").to_numpy()
+    return UnigramSampler(probabilities)
+
+
+class Objective:
+    """Called with a batch's user vectors and labels, returns its loss; keeps the sampler's
+    generator and the frequency estimates across batches."""
+
+    def __init__(self, cfg: TrainConfig, spec: ModelSpec, item_sampling_path: str, rank: int):
+        self.loss = cfg.loss
+        uses_sampled = cfg.loss in ("sampled", "mixed")
+        self.sampler = make_sampler(cfg, spec, item_sampling_path) if uses_sampled else None
+        self.num_negatives = min(cfg.num_negatives, spec.num_items - 1)
+        self.generator = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
+        self.frequency = (
+            StreamingFrequency(cfg.frequency_buckets, cfg.frequency_hashes, cfg.frequency_alpha, cfg.seed)
+            if cfg.loss in ("in_batch", "mixed")
+            else None
+        )
+        self.step = 0
+
+    def __call__(self, user: torch.Tensor, labels: torch.Tensor, net: YouTubeDNN) -> torch.Tensor:
+        self.step += 1
+        vectors, bias = net.item_output, net.item_bias
+        if self.loss == "full":
+            return full_softmax_loss(user, labels, vectors, bias)
+        extra = None
+        if self.sampler is not None:
+            negatives = self.sampler.sample(self.num_negatives, self.generator)
+            log_q = self.sampler.log_q(negatives).to(user.device)
+            negatives = negatives.to(user.device)
+            if self.frequency is None:
+                log_q_labels = self.sampler.log_q(labels.cpu()).to(user.device)
+                return sampled_softmax_loss(user, labels, vectors, bias, negatives, log_q_labels, log_q)
+            extra = sampled_logits(user, labels, vectors, bias, negatives, log_q)
+        self.frequency.update(labels, self.step)
+        return in_batch_softmax_loss(user, labels, vectors, bias, self.frequency.log_p(labels), extra)
