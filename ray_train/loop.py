@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import tempfile
 import time
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_MODEL = "model.pt"
 CHECKPOINT_STATE = "train_state.json"
 LOG_EVERY_STEPS = 50
+COSINE_FLOOR = 0.01
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -52,6 +54,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(cfg, epoch)
         started, examples, loss_sum, steps = time.time(), 0, 0.0, 0
         batches = shard.iter_batches(
             batch_size=cfg.batch_size,
@@ -77,6 +81,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "examples": examples,
             "seconds": seconds,
             "examples_per_second": examples / max(seconds, 1e-9),
+            "learning_rate": learning_rate(cfg, epoch),
         }
         if validation is not None:
             metrics[f"val_hr@{VAL_K}"] = validation.hit_rate(net, device)
@@ -86,6 +91,16 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                      epoch + 1, cfg.epochs, metrics["loss"], VAL_K, metrics.get(f"val_hr@{VAL_K}", "-"),
                      examples, seconds)
         _report(net, spec, cfg, metrics, history, rank)
+
+
+def learning_rate(cfg: TrainConfig, epoch: int) -> float:
+    """The learning rate of epoch (0-based): constant, or a cosine from learning_rate down to
+    COSINE_FLOOR of it at the last epoch. A function of the epoch alone, so a resumed run
+    continues the schedule."""
+    if cfg.lr_schedule == "constant" or cfg.epochs == 1:
+        return cfg.learning_rate
+    floor = cfg.learning_rate * COSINE_FLOOR
+    return floor + 0.5 * (cfg.learning_rate - floor) * (1 + math.cos(math.pi * epoch / (cfg.epochs - 1)))
 
 
 def _report(net: YouTubeDNN, spec: ModelSpec, cfg: TrainConfig, metrics: dict, history: list, rank: int) -> None:

@@ -26,6 +26,7 @@ class ModelSpec:
     hidden_layers: tuple[int, ...]
     num_tokens: int = 0  # search-token vocabulary size (0 = no search history)
     num_continuous: int = 0  # continuous user features in [0, 1]
+    tie_embeddings: bool = False  # the history bag reads the output item vectors
 
     @property
     def user_dim(self) -> int:
@@ -43,6 +44,7 @@ class ModelSpec:
             hidden_layers=tuple(int(n) for n in d["hidden_layers"]),
             num_tokens=int(d.get("num_tokens", 0)),
             num_continuous=int(d.get("num_continuous", 0)),
+            tie_embeddings=bool(d.get("tie_embeddings", False)),
         )
 
 
@@ -98,7 +100,16 @@ class YouTubeDNN(nn.Module):
         super().__init__()
         self.spec = spec
         self.user_tower = UserTower(spec)
-        self.item_output = nn.Embedding(spec.num_items, spec.user_dim)
+        if spec.tie_embeddings:
+            if spec.embedding_dim != spec.user_dim:
+                raise ValueError(
+                    f"tied item embeddings need embedding_dim ({spec.embedding_dim}) equal to the "
+                    f"last hidden layer ({spec.user_dim})"
+                )
+            # one table: the watch history is embedded with the vectors the softmax scores
+            self.item_output = self.user_tower.history
+        else:
+            self.item_output = nn.Embedding(spec.num_items, spec.user_dim)
         self.item_bias = nn.Embedding(spec.num_items, 1)
         nn.init.normal_(self.item_output.weight, std=spec.user_dim ** -0.5)
         nn.init.zeros_(self.item_bias.weight)

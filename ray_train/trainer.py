@@ -60,6 +60,7 @@ def run_train(run_dir: str, cfg: Config) -> dict[str, Any]:
         hidden_layers=train_cfg.hidden_layers,
         num_tokens=int(features.get("token_vocab_size", 0)),
         num_continuous=len(features.get("user_continuous", [])),
+        tie_embeddings=train_cfg.tie_embeddings,
     )
     widths = Widths.from_prep_features(features)
     started = storage.begin_stage(model_dir)

@@ -131,11 +131,17 @@ class TrainConfig(_Section):
     # per worker; a large batch shares each set of sampled negatives across more examples
     batch_size: int = Field(512, ge=1)
     learning_rate: float = Field(0.003, gt=0)
+    # constant, or cosine: decays per epoch from learning_rate to 1% of it at the last epoch
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     weight_decay: float = Field(0.0, ge=0)
     # width of the item and demographic input embeddings
     embedding_dim: int = Field(64, ge=1)
-    # ReLU tower widths; the last layer's width is the user/item vector size
+    # ReLU tower widths; the last layer's width is the user/item vector size; (64,) is a
+    # tower of no hidden layer (one linear map), (1024, 512, 256) the paper's best
     hidden_layers: tuple[int, ...] = (256, 64)
+    # the watch-history embeddings are the softmax's item vectors (one table, fewer
+    # parameters); needs embedding_dim equal to the last hidden layer
+    tie_embeddings: bool = False
     # negatives shared by the whole batch in sampled softmax (capped at the corpus size)
     num_negatives: int = Field(2048, ge=1)
     # log_uniform: Zipfian over frequency-ranked ids (the candidate sampler of word2vec /
@@ -158,6 +164,11 @@ class TrainConfig(_Section):
     def _tower_not_empty(self) -> "TrainConfig":
         if not self.hidden_layers or min(self.hidden_layers) < 1:
             raise ValueError("hidden_layers needs at least one positive width")
+        if self.tie_embeddings and self.hidden_layers[-1] != self.embedding_dim:
+            raise ValueError(
+                f"tie_embeddings needs embedding_dim ({self.embedding_dim}) equal to the last of "
+                f"hidden_layers ({self.hidden_layers[-1]})"
+            )
         return self
 
 

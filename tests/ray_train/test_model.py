@@ -38,3 +38,19 @@ def test_search_tokens_change_the_user_vector():
     without = model(history, torch.tensor([[0, 0]]), demo, C, age)
     searched = model(history, torch.tensor([[7, 2]]), demo, C, age)
     assert not torch.allclose(without, searched)
+
+
+def test_tied_embeddings_share_one_table_between_history_and_softmax():
+    spec = ModelSpec(num_items=20, categorical_sizes=(), embedding_dim=6, hidden_layers=(12, 6), tie_embeddings=True)
+    tied, untied = YouTubeDNN(spec), YouTubeDNN(ModelSpec(**{**spec.to_dict(), "tie_embeddings": False}))
+    assert tied.item_output.weight is tied.user_tower.history.weight
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(untied) - count(tied) == 20 * 6
+    assert ModelSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_tied_embeddings_need_matching_widths():
+    import pytest
+
+    with pytest.raises(ValueError, match="embedding_dim"):
+        YouTubeDNN(ModelSpec(num_items=20, categorical_sizes=(), embedding_dim=6, hidden_layers=(8,), tie_embeddings=True))
