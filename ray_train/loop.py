@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_MODEL = "model.pt"
 CHECKPOINT_STATE = "train_state.json"
+CHECKPOINT_OPTIMIZER = "optimizer.pt"
 LOG_EVERY_STEPS = 50
 COSINE_FLOOR = 0.01
 
@@ -43,11 +44,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
 
     model = YouTubeDNN(spec)
-    start_epoch, history = _restore(model)
+    start_epoch, history, optimizer_state = _restore(model, config.get("resume_from"))
     model = ray.train.torch.prepare_model(model)
     net: YouTubeDNN = model.module if hasattr(model, "module") else model
     device = ray.train.torch.get_device()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    if optimizer_state is not None:  # Adam's moments go on where they were
+        optimizer.load_state_dict(optimizer_state)
     objective = Objective(cfg, spec, config["item_sampling_path"], rank)
     shard = ray.train.get_dataset_shard("train")
     validation = ValidationSet.load(config["prep_dir"], widths, cfg.val_users, cfg.seed) if rank == 0 else None
@@ -90,7 +93,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             log.info("epoch %d/%d: loss %.4f, val HR@%d %s, %d examples in %.1fs (rank 0)",
                      epoch + 1, cfg.epochs, metrics["loss"], VAL_K, metrics.get(f"val_hr@{VAL_K}", "-"),
                      examples, seconds)
-        _report(net, spec, cfg, metrics, history, rank)
+        _report(net, optimizer, spec, cfg, metrics, history, rank)
 
 
 def learning_rate(cfg: TrainConfig, epoch: int) -> float:
@@ -103,12 +106,14 @@ def learning_rate(cfg: TrainConfig, epoch: int) -> float:
     return floor + 0.5 * (cfg.learning_rate - floor) * (1 + math.cos(math.pi * epoch / (cfg.epochs - 1)))
 
 
-def _report(net: YouTubeDNN, spec: ModelSpec, cfg: TrainConfig, metrics: dict, history: list, rank: int) -> None:
+def _report(net: YouTubeDNN, optimizer: torch.optim.Optimizer, spec: ModelSpec, cfg: TrainConfig, metrics: dict,
+            history: list, rank: int) -> None:
     """Every rank reports (it is a barrier); rank 0 attaches the checkpoint."""
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = None
         if rank == 0:
             torch.save(net.state_dict(), os.path.join(tmp, CHECKPOINT_MODEL))
+            torch.save(optimizer.state_dict(), os.path.join(tmp, CHECKPOINT_OPTIMIZER))
             state = {"epoch": metrics["epoch"], "epochs": history, "spec": spec.to_dict(),
                      "train": cfg.model_dump(mode="json")}
             with open(os.path.join(tmp, CHECKPOINT_STATE), "w") as f:
@@ -117,14 +122,19 @@ def _report(net: YouTubeDNN, spec: ModelSpec, cfg: TrainConfig, metrics: dict, h
         ray.train.report(metrics, checkpoint=checkpoint)
 
 
-def _restore(model: YouTubeDNN) -> tuple[int, list]:
-    """(first epoch to run, metrics of epochs already done) from the latest checkpoint."""
+def _restore(model: YouTubeDNN, resume_from: str | None) -> tuple[int, list, dict | None]:
+    """(first epoch to run, metrics of epochs already done, optimizer state) from the latest
+    checkpoint: this run's after a failure, else the one `--resume` named."""
     checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None and resume_from is not None:
+        checkpoint = ray.train.Checkpoint(resume_from)
     if checkpoint is None:
-        return 0, []
+        return 0, [], None
     with checkpoint.as_directory() as d:
         model.load_state_dict(torch.load(os.path.join(d, CHECKPOINT_MODEL), weights_only=True))
+        optimizer_path = os.path.join(d, CHECKPOINT_OPTIMIZER)
+        optimizer_state = torch.load(optimizer_path, weights_only=True) if os.path.exists(optimizer_path) else None
         with open(os.path.join(d, CHECKPOINT_STATE)) as f:
             state = json.load(f)
     log.info("resuming after epoch %d", state["epoch"])
-    return int(state["epoch"]), list(state["epochs"])
+    return int(state["epoch"]), list(state["epochs"]), optimizer_state

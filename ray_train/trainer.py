@@ -12,6 +12,7 @@ import logging
 import os
 from typing import Any
 
+import pyarrow.fs as pafs
 import ray
 import ray.data
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -19,13 +20,15 @@ from ray.train.torch import TorchTrainer
 
 from ray_train.data import EXAMPLE_COLUMNS, Widths
 from ray_train.export import export_model
-from ray_train.loop import train_loop_per_worker
+from ray_train.loop import CHECKPOINT_STATE, train_loop_per_worker
 from ray_train.model import ModelSpec
 from ray_train.validation import VAL_K
 from watchnext import storage
 from watchnext.config import Config, RayConfig
 
 log = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
 
 
 def start_ray(cfg: RayConfig, min_cpus: int = 1) -> None:
@@ -47,7 +50,9 @@ def start_ray(cfg: RayConfig, min_cpus: int = 1) -> None:
     )
 
 
-def run_train(run_dir: str, cfg: Config) -> dict[str, Any]:
+def run_train(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]:
+    """Train into RUN_DIR/model; with resume, continue from the latest checkpoint there (the
+    epochs it holds are not trained again)."""
     run_dir = storage.absolute(run_dir)
     prep_dir, model_dir = storage.join(run_dir, "prep"), storage.join(run_dir, "model")
     prep = storage.read_manifest(prep_dir)
@@ -63,7 +68,9 @@ def run_train(run_dir: str, cfg: Config) -> dict[str, Any]:
         tie_embeddings=train_cfg.tie_embeddings,
     )
     widths = Widths.from_prep_features(features)
-    started = storage.begin_stage(model_dir)
+    checkpoints = storage.join(model_dir, CHECKPOINTS)
+    started = storage.begin_stage(model_dir, keep=(CHECKPOINTS,) if resume else ())
+    resume_from = _latest_checkpoint(checkpoints, train_cfg.epochs) if resume else None
     # training workers hold their CPUs for the whole run; Ray Data's readers need one more
     start_ray(cfg.ray, min_cpus=int(train_cfg.workers * train_cfg.cpus_per_worker) + 1)
 
@@ -78,6 +85,9 @@ def run_train(run_dir: str, cfg: Config) -> dict[str, Any]:
             "widths": dataclasses.asdict(widths),
             "item_sampling_path": storage.join(prep_dir, "vocab", "item_sampling"),
             "prep_dir": prep_dir,
+            # --resume: the checkpoint the first attempt starts from (a retry after a worker
+            # failure starts from this run's own latest checkpoint instead)
+            "resume_from": resume_from,
         },
         scaling_config=ScalingConfig(
             num_workers=train_cfg.workers,
@@ -86,7 +96,7 @@ def run_train(run_dir: str, cfg: Config) -> dict[str, Any]:
         ),
         run_config=RunConfig(
             name="train",
-            storage_path=storage.join(model_dir, "checkpoints"),
+            storage_path=checkpoints,
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             failure_config=FailureConfig(max_failures=2),
         ),
@@ -122,6 +132,27 @@ def run_train(run_dir: str, cfg: Config) -> dict[str, Any]:
             "outputs": ["user_tower.pt", "model_spec.json", "item_embeddings.parquet", "metrics.json"],
         },
     )
+
+
+def _latest_checkpoint(checkpoints: str, epochs: int) -> str:
+    """The checkpoint of the most epochs under RUN_DIR/model/checkpoints, for --resume: its
+    URI, which every worker can read."""
+    fs, root = storage.filesystem(checkpoints)
+    found = []
+    if fs.get_file_info(root).type == pafs.FileType.Directory:
+        for entry in fs.get_file_info(pafs.FileSelector(root, recursive=True)):
+            if entry.base_name == CHECKPOINT_STATE:
+                with fs.open_input_stream(entry.path) as f:
+                    epoch = int(json.load(f)["epoch"])
+                found.append((epoch, entry.path[len(root):].strip("/").rsplit("/", 1)[0]))
+    if not found:
+        raise FileNotFoundError(f"--resume: no checkpoint under {checkpoints}")
+    done, relative = max(found)
+    path = storage.join(checkpoints, relative)
+    if done >= epochs:
+        raise ValueError(f"--resume: the latest checkpoint has {done} epochs already; raise train.epochs to go on")
+    log.info("resuming from %s (%d epochs done)", path, done)
+    return path
 
 
 def _device_name(use_gpu: bool) -> str:

@@ -2,7 +2,7 @@
 
     watchnext generate --users N --items M --events E --seed S --out DATA_DIR
     watchnext prep     --data DATA_DIR --out RUN_DIR [--config F] [--set k=v ...]
-    watchnext train    --run RUN_DIR   [--config F] [--set k=v ...]
+    watchnext train    --run RUN_DIR   [--resume] [--config F] [--set k=v ...]
     watchnext recall   --run RUN_DIR   [--config F] [--set k=v ...]
     watchnext evaluate --run RUN_DIR
     watchnext run      --data DATA_DIR --out RUN_DIR [--config F] [--set k=v ...]
@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("train", "Ray Train: examples -> model"), ("recall", "FAISS: model -> recall table")):
         stage = _configured(sub.add_parser(name, help=text))
         stage.add_argument("--run", required=True, help="RUN_DIR")
+        if name == "train":
+            stage.add_argument("--resume", action="store_true",
+                               help="continue from the latest checkpoint in RUN_DIR/model/checkpoints")
 
     evaluate = sub.add_parser("evaluate", help="metrics of the recall table vs baselines")
     evaluate.add_argument("--run", required=True, help="RUN_DIR")
@@ -77,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "prep":
             _prep(args.data, args.out, cfg)
         elif args.command == "train":
-            _train(args.run, cfg)
+            _train(args.run, cfg, resume=args.resume)
         elif args.command == "recall":
             _recall(args.run, cfg)
         elif args.command == "run":
@@ -113,10 +116,10 @@ def _prep(data: str, run_dir: str, cfg: Config) -> dict[str, Any]:
     return manifest
 
 
-def _train(run_dir: str, cfg: Config) -> dict[str, Any]:
+def _train(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]:
     from ray_train.trainer import run_train
 
-    manifest = run_train(run_dir, cfg)
+    manifest = run_train(run_dir, cfg, resume=resume)
     metrics = manifest["metrics"]
     log.info("train: %d epochs, final loss %.4f, %.0f examples/s on %s x%d", len(metrics["epochs"]),
              metrics["epochs"][-1]["loss"], metrics["examples_per_second"], metrics["device"], metrics["workers"])

@@ -75,15 +75,24 @@ def write_text(path: str, text: str) -> None:
     write_bytes(path, text.encode())
 
 
-def begin_stage(stage_dir: str) -> float:
-    """Unfinish and empty a stage directory before it is (re)written; returns the start time."""
+def begin_stage(stage_dir: str, keep: tuple[str, ...] = ()) -> float:
+    """Unfinish and empty a stage directory before it is (re)written, all but the entries
+    named in `keep`; returns the start time."""
     fs, p = filesystem(stage_dir)
     info = fs.get_file_info(p)
     if info.type == pafs.FileType.Directory:
         manifest = f"{p}/{MANIFEST}"
         if fs.get_file_info(manifest).type != pafs.FileType.NotFound:
             fs.delete_file(manifest)
-        fs.delete_dir_contents(p)
+        if not keep:
+            fs.delete_dir_contents(p)
+        for entry in fs.get_file_info(pafs.FileSelector(p)):
+            if entry.base_name in keep:
+                continue
+            if entry.type == pafs.FileType.Directory:
+                fs.delete_dir(entry.path)
+            else:
+                fs.delete_file(entry.path)
     elif info.type == pafs.FileType.File:
         raise FileExistsError(f"{stage_dir} is a file, expected a stage directory")
     fs.create_dir(p, recursive=True)

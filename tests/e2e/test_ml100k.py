@@ -74,3 +74,27 @@ def test_every_recall_row_has_k_distinct_unwatched_items(run_dir):
         assert not set(items) & watched[row["user_id"]]
         assert row["scores"] == sorted(row["scores"], reverse=True)
     assert {f.name for f in table.schema} == {f.name for f in RECALL}
+
+
+def test_resume_continues_from_the_latest_checkpoint(run_dir, tmp_path):
+    run = tmp_path / "resumed"
+    run.mkdir()
+    (run / "prep").symlink_to(run_dir / "prep")
+    base = ["train.val_users=0", "train.batch_size=2048"]
+    run_train(str(run), load_config(None, [*base, "train.epochs=1"]))
+    first = json.loads((run / "model" / "metrics.json").read_text())["epochs"]
+    with pytest.raises(ValueError, match="1 epochs already"):
+        run_train(str(run), load_config(None, [*base, "train.epochs=1"]), resume=True)
+    run_train(str(run), load_config(None, [*base, "train.epochs=2"]), resume=True)
+    epochs = json.loads((run / "model" / "metrics.json").read_text())["epochs"]
+    # epoch 1 is the first run's, restored from its checkpoint, not trained again
+    assert [e["epoch"] for e in epochs] == [1, 2] and epochs[0] == first[0]
+    assert json.loads((run / "model" / "_manifest.json").read_text())["stage"] == "model"
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(run_dir, tmp_path):
+    run = tmp_path / "fresh"
+    run.mkdir()
+    (run / "prep").symlink_to(run_dir / "prep")
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        run_train(str(run), load_config(None, ["train.epochs=1"]), resume=True)
