@@ -179,7 +179,9 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
         {
             "search_source": search_source,
             "max_search_tokens": max_tokens,
-            "token_vocab_size": _vocab_size(spark, out("vocab/search_tokens"), cfg.oov_buckets) if token_vocab is not None else 0,
+            "token_vocab_size": (
+                _vocab_size(spark, out("vocab/search_tokens"), cfg.oov_buckets) if token_vocab is not None else 0
+            ),
         }
     )
     for df in (indexed, items, per_user, *vocabularies.values()):
@@ -397,7 +399,9 @@ def _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, continuous,
             "history_len": cfg.history_len,
             "item_vocab_size": n_items + 1,  # + padding index 0
             "user_categoricals": categoricals,
-            "categorical_sizes": [_vocab_size(spark, storage.join(prep_dir, "vocab", c), cfg.oov_buckets) for c in categoricals],
+            "categorical_sizes": [
+                _vocab_size(spark, storage.join(prep_dir, "vocab", c), cfg.oov_buckets) for c in categoricals
+            ],
             "user_continuous": continuous,
             "continuous_stats": {c: {"min": lo, "max": hi} for c, (lo, hi) in continuous_stats.items()},
             "run_anchor": run_anchor.isoformat(),

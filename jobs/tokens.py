@@ -22,7 +22,9 @@ def unigrams_and_bigrams(text: Column) -> Column:
     return F.concat(words, bigrams)
 
 
-def token_vocabulary(texts: DataFrame, min_count: int, previous: DataFrame | None = None, buckets: int = 1) -> DataFrame:
+def token_vocabulary(
+    texts: DataFrame, min_count: int, previous: DataFrame | None = None, buckets: int = 1
+) -> DataFrame:
     """value, index (B + 1 .. n by count desc; or stable with previous), count over the
     tokens of a `text` column; rarer tokens hash into the B = `buckets` OOV buckets."""
     tokens = texts.select(F.explode(unigrams_and_bigrams(F.col("text"))).alias("token"))

@@ -108,7 +108,9 @@ def history_lengths(events: DataFrame, history_len: int) -> DataFrame:
     )
 
 
-def with_example_age(examples: DataFrame, anchor_seconds: float, window_seconds: float, unit: str = "hours") -> DataFrame:
+def with_example_age(
+    examples: DataFrame, anchor_seconds: float, window_seconds: float, unit: str = "hours"
+) -> DataFrame:
     """example_age_raw = anchor - event time in `unit`; example_age = that age over the
     training window (window_seconds long), with its square and square root.
 

@@ -114,7 +114,10 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]
         "workers": train_cfg.workers,
         "examples_per_second": total_examples / max(sum(e["seconds"] for e in epochs), 1e-9),
         "epochs": [
-            {"epoch": e["epoch"], "loss": e["loss"], f"val_hr@{VAL_K}": e.get(f"val_hr@{VAL_K}"), "seconds": e["seconds"]}
+            {
+                "epoch": e["epoch"], "loss": e["loss"], f"val_hr@{VAL_K}": e.get(f"val_hr@{VAL_K}"),
+                "seconds": e["seconds"],
+            }
             for e in epochs
         ],
     }
