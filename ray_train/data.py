@@ -26,6 +26,11 @@ class Widths:
     num_categoricals: int
     num_continuous: int
 
+    @property
+    def row_bytes(self) -> int:
+        """An example's approximate size in Arrow memory: 4-byte values and list offsets."""
+        return 4 * (self.history_len + self.max_search_tokens + self.num_categoricals + self.num_continuous) + 32
+
     @classmethod
     def from_prep_features(cls, features: dict) -> "Widths":
         return cls(int(features["history_len"]), int(features.get("max_search_tokens", 0)),

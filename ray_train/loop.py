@@ -43,12 +43,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
 
-    model = YouTubeDNN(spec)
+    model = YouTubeDNN(spec, sparse=uses_sparse_embeddings(cfg, spec.num_items))
     start_epoch, history, optimizer_state = _restore(model, config.get("resume_from"))
     model = ray.train.torch.prepare_model(model)
     net: YouTubeDNN = model.module if hasattr(model, "module") else model
     device = ray.train.torch.get_device()
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    optimizer = Optimizer(net, cfg)
     if optimizer_state is not None:  # Adam's moments go on where they were
         optimizer.load_state_dict(optimizer_state)
     objective = Objective(cfg, spec, config["item_sampling_path"], rank)
@@ -57,19 +57,20 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(cfg, epoch)
-        started, examples, loss_sum, steps = time.time(), 0, 0.0, 0
+        optimizer.set_learning_rate(learning_rate(cfg, epoch))
+        started, examples, loss_sum, steps, waited = time.time(), 0, 0.0, 0, 0.0
         batches = shard.iter_batches(
             batch_size=cfg.batch_size,
             batch_format="pyarrow",
             local_shuffle_buffer_size=cfg.batch_size * 8,
             local_shuffle_seed=cfg.seed + epoch * 1009 + rank,
         )
+        asked = time.perf_counter()
         for table in batches:
+            waited += time.perf_counter() - asked  # the step waited on Ray Data
             batch = to_batch(table.select(EXAMPLE_COLUMNS), widths).to(device)
             loss = objective(model(*batch.features()), batch.labels, net)
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             steps += 1
@@ -77,12 +78,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             loss_sum += float(loss.detach())
             if rank == 0 and steps % LOG_EVERY_STEPS == 0:
                 log.info("epoch %d step %d loss %.4f", epoch + 1, steps, loss_sum / steps)
+            asked = time.perf_counter()
         seconds = time.time() - started
         metrics = {
             "epoch": epoch + 1,
             "loss": loss_sum / max(steps, 1),
             "examples": examples,
             "seconds": seconds,
+            "data_wait_seconds": waited,
             "examples_per_second": examples / max(seconds, 1e-9),
             "learning_rate": learning_rate(cfg, epoch),
         }
@@ -96,6 +99,52 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         _report(net, optimizer, spec, cfg, metrics, history, rank)
 
 
+SPARSE_MIN_ITEMS = 20_000
+
+
+def uses_sparse_embeddings(cfg: TrainConfig, num_items: int) -> bool:
+    """See train.sparse_embeddings: CPU only, and not for the full softmax (it reads every row)."""
+    if cfg.use_gpu or cfg.loss == "full" or cfg.sparse_embeddings == "off":
+        return False
+    return cfg.sparse_embeddings == "on" or num_items >= SPARSE_MIN_ITEMS
+
+
+class Optimizer:
+    """Adam on the dense layers and SparseAdam on the sparse embedding tables (a lazy Adam:
+    a row's moments and value change only in the steps that touch it)."""
+
+    def __init__(self, net: YouTubeDNN, cfg: TrainConfig):
+        sparse = net.sparse_parameters()
+        sparse_ids = {id(p) for p in sparse}
+        dense = [p for p in net.parameters() if id(p) not in sparse_ids]
+        self.parts = [torch.optim.Adam(dense, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)]
+        if sparse:
+            self.parts.append(torch.optim.SparseAdam(sparse, lr=cfg.learning_rate))
+
+    def zero_grad(self) -> None:
+        for part in self.parts:
+            part.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        for part in self.parts:
+            part.step()
+
+    def set_learning_rate(self, lr: float) -> None:
+        for part in self.parts:
+            for group in part.param_groups:
+                group["lr"] = lr
+
+    def state_dict(self) -> dict:
+        return {"parts": [part.state_dict() for part in self.parts]}
+
+    def load_state_dict(self, state: dict) -> None:
+        if len(state.get("parts", ())) != len(self.parts):
+            log.warning("the checkpoint's optimizer state does not match train.sparse_embeddings; moments restart")
+            return
+        for part, part_state in zip(self.parts, state["parts"]):
+            part.load_state_dict(part_state)
+
+
 def learning_rate(cfg: TrainConfig, epoch: int) -> float:
     """The learning rate of epoch (0-based): constant, or a cosine from learning_rate down to
     COSINE_FLOOR of it at the last epoch. A function of the epoch alone, so a resumed run
@@ -106,7 +155,7 @@ def learning_rate(cfg: TrainConfig, epoch: int) -> float:
     return floor + 0.5 * (cfg.learning_rate - floor) * (1 + math.cos(math.pi * epoch / (cfg.epochs - 1)))
 
 
-def _report(net: YouTubeDNN, optimizer: torch.optim.Optimizer, spec: ModelSpec, cfg: TrainConfig, metrics: dict,
+def _report(net: YouTubeDNN, optimizer: Optimizer, spec: ModelSpec, cfg: TrainConfig, metrics: dict,
             history: list, rank: int) -> None:
     """Every rank reports (it is a barrier); rank 0 attaches the checkpoint."""
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,11 +1,16 @@
 """YouTubeDNN (Covington et al. 2016): a user tower scored against item output embeddings.
 
-    u = tower([mean(E_in[history]), mean(E_tok[search tokens]), demographic embeddings,
-               age, age^2, sqrt(age), continuous c, c^2, sqrt(c)])
+    u = tower([mean(E_in[history]), mean(E_in[last R watches]), mean(E_tok[search tokens]),
+               demographic embeddings, age, age^2, sqrt(age), continuous c, c^2, sqrt(c)])
     P(watch = j | user) = softmax_j(u . W_out[j] + b_out[j])
 
 The user vector u is what serving computes once per user (example age 0); W_out and b_out
 are the item vectors it searches.
+
+The paper pools the whole watch history with one mean, which forgets order. The bag of the
+last R watches (`recent_items`; 0 = the paper's tower) reads the same embedding table and
+tells the tower what the user watched just now: on ml-100k's leave-last-out protocol, where
+the next watch follows the last few closely, it is measured in BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -27,6 +33,7 @@ class ModelSpec:
     num_tokens: int = 0  # search-token vocabulary size (0 = no search history)
     num_continuous: int = 0  # continuous user features in [0, 1]
     tie_embeddings: bool = False  # the history bag reads the output item vectors
+    recent_items: int = 0  # a second bag over the last R watches (0 = none)
 
     @property
     def user_dim(self) -> int:
@@ -45,6 +52,7 @@ class ModelSpec:
             num_tokens=int(d.get("num_tokens", 0)),
             num_continuous=int(d.get("num_continuous", 0)),
             tie_embeddings=bool(d.get("tie_embeddings", False)),
+            recent_items=int(d.get("recent_items", 0)),
         )
 
 
@@ -54,25 +62,39 @@ def categorical_dim(cardinality: int, embedding_dim: int) -> int:
 
 
 def mean_bag(embedding: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
-    """Mean of the embeddings of the non-padding ids of each row (zeros for an empty row)."""
-    present = (ids > 0).unsqueeze(-1).float()
-    return (embedding(ids) * present).sum(1) / present.sum(1).clamp(min=1.0)
+    """Mean of the embeddings of the non-padding ids of each row (zeros for an empty row).
+
+    One fused gather-and-reduce: the [rows, width, dim] tensor of looked-up vectors is never
+    built (the profile of a training step had it as the largest cost after the logits)."""
+    return F.embedding_bag(ids, embedding.weight, mode="mean", padding_idx=0, sparse=embedding.sparse)
+
+
+def last_watches(history: torch.Tensor, count: int) -> torch.Tensor:
+    """The last `count` watches of each oldest-first, right-padded history; earlier ones
+    become padding."""
+    length = (history > 0).sum(1, keepdim=True)
+    position = torch.arange(history.shape[1], device=history.device).unsqueeze(0)
+    return history.masked_fill(position < length - count, 0)
 
 
 class UserTower(nn.Module):
     """Watch-history bag + search-token bag + demographics + example age -> ReLU layers ->
-    linear user vector."""
+    linear user vector. `sparse`: the embedding tables get sparse gradients (training on CPU:
+    a step touches a few thousand of a million rows)."""
 
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, spec: ModelSpec, sparse: bool = False):
         super().__init__()
-        self.history = nn.Embedding(spec.num_items, spec.embedding_dim, padding_idx=0)
+        self.history = nn.Embedding(spec.num_items, spec.embedding_dim, padding_idx=0, sparse=sparse)
         self.search = (
-            nn.Embedding(spec.num_tokens, spec.embedding_dim, padding_idx=0) if spec.num_tokens > 0 else None
+            nn.Embedding(spec.num_tokens, spec.embedding_dim, padding_idx=0, sparse=sparse)
+            if spec.num_tokens > 0
+            else None
         )
         self.demographics = nn.ModuleList(
-            nn.Embedding(n, categorical_dim(n, spec.embedding_dim)) for n in spec.categorical_sizes
+            nn.Embedding(n, categorical_dim(n, spec.embedding_dim), sparse=sparse) for n in spec.categorical_sizes
         )
-        width = spec.embedding_dim * (2 if self.search is not None else 1)
+        self.recent_items = spec.recent_items
+        width = spec.embedding_dim * (1 + (self.search is not None) + (spec.recent_items > 0))
         width += sum(e.embedding_dim for e in self.demographics) + 3 + 3 * spec.num_continuous
         layers: list[nn.Module] = []
         for i, out in enumerate(spec.hidden_layers):
@@ -86,6 +108,8 @@ class UserTower(nn.Module):
                 continuous: torch.Tensor, example_age: torch.Tensor) -> torch.Tensor:
         age = example_age.unsqueeze(-1)
         parts = [mean_bag(self.history, history), age, age * age, age.clamp(min=0).sqrt()]
+        if self.recent_items > 0:
+            parts.append(mean_bag(self.history, last_watches(history, self.recent_items)))
         parts += [continuous, continuous * continuous, continuous.clamp(min=0).sqrt()]
         if self.search is not None:
             parts.append(mean_bag(self.search, search_tokens))
@@ -96,10 +120,10 @@ class UserTower(nn.Module):
 class YouTubeDNN(nn.Module):
     """The user tower and the softmax layer over the item corpus."""
 
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, spec: ModelSpec, sparse: bool = False):
         super().__init__()
         self.spec = spec
-        self.user_tower = UserTower(spec)
+        self.user_tower = UserTower(spec, sparse)
         if spec.tie_embeddings:
             if spec.embedding_dim != spec.user_dim:
                 raise ValueError(
@@ -109,10 +133,15 @@ class YouTubeDNN(nn.Module):
             # one table: the watch history is embedded with the vectors the softmax scores
             self.item_output = self.user_tower.history
         else:
-            self.item_output = nn.Embedding(spec.num_items, spec.user_dim)
-        self.item_bias = nn.Embedding(spec.num_items, 1)
+            self.item_output = nn.Embedding(spec.num_items, spec.user_dim, sparse=sparse)
+        self.item_bias = nn.Embedding(spec.num_items, 1, sparse=sparse)
         nn.init.normal_(self.item_output.weight, std=spec.user_dim ** -0.5)
         nn.init.zeros_(self.item_bias.weight)
+
+    def sparse_parameters(self) -> list[nn.Parameter]:
+        """The tables with sparse gradients (each once: a tied table is two modules' weight)."""
+        tables = {id(m.weight): m.weight for m in self.modules() if isinstance(m, nn.Embedding) and m.sparse}
+        return list(tables.values())
 
     def forward(self, history: torch.Tensor, search_tokens: torch.Tensor, demographics: torch.Tensor,
                 continuous: torch.Tensor, example_age: torch.Tensor) -> torch.Tensor:

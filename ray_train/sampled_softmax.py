@@ -84,7 +84,8 @@ def sampled_logits(
     accidental hit, not a negative)."""
     neg = user @ item_vectors(negatives).T + item_bias(negatives).squeeze(-1)
     neg = neg - (log_q_negatives + math.log(negatives.numel()))
-    return neg.masked_fill(negatives.unsqueeze(0) == labels.unsqueeze(1), float("-inf"))
+    # in place: neg is this function's own tensor and the subtraction's backward needs no output
+    return neg.masked_fill_(negatives.unsqueeze(0) == labels.unsqueeze(1), float("-inf"))
 
 
 def full_softmax_loss(

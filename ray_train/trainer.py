@@ -66,6 +66,7 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]
         num_tokens=int(features.get("token_vocab_size", 0)),
         num_continuous=len(features.get("user_continuous", [])),
         tie_embeddings=train_cfg.tie_embeddings,
+        recent_items=min(train_cfg.recent_items, int(features["history_len"])),
     )
     widths = Widths.from_prep_features(features)
     checkpoints = storage.join(model_dir, CHECKPOINTS)
@@ -77,6 +78,10 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]
     examples = ray.data.read_parquet(storage.join(prep_dir, "examples"), shuffle="files").select_columns(
         EXAMPLE_COLUMNS
     )
+    cached = _cache_examples(train_cfg.cache_examples, int(prep["counts"]["examples"]) * widths.row_bytes,
+                             cfg.ray.object_store_memory)
+    if cached:
+        examples = examples.materialize()
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
@@ -112,11 +117,12 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]
     metrics = {
         "device": _device_name(train_cfg.use_gpu),
         "workers": train_cfg.workers,
+        "examples_cached": cached,
         "examples_per_second": total_examples / max(sum(e["seconds"] for e in epochs), 1e-9),
         "epochs": [
             {
                 "epoch": e["epoch"], "loss": e["loss"], f"val_hr@{VAL_K}": e.get(f"val_hr@{VAL_K}"),
-                "seconds": e["seconds"],
+                "seconds": e["seconds"], "data_wait_seconds": e.get("data_wait_seconds"),
             }
             for e in epochs
         ],
@@ -135,6 +141,14 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]
             "outputs": ["user_tower.pt", "model_spec.json", "item_embeddings.parquet", "metrics.json"],
         },
     )
+
+
+def _cache_examples(setting: str, estimated_bytes: int, object_store_memory: int) -> bool:
+    """Whether the examples stay in the object store across epochs (see train.cache_examples)."""
+    cached = setting == "always" or (setting == "auto" and estimated_bytes <= object_store_memory // 2)
+    log.info("examples (~%.0f MiB in memory) %s", estimated_bytes / 2**20,
+             "kept in the object store across epochs" if cached else "streamed from Parquet every epoch")
+    return cached
 
 
 def _latest_checkpoint(checkpoints: str, epochs: int) -> str:

@@ -133,7 +133,15 @@ class TrainConfig(_Section):
     learning_rate: float = Field(0.003, gt=0)
     # constant, or cosine: decays per epoch from learning_rate to 1% of it at the last epoch
     lr_schedule: Literal["constant", "cosine"] = "constant"
+    # L2 on the dense layers (sparse embedding tables take none: SparseAdam has no decay)
     weight_decay: float = Field(0.0, ge=0)
+    # embedding tables with sparse gradients, stepped by SparseAdam (only the rows a batch
+    # touched; Adam on the dense layers). On CPU a dense Adam step over a 400k-row table
+    # costs ~0.6 s whatever the batch, while on a 2k-row table sparse bookkeeping costs more
+    # than it saves (BENCHMARKS.md): auto = on for item vocabularies of at least 20k rows.
+    # Never on GPU (NCCL has no sparse all-reduce; a dense step is cheap there) nor for
+    # loss = full (it reads every row).
+    sparse_embeddings: Literal["auto", "on", "off"] = "auto"
     # width of the item and demographic input embeddings
     embedding_dim: int = Field(64, ge=1)
     # ReLU tower widths; the last layer's width is the user/item vector size; (64,) is a
@@ -142,6 +150,9 @@ class TrainConfig(_Section):
     # the watch-history embeddings are the softmax's item vectors (one table, fewer
     # parameters); needs embedding_dim equal to the last hidden layer
     tie_embeddings: bool = False
+    # a second bag over the last R watches beside the mean of the whole history (0 = the
+    # paper's tower): what the user watched just now, which mean pooling forgets
+    recent_items: int = Field(0, ge=0)
     # negatives shared by the whole batch in sampled softmax (capped at the corpus size)
     num_negatives: int = Field(2048, ge=1)
     # log_uniform: Zipfian over frequency-ranked ids (the candidate sampler of word2vec /
@@ -158,6 +169,11 @@ class TrainConfig(_Section):
     # held-out users ranked against the full corpus after every epoch (val_hr@50 in
     # metrics.json), on rank 0; 0 = no validation
     val_users: int = Field(1000, ge=0)
+    # keep the examples in Ray's object store after the first epoch instead of reading the
+    # Parquet files again every epoch: auto = when they take at most half of
+    # ray.object_store_memory (a re-read costs ~2 s per epoch whatever the size); larger
+    # data always streams
+    cache_examples: Literal["auto", "always", "never"] = "auto"
     seed: int = 7
 
     @model_validator(mode="after")

@@ -54,3 +54,33 @@ def test_tied_embeddings_need_matching_widths():
 
     with pytest.raises(ValueError, match="embedding_dim"):
         YouTubeDNN(ModelSpec(num_items=20, categorical_sizes=(), embedding_dim=6, hidden_layers=(8,), tie_embeddings=True))
+
+
+def test_mean_bag_is_the_mean_of_the_non_padding_rows():
+    from ray_train.model import mean_bag
+
+    table = torch.nn.Embedding(10, 3, padding_idx=0)
+    bags = mean_bag(table, torch.tensor([[2, 5, 0, 0], [0, 0, 0, 0], [7, 7, 1, 0]]))
+    assert torch.allclose(bags[0], (table.weight[2] + table.weight[5]) / 2)
+    assert torch.equal(bags[1], torch.zeros(3))  # an empty history is a zero vector
+    assert torch.allclose(bags[2], (2 * table.weight[7] + table.weight[1]) / 3)
+
+
+def test_last_watches_keeps_exactly_the_last_r_of_each_history():
+    from ray_train.model import last_watches
+
+    history = torch.tensor([[4, 5, 6, 7, 0, 0], [9, 0, 0, 0, 0, 0], [1, 2, 3, 4, 5, 6], [0, 0, 0, 0, 0, 0]])
+    assert last_watches(history, 2).tolist() == [
+        [0, 0, 6, 7, 0, 0], [9, 0, 0, 0, 0, 0], [0, 0, 0, 0, 5, 6], [0, 0, 0, 0, 0, 0],
+    ]
+
+
+def test_recent_items_bag_sees_the_order_that_the_mean_forgets():
+    spec = ModelSpec(**{**SPEC.to_dict(), "recent_items": 1})
+    model, paper = YouTubeDNN(spec).eval(), YouTubeDNN(SPEC).eval()
+    demo, age = torch.tensor([[1, 1]]), torch.tensor([0.0])
+    one_order = torch.tensor([[3, 4, 0]])
+    other_order = torch.tensor([[4, 3, 0]])
+    assert torch.allclose(paper(one_order, NO_TOKENS, demo, C, age), paper(other_order, NO_TOKENS, demo, C, age))
+    assert not torch.allclose(model(one_order, NO_TOKENS, demo, C, age), model(other_order, NO_TOKENS, demo, C, age))
+    assert ModelSpec.from_dict(spec.to_dict()) == spec
