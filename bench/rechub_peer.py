@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--negatives", type=int, default=3)
     parser.add_argument("--embedding-dim", type=int, default=64)
     parser.add_argument("--hidden", default="256,64")
+    parser.add_argument("--max-rows", type=int, default=0, help="time the first N examples only (0 = all)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     args = parser.parse_args()
     if args.threads:
@@ -48,6 +49,8 @@ def main() -> None:
     num_items = int(features["item_vocab_size"])
 
     table = pq.read_table(f"{args.prep}/examples", columns=["label", "history", "demographics"])
+    if args.max_rows:
+        table = table.slice(0, args.max_rows)
     rows = table.num_rows
     sampling = pq.read_table(f"{args.prep}/vocab/item_sampling", columns=["index", "probability"])
     probability = np.zeros(num_items)

@@ -52,12 +52,12 @@ def watchnext_train(prep: Path, workers: int, epochs: int, overrides: list[str])
             "data_wait": last["data_wait_seconds"], "val_hr@50": last.get("val_hr@50")}
 
 
-def peer_train(prep: Path, epochs: int, threads: int) -> dict:
+def peer_train(prep: Path, epochs: int, threads: int, max_rows: int) -> dict:
     python = PEER_ENV / "bin" / "python"
     if not python.exists():
         raise SystemExit(f"{python} is missing: run python -m bench.train_bench --setup-peer first")
     out = subprocess.run([str(python), str(ROOT / "bench" / "rechub_peer.py"), "--prep", str(prep), "--epochs",
-                          str(epochs), "--threads", str(threads)], check=True, capture_output=True, text=True)
+                          str(epochs), "--threads", str(threads), "--max-rows", str(max_rows)], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE")
     parser.add_argument("--peer-threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--peer-max-rows", type=int, default=0, help="time the peer on the first N examples")
     parser.add_argument("--no-peer", action="store_true")
     parser.add_argument("--setup-peer", action="store_true")
     parser.add_argument("--out", required=False)
@@ -90,7 +91,7 @@ def main() -> None:
                          f"{r['wall_seconds']:.1f} | {hr} |")
             print(lines[-1], flush=True)
         for threads in [] if args.no_peer else args.peer_threads:
-            r = peer_train(prep, args.epochs, threads)
+            r = peer_train(prep, args.epochs, threads, args.peer_max_rows)
             lines.append(f"| {name} | torch-rechub YoutubeDNN, {r['threads']} thread(s), batch {r['batch_size']}, "
                          f"{r['negatives']} negatives/row | {r['rows_per_second']:,.0f} | - | "
                          f"{r['seconds'] / args.epochs:.1f} | - | - |")
