@@ -1,4 +1,4 @@
-"""Evaluation on the held-out events: the recall table against a most-popular baseline.
+"""Evaluation on the held-out events: the recall table against most-popular and item-kNN.
 
 Each evaluated user has one held-out watch (leave-last-out). Its rank r (0-based) in the
 user's recommendation list gives HR@K = P(r < K), NDCG@K = E[1 / log2(r + 2) ; r < K] and,
@@ -18,9 +18,14 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from serving.baselines import item_knn_ranks
 from watchnext import storage
+from watchnext.contract import fixed_lists
 
 KS = (10, 50, 100)
+KNN_RECENT = 3  # item-kNN scores candidates against the last 3 watches (best of 1-50 on ml-100k)
+KNN_MAX_USERS = 20_000  # item-kNN costs O(watches x users): a seeded sample beyond this
+KNN_SEED = 0
 MISS = np.iinfo(np.int64).max  # rank of an item that is not in the list at all
 
 
@@ -79,7 +84,7 @@ def evaluate(run_dir: str) -> dict[str, Any]:
 
     targets = _read(storage.join(prep_dir, "eval"), ["user_id", "item_id", "item_index"])
     table = _read(storage.join(recall_dir, "table"), ["user_id", "item_ids"])
-    features = _read(storage.join(prep_dir, "user_features"), ["user_id", "watched"])
+    features = _read(storage.join(prep_dir, "user_features"), ["user_id", "watched", "history"])
     # every evaluated user is kept: one without a recall row counts as a miss
     item_lists = _fill_empty(_lookup(targets, table, "item_ids"), pa.string())
     watched = _fill_empty(_lookup(targets, features, "watched"), pa.int32())
@@ -88,18 +93,34 @@ def evaluate(run_dir: str) -> dict[str, Any]:
 
     model = ranking_metrics(ranks_in_lists(item_lists, target_ids))
     popular = ranking_metrics(most_popular_ranks(target_index, watched))
+    knn = _item_knn(target_index, watched, _lookup(targets, features, "history"), prep["features"])
     report = {
         "dataset": prep["inputs"]["dataset"],
         "users": targets.num_rows,
         "model_version": recall["model_version"],
         "top_k": recall["config"]["top_k"],
         "model": model,
-        "baselines": {"most_popular": popular},
+        "baselines": {"most_popular": popular, "item_knn": knn},
     }
     storage.write_text(storage.join(report_dir, "report.json"), json.dumps(report, indent=2) + "\n")
     storage.finish_stage(report_dir, started, {"inputs": {"prep": prep_dir, "recall": recall_dir},
                                                "outputs": ["report.json"], "users": targets.num_rows})
     return report
+
+
+def _item_knn(target_index: np.ndarray, watched: pa.ListArray, history: pa.ListArray, features: dict) -> dict:
+    """item-kNN's metrics (serving.baselines) on all evaluated users, or a seeded sample."""
+    users = np.arange(len(target_index))
+    if len(users) > KNN_MAX_USERS:
+        users = np.sort(np.random.default_rng(KNN_SEED).choice(users, KNN_MAX_USERS, replace=False))
+    history_len = int(features["history_len"])
+    history = history.take(pa.array(users))
+    last = np.zeros((len(users), history_len), dtype=np.int64)  # no serving features: no history
+    present = history.is_valid().to_numpy(zero_copy_only=False)
+    last[present] = fixed_lists(history.filter(pa.array(present)), history_len)
+    ranks = item_knn_ranks(target_index[users], watched.take(pa.array(users)), last,
+                           int(features["item_vocab_size"]), recent=KNN_RECENT)
+    return {**ranking_metrics(ranks), "users": int(len(users)), "recent": KNN_RECENT}
 
 
 def _read(path: str, columns: list[str]) -> pa.Table:
