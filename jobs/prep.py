@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import math
 import time
 from functools import partial
 from typing import Any
@@ -21,6 +22,7 @@ from pyspark.sql import functions as F
 
 from jobs.sources import Sources, read_sources
 from jobs.continuous import minmax_statistics, normalized
+from jobs.item_features import item_categorical_columns, item_feature_table, item_vocabularies
 from jobs.negatives import unigram_table, with_negatives
 from jobs.sampling import per_user_sums, with_drop_reason
 from jobs.split import first_per_user, is_left_out_last, time_period
@@ -131,6 +133,11 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
         else None
     )
 
+    item_categoricals = item_categorical_columns(sources.items, cfg.item_categoricals)
+    item_vocabs = item_vocabularies(sources.items, items, item_categoricals, cfg.min_category_count, previous,
+                                    cfg.oov_buckets) if item_categoricals else {}
+    item_vocabs = {c: v.persist() for c, v in item_vocabs.items()}
+
     max_tokens = cfg.max_search_tokens if search_source != "none" else 0
     rules = partial(
         with_drop_reason, total_clicks=train_clicks, min_history=cfg.min_history,
@@ -168,7 +175,11 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
         vocab.orderBy("index").coalesce(1).write.parquet(out(f"vocab/{column}"))
     if token_vocab is not None:
         token_vocab.orderBy("index").coalesce(1).write.parquet(out("vocab/search_tokens"))
-
+    for column, vocab in item_vocabs.items():
+        vocab.orderBy("index").coalesce(1).write.parquet(out(f"vocab/item_{column}"))
+    item_feature_table(items, sources.items, item_vocabs, age_anchor, cfg.oov_buckets).orderBy(
+        "index"
+    ).coalesce(1).write.parquet(out("vocab/item_features"))
     laps.lap("write vocabularies")
     manifest = _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, continuous, continuous_stats,
                          run_anchor, age_anchor, window_seconds, events_in, rejected_counts, filtered,
@@ -182,9 +193,15 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
             "token_vocab_size": (
                 _vocab_size(spark, out("vocab/search_tokens"), cfg.oov_buckets) if token_vocab is not None else 0
             ),
+            "item_categoricals": item_categoricals,
+            "item_categorical_sizes": [
+                _vocab_size(spark, out(f"vocab/item_{c}"), cfg.oov_buckets) for c in item_categoricals
+            ],
+            # the item tower sees log1p(age in days) / this: the oldest item at 1
+            "item_age_scale": _item_age_scale(spark, out("vocab/item_features")),
         }
     )
-    for df in (indexed, items, per_user, *vocabularies.values()):
+    for df in (indexed, items, per_user, *vocabularies.values(), *item_vocabs.values()):
         df.unpersist()
     return storage.finish_stage(prep_dir, started, manifest)
 
@@ -259,6 +276,11 @@ def _search_tokens(
         vocab = token_vocabulary(titles, cfg.min_token_count, previous_tokens, cfg.oov_buckets).persist()
         return None, encode_texts(titles, ["item_id"], vocab, cfg.oov_buckets), vocab
     return None, None, None
+
+
+def _item_age_scale(spark: SparkSession, path: str) -> float:
+    oldest = spark.read.parquet(path).agg(F.max("age_days")).first()[0]
+    return float(math.log1p(oldest)) if oldest else 1.0
 
 
 def _vocab_size(spark: SparkSession, path: str, buckets: int) -> int:

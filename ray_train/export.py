@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import torch
 
 from ray_train.loop import CHECKPOINT_MODEL, CHECKPOINT_STATE
-from ray_train.model import ModelSpec, UserTower, YouTubeDNN
+from ray_train.model import ModelSpec, UserTower, build_model
 from watchnext import storage
 from watchnext.contract import ITEM_EMBEDDINGS
 
@@ -29,7 +29,7 @@ def export_model(checkpoint_dir: str, prep_dir: str, model_dir: str) -> dict[str
     with open(os.path.join(checkpoint_dir, CHECKPOINT_STATE)) as f:
         state = json.load(f)
     spec = ModelSpec.from_dict(state["spec"])
-    model = YouTubeDNN(spec)
+    model = build_model(spec)
     model.load_state_dict(torch.load(os.path.join(checkpoint_dir, CHECKPOINT_MODEL), weights_only=True))
     model_version = _version(os.path.join(checkpoint_dir, CHECKPOINT_MODEL))
 
@@ -42,8 +42,9 @@ def export_model(checkpoint_dir: str, prep_dir: str, model_dir: str) -> dict[str
     vocab = pq.read_table(storage.join(prep_dir, "vocab", "items"), columns=["item_id", "index"])
     index = vocab.column("index").to_numpy()
     with torch.no_grad():
-        vectors = model.item_output.weight[torch.from_numpy(index.astype(np.int64))].numpy()
-        bias = model.item_bias.weight[torch.from_numpy(index.astype(np.int64)), 0].numpy()
+        all_vectors, all_bias = model.item_table()
+        vectors = all_vectors[torch.from_numpy(index.astype(np.int64))].numpy()
+        bias = all_bias[torch.from_numpy(index.astype(np.int64))].numpy()
     dim = vectors.shape[1]
     table = pa.table(
         {

@@ -20,7 +20,8 @@ import ray.train.torch
 import torch
 
 from ray_train.data import EXAMPLE_COLUMNS, Widths, to_batch
-from ray_train.model import ModelSpec, YouTubeDNN
+from ray_train.model import ModelSpec, build_model
+from ray_train.two_tower import load_item_features
 from ray_train.objective import Objective
 from ray_train.validation import VAL_K, ValidationSet
 from watchnext.config import TrainConfig
@@ -43,10 +44,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
 
-    model = YouTubeDNN(spec, sparse=uses_sparse_embeddings(cfg, spec.num_items))
+    model = build_model(spec, sparse=uses_sparse_embeddings(cfg, spec.num_items))
+    if spec.model != "youtube_dnn":  # the item tower's inputs, from prep (saved with the weights)
+        model.item_output.set_features(*load_item_features(config["prep_dir"], spec))
     start_epoch, history, optimizer_state = _restore(model, config.get("resume_from"))
     model = ray.train.torch.prepare_model(model)
-    net: YouTubeDNN = model.module if hasattr(model, "module") else model
+    net: torch.nn.Module = model.module if hasattr(model, "module") else model
     device = ray.train.torch.get_device()
     optimizer = Optimizer(net, cfg)
     if optimizer_state is not None:  # Adam's moments go on where they were
@@ -113,7 +116,7 @@ class Optimizer:
     """Adam on the dense layers and SparseAdam on the sparse embedding tables (a lazy Adam:
     a row's moments and value change only in the steps that touch it)."""
 
-    def __init__(self, net: YouTubeDNN, cfg: TrainConfig):
+    def __init__(self, net: torch.nn.Module, cfg: TrainConfig):
         sparse = net.sparse_parameters()
         sparse_ids = {id(p) for p in sparse}
         dense = [p for p in net.parameters() if id(p) not in sparse_ids]
@@ -155,7 +158,7 @@ def learning_rate(cfg: TrainConfig, epoch: int) -> float:
     return floor + 0.5 * (cfg.learning_rate - floor) * (1 + math.cos(math.pi * epoch / (cfg.epochs - 1)))
 
 
-def _report(net: YouTubeDNN, optimizer: Optimizer, spec: ModelSpec, cfg: TrainConfig, metrics: dict,
+def _report(net: torch.nn.Module, optimizer: Optimizer, spec: ModelSpec, cfg: TrainConfig, metrics: dict,
             history: list, rank: int) -> None:
     """Every rank reports (it is a barrier); rank 0 attaches the checkpoint."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -171,7 +174,7 @@ def _report(net: YouTubeDNN, optimizer: Optimizer, spec: ModelSpec, cfg: TrainCo
         ray.train.report(metrics, checkpoint=checkpoint)
 
 
-def _restore(model: YouTubeDNN, resume_from: str | None) -> tuple[int, list, dict | None]:
+def _restore(model: torch.nn.Module, resume_from: str | None) -> tuple[int, list, dict | None]:
     """(first epoch to run, metrics of epochs already done, optimizer state) from the latest
     checkpoint: this run's after a failure, else the one `--resume` named."""
     checkpoint = ray.train.get_checkpoint()

@@ -34,6 +34,9 @@ class ModelSpec:
     num_continuous: int = 0  # continuous user features in [0, 1]
     tie_embeddings: bool = False  # the history bag reads the output item vectors
     recent_items: int = 0  # a second bag over the last R watches (0 = none)
+    model: str = "youtube_dnn"  # youtube_dnn | two_tower | dssm (ray_train.two_tower)
+    item_categorical_sizes: tuple[int, ...] = ()  # the item tower's categoricals
+    temperature: float = 0.05  # two_tower / dssm: logits are cosines / temperature
 
     @property
     def user_dim(self) -> int:
@@ -53,6 +56,9 @@ class ModelSpec:
             num_continuous=int(d.get("num_continuous", 0)),
             tie_embeddings=bool(d.get("tie_embeddings", False)),
             recent_items=int(d.get("recent_items", 0)),
+            model=str(d.get("model", "youtube_dnn")),
+            item_categorical_sizes=tuple(int(n) for n in d.get("item_categorical_sizes", ())),
+            temperature=float(d.get("temperature", 0.05)),
         )
 
 
@@ -69,6 +75,18 @@ def mean_bag(embedding: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
     return F.embedding_bag(ids, embedding.weight, mode="mean", padding_idx=0, sparse=embedding.sparse)
 
 
+def relu_tower(width: int, widths: tuple[int, ...]) -> nn.Sequential:
+    """Linear layers of the given widths with ReLU between them; the last layer is linear, so
+    the output vector may point anywhere."""
+    layers: list[nn.Module] = []
+    for i, out in enumerate(widths):
+        layers.append(nn.Linear(width, out))
+        if i < len(widths) - 1:
+            layers.append(nn.ReLU())
+        width = out
+    return nn.Sequential(*layers)
+
+
 def last_watches(history: torch.Tensor, count: int) -> torch.Tensor:
     """The last `count` watches of each oldest-first, right-padded history; earlier ones
     become padding."""
@@ -79,30 +97,26 @@ def last_watches(history: torch.Tensor, count: int) -> torch.Tensor:
 
 class UserTower(nn.Module):
     """Watch-history bag + search-token bag + demographics + example age -> ReLU layers ->
-    linear user vector. `sparse`: the embedding tables get sparse gradients (training on CPU:
-    a step touches a few thousand of a million rows)."""
+    linear user vector.
+
+    `sparse`: the item-sized tables get sparse gradients (training on CPU: a step touches a
+    few thousand of a million rows). Only those: a batch always touches some item rows, while
+    a batch without a single search token would give its rank an empty sparse gradient, which
+    gloo's sparse all-reduce does not survive (pytorch/pytorch#87497)."""
 
     def __init__(self, spec: ModelSpec, sparse: bool = False):
         super().__init__()
         self.history = nn.Embedding(spec.num_items, spec.embedding_dim, padding_idx=0, sparse=sparse)
         self.search = (
-            nn.Embedding(spec.num_tokens, spec.embedding_dim, padding_idx=0, sparse=sparse)
-            if spec.num_tokens > 0
-            else None
+            nn.Embedding(spec.num_tokens, spec.embedding_dim, padding_idx=0) if spec.num_tokens > 0 else None
         )
         self.demographics = nn.ModuleList(
-            nn.Embedding(n, categorical_dim(n, spec.embedding_dim), sparse=sparse) for n in spec.categorical_sizes
+            nn.Embedding(n, categorical_dim(n, spec.embedding_dim)) for n in spec.categorical_sizes
         )
         self.recent_items = spec.recent_items
         width = spec.embedding_dim * (1 + (self.search is not None) + (spec.recent_items > 0))
         width += sum(e.embedding_dim for e in self.demographics) + 3 + 3 * spec.num_continuous
-        layers: list[nn.Module] = []
-        for i, out in enumerate(spec.hidden_layers):
-            layers.append(nn.Linear(width, out))
-            if i < len(spec.hidden_layers) - 1:  # the last layer is linear: u may point anywhere
-                layers.append(nn.ReLU())
-            width = out
-        self.mlp = nn.Sequential(*layers)
+        self.mlp = relu_tower(width, spec.hidden_layers)
 
     def forward(self, history: torch.Tensor, search_tokens: torch.Tensor, demographics: torch.Tensor,
                 continuous: torch.Tensor, example_age: torch.Tensor) -> torch.Tensor:
@@ -115,6 +129,12 @@ class UserTower(nn.Module):
             parts.append(mean_bag(self.search, search_tokens))
         parts += [emb(demographics[:, i]) for i, emb in enumerate(self.demographics)]
         return self.mlp(torch.cat(parts, dim=-1))
+
+
+def sparse_tables(module: nn.Module) -> list[nn.Parameter]:
+    """The tables with sparse gradients (each once: a shared table is two modules' weight)."""
+    tables = {id(m.weight): m.weight for m in module.modules() if isinstance(m, nn.Embedding) and m.sparse}
+    return list(tables.values())
 
 
 class YouTubeDNN(nn.Module):
@@ -138,11 +158,24 @@ class YouTubeDNN(nn.Module):
         nn.init.normal_(self.item_output.weight, std=spec.user_dim ** -0.5)
         nn.init.zeros_(self.item_bias.weight)
 
+    def item_table(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(vectors, bias) of every item index, padding row 0 included."""
+        return self.item_output.weight, self.item_bias.weight.squeeze(-1)
+
     def sparse_parameters(self) -> list[nn.Parameter]:
-        """The tables with sparse gradients (each once: a tied table is two modules' weight)."""
-        tables = {id(m.weight): m.weight for m in self.modules() if isinstance(m, nn.Embedding) and m.sparse}
-        return list(tables.values())
+        return sparse_tables(self)
 
     def forward(self, history: torch.Tensor, search_tokens: torch.Tensor, demographics: torch.Tensor,
                 continuous: torch.Tensor, example_age: torch.Tensor) -> torch.Tensor:
         return self.user_tower(history, search_tokens, demographics, continuous, example_age)
+
+
+def build_model(spec: ModelSpec, sparse: bool = False) -> nn.Module:
+    """The model spec.model names. Every model scores items the same way: `item_output(ids)`
+    gives their vectors, `item_bias(ids)` their [n, 1] biases, `item_table()` both for every
+    item; the user vector is the forward's output."""
+    if spec.model == "youtube_dnn":
+        return YouTubeDNN(spec, sparse)
+    from ray_train.two_tower import TwoTower
+
+    return TwoTower(spec, sparse)

@@ -7,6 +7,7 @@
 - mixed: both sets of negatives in one softmax, each with its own correction: both are logs
   of the expected number of times an item is among the candidates.
 - full: the exact softmax over the corpus, for small corpora.
+- pointwise: sigmoid cross-entropy of the label and the shared negatives (DSSM).
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.parquet as pq
 import torch
+from torch import nn
 
 from ray_train.in_batch import StreamingFrequency, in_batch_softmax_loss
-from ray_train.model import ModelSpec, YouTubeDNN
+from ray_train.model import ModelSpec
 from ray_train.sampled_softmax import (
     LogUniformSampler,
     UnigramSampler,
     full_softmax_loss,
+    pointwise_loss,
     sampled_logits,
     sampled_softmax_loss,
 )
@@ -42,7 +45,7 @@ class Objective:
 
     def __init__(self, cfg: TrainConfig, spec: ModelSpec, item_sampling_path: str, rank: int):
         self.loss = cfg.loss
-        uses_sampled = cfg.loss in ("sampled", "mixed")
+        uses_sampled = cfg.loss in ("sampled", "mixed", "pointwise")
         self.sampler = make_sampler(cfg, spec, item_sampling_path) if uses_sampled else None
         self.num_negatives = min(cfg.num_negatives, spec.num_items - 1)
         self.generator = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
@@ -53,14 +56,16 @@ class Objective:
         )
         self.step = 0
 
-    def __call__(self, user: torch.Tensor, labels: torch.Tensor, net: YouTubeDNN) -> torch.Tensor:
+    def __call__(self, user: torch.Tensor, labels: torch.Tensor, net: nn.Module) -> torch.Tensor:
         self.step += 1
         vectors, bias = net.item_output, net.item_bias
         if self.loss == "full":
-            return full_softmax_loss(user, labels, vectors, bias)
+            return full_softmax_loss(user, labels, net.item_table())
         extra = None
         if self.sampler is not None:
             negatives = self.sampler.sample(self.num_negatives, self.generator)
+            if self.loss == "pointwise":
+                return pointwise_loss(user, labels, vectors, bias, negatives.to(user.device))
             log_q = self.sampler.log_q(negatives).to(user.device)
             negatives = negatives.to(user.device)
             if self.frequency is None:

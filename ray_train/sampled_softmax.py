@@ -89,8 +89,28 @@ def sampled_logits(
 
 
 def full_softmax_loss(
-    user: torch.Tensor, labels: torch.Tensor, item_vectors: torch.nn.Embedding, item_bias: torch.nn.Embedding
+    user: torch.Tensor, labels: torch.Tensor, item_table: tuple[torch.Tensor, torch.Tensor]
 ) -> torch.Tensor:
-    """The exact objective, for small corpora and for testing the sampled estimate."""
-    logits = user @ item_vectors.weight[1:].T + item_bias.weight[1:].squeeze(-1)
+    """The exact objective over (vectors, bias) of every item, for small corpora and for
+    testing the sampled estimate."""
+    vectors, bias = item_table
+    logits = user @ vectors[1:].T + bias[1:]
     return F.cross_entropy(logits, labels - 1)
+
+
+def pointwise_loss(
+    user: torch.Tensor,  # [B, D]
+    labels: torch.Tensor,  # [B]
+    item_vectors: torch.nn.Module,
+    item_bias: torch.nn.Module,
+    negatives: torch.Tensor,  # [S] shared negatives
+) -> torch.Tensor:
+    """DSSM's pointwise objective: sigmoid cross-entropy of each label as a positive and of
+    the shared negatives as negatives (an example's own label among them is masked), the
+    negatives' mean weighing as much as the positive. No logQ: a pointwise score estimates
+    P(watch), not a softmax share."""
+    pos = (user * item_vectors(labels)).sum(-1) + item_bias(labels).squeeze(-1)
+    neg = user @ item_vectors(negatives).T + item_bias(negatives).squeeze(-1)
+    real = negatives.unsqueeze(0) != labels.unsqueeze(1)
+    negative_loss = (F.softplus(neg) * real).sum(1) / real.sum(1).clamp(min=1)
+    return (F.softplus(-pos) + negative_loss).mean()

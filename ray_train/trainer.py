@@ -67,6 +67,9 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]
         num_continuous=len(features.get("user_continuous", [])),
         tie_embeddings=train_cfg.tie_embeddings,
         recent_items=min(train_cfg.recent_items, int(features["history_len"])),
+        model=train_cfg.model,
+        item_categorical_sizes=tuple(features.get("item_categorical_sizes", ())),
+        temperature=train_cfg.temperature,
     )
     widths = Widths.from_prep_features(features)
     checkpoints = storage.join(model_dir, CHECKPOINTS)

@@ -1,7 +1,7 @@
 """Per-epoch validation: HR@50 of a sample of held-out users, ranking the full corpus.
 
 The sampled users' serving features (example age 0) meet their held-out watch from
-prep/eval. Every item is scored by the softmax layer (item vector · user vector + bias), the
+prep/eval. Every item is scored as training scores it (item vector · user vector + bias), the
 padding row and the user's watched items excluded, as in the recall stage; a held-out item
 the training events never saw, or one already watched, counts as a miss.
 """
@@ -17,7 +17,6 @@ import pyarrow.parquet as pq
 import torch
 
 from ray_train.data import Batch, Widths, to_batch
-from ray_train.model import YouTubeDNN
 from watchnext import storage
 
 VAL_K = 50
@@ -58,11 +57,11 @@ class ValidationSet:
         return len(self.targets)
 
     @torch.no_grad()
-    def hit_rate(self, net: YouTubeDNN, device: torch.device, k: int = VAL_K) -> float:
+    def hit_rate(self, net: torch.nn.Module, device: torch.device, k: int = VAL_K) -> float:
         """The share of users whose held-out item ranks in the top k of the corpus."""
         was_training = net.training
         net.eval()
-        items, bias = net.item_output.weight, net.item_bias.weight.squeeze(-1)
+        items, bias = net.item_table()
         hits = 0
         for start in range(0, len(self), USERS_PER_CHUNK):
             end = min(start + USERS_PER_CHUNK, len(self))

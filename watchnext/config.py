@@ -93,6 +93,9 @@ class PrepConfig(_Section):
     user_categoricals: tuple[str, ...] | None = None
     # numeric user columns, min-max normalized to [0, 1] (the model sees x, x², √x)
     user_continuous: tuple[str, ...] = ()
+    # item columns used as categoricals by the two-tower item tower (vocab/item_features);
+    # None = every string column of the items table but id and title
+    item_categoricals: tuple[str, ...] | None = None
     # a previous run's prep directory: its item and categorical indices are kept and new
     # values appended, so that a warm-started model keeps its rows; None = fresh indices
     previous_vocab: str | None = None
@@ -142,6 +145,13 @@ class TrainConfig(_Section):
     # Never on GPU (NCCL has no sparse all-reduce; a dense step is cheap there) nor for
     # loss = full (it reads every row).
     sparse_embeddings: Literal["auto", "on", "off"] = "auto"
+    # youtube_dnn: the paper's user tower against output item embeddings with bias;
+    # two_tower: Yi et al.'s item tower over item id (shared with the history table), item
+    # categoricals and item age, cosine / temperature; dssm: the same towers with their own
+    # tables (ray_train/two_tower.py)
+    model: Literal["youtube_dnn", "two_tower", "dssm"] = "youtube_dnn"
+    # two_tower / dssm: logits are cosine similarities divided by this
+    temperature: float = Field(0.05, gt=0)
     # width of the item and demographic input embeddings
     embedding_dim: int = Field(64, ge=1)
     # ReLU tower widths; the last layer's width is the user/item vector size; (64,) is a
@@ -159,8 +169,9 @@ class TrainConfig(_Section):
     # TensorFlow); unigram: proportional to count^0.75 from the prep vocabulary
     sampler: Literal["log_uniform", "unigram"] = "log_uniform"
     # sampled: shared negatives from `sampler`; in_batch: the batch's other labels, corrected
-    # by streaming frequency estimates (Yi et al. 2019); mixed: both; full: exact softmax
-    loss: Literal["sampled", "in_batch", "mixed", "full"] = "sampled"
+    # by streaming frequency estimates (Yi et al. 2019); mixed: both; full: exact softmax;
+    # pointwise: sigmoid cross-entropy of the label and the shared negatives (DSSM)
+    loss: Literal["sampled", "in_batch", "mixed", "full", "pointwise"] = "sampled"
     # streaming frequency estimation (in_batch, mixed): hash buckets per function, hash
     # functions (the largest gap estimate wins), and the moving average's learning rate
     frequency_buckets: int = Field(1 << 20, ge=1)

@@ -77,6 +77,15 @@ ITEM_SAMPLING = pa.schema(
         pa.field("probability", pa.float64(), nullable=False),
     ]
 )
+# vocab/item_features: the two-tower item tower's inputs, one row per vocabulary item
+ITEM_FEATURES = pa.schema(
+    [
+        pa.field("index", pa.int32(), nullable=False),
+        # one index per item categorical (manifest features.item_categoricals), 0 = missing
+        pa.field("categories", pa.list_(pa.int32()), nullable=False),
+        pa.field("age_days", pa.float32()),  # at the end of the training window; null = unknown
+    ]
+)
 CATEGORY_MISSING = 0
 CATEGORY_UNKNOWN = 1  # the first hashed bucket of rare or unseen values
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -11,7 +12,7 @@ import pytest
 from jobs.prep import run_prep
 from jobs.validate import SchemaError
 from watchnext.config import PrepConfig
-from watchnext.contract import EXAMPLES, EVAL_TARGETS, USER_FEATURES
+from watchnext.contract import EXAMPLES, EVAL_TARGETS, ITEM_FEATURES, USER_FEATURES
 
 CLICKS = """user_id,item_id,ts,watch_seconds
 a,x,2026-01-01T00:00:00Z,10
@@ -30,12 +31,12 @@ c,q,2026-01-01T04:00:00Z,10
 c,x,2027-01-01T00:00:00Z,10
 c,v,2026-01-01T05:00:00Z,1
 """
-ITEMS = """item_id,title
-x,The X
-y,Why
-z,Zed
-w,Double You
-v,Vee
+ITEMS = """item_id,title,genre,upload_ts
+x,The X,drama,2025-12-01T02:00:00Z
+y,Why,drama,2025-12-31T02:00:00Z
+z,Zed,comedy,
+w,Double You,drama,2025-06-01T00:00:00Z
+v,Vee,comedy,2025-06-01T00:00:00Z
 """
 USERS = """user_id,gender,country
 a,F,fr
@@ -134,6 +135,22 @@ def test_outputs_follow_the_contract(prepped):
     for name, schema in (("examples", EXAMPLES), ("user_features", USER_FEATURES), ("eval", EVAL_TARGETS)):
         got = read(prep_dir, name).schema
         assert {f.name: f.type for f in got} == {f.name: f.type for f in schema}, name
+
+
+def test_item_features_hold_each_items_categories_and_age(prepped):
+    prep_dir, manifest = prepped
+    rows = read(prep_dir, "vocab/item_features").to_pylist()
+    # the vocabulary's items x, y, z: drama twice (index 9, after the 8 OOV buckets), comedy
+    # once (below min count: an OOV bucket); ages in days at the last training watch (a's z
+    # at 02:00 on Jan 1st); z has no upload time
+    assert [(r["index"], r["age_days"]) for r in rows] == [(1, 31.0), (2, 1.0), (3, None)]
+    assert rows[0]["categories"] == [9] and rows[1]["categories"] == [9]
+    assert 1 <= rows[2]["categories"][0] <= 8
+    features = manifest["features"]
+    assert features["item_categoricals"] == ["genre"] and features["item_categorical_sizes"] == [10]
+    assert features["item_age_scale"] == pytest.approx(math.log1p(31.0))
+    assert {f.name: f.type for f in read(prep_dir, "vocab/item_features").schema} == {
+        f.name: f.type for f in ITEM_FEATURES}
 
 
 def test_the_negative_sampling_table_follows_count_to_the_alpha(prepped):

@@ -43,6 +43,7 @@ def test_sparse_tables_step_only_the_rows_a_batch_touched():
     touched = torch.zeros(40, dtype=torch.bool)
     touched[inputs[0].unique()] = True
     assert torch.equal(changed, touched)  # rows 20 .. 39 and padding are untouched
+    assert not net.user_tower.demographics[0].sparse  # small tables stay dense (gloo, see UserTower)
     assert not torch.equal(net.user_tower.mlp[0].weight, mlp_before)
 
 

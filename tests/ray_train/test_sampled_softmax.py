@@ -54,7 +54,7 @@ def test_logq_correction_matches_full_softmax():
     negatives = torch.arange(1, n)  # every item once
     log_q = torch.full((n - 1,), -math.log(n - 1))
     sampled = sampled_softmax_loss(user, labels, vectors, bias, negatives, log_q[labels - 1], log_q)
-    assert torch.allclose(sampled, full_softmax_loss(user, labels, vectors, bias), atol=1e-5)
+    assert torch.allclose(sampled, full_softmax_loss(user, labels, (vectors.weight, bias.weight.squeeze(-1))), atol=1e-5)
 
 
 def test_accidental_hits_are_not_counted_as_negatives():
