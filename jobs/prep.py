@@ -73,7 +73,7 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     known_items = sources.items if cfg.reject_unknown_items else None
     checked = with_rejection_reason(sources.clicks, run_anchor, known_items)
     fated = checked.select(
-        "user_id", "item_id", "ts", _fate(checked, cfg).alias("fate"),
+        "user_id", "item_id", "ts", _fate(checked, cfg).alias("fate"), _example_weight(checked, cfg).alias("weight"),
         rejected_row(sources.clicks.columns).alias("rejected"),  # raw values, only where rejected
     ).persist(StorageLevel.MEMORY_AND_DISK)
     ledger = {
@@ -94,7 +94,7 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     train_clicks, first_ts, last_ts = ledger.get("train", (0, None, None))
     if not train_clicks:
         raise ValueError(f"{data_dir}: no training events left after validation and the split (see {out('rejected')})")
-    train = fated.where(F.col("fate") == "train").select("user_id", "item_id", "ts")
+    train = fated.where(F.col("fate") == "train").select("user_id", "item_id", "ts", "weight")
     previous = partial(_previous_vocabulary, spark, cfg.previous_vocab)
     items = item_vocabulary(train, previous("items")).persist(StorageLevel.MEMORY_AND_DISK)
     # example age is measured from the end of the training window
@@ -204,6 +204,17 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     for df in (indexed, items, per_user, *vocabularies.values(), *item_vocabs.values()):
         df.unpersist()
     return storage.finish_stage(prep_dir, started, manifest)
+
+
+def _example_weight(checked: DataFrame, cfg: PrepConfig) -> Column:
+    """The weight of an example whose label is this watch (prep.example_weight)."""
+    if cfg.example_weight == "none":
+        return F.lit(1.0).cast("float")
+    if "watch_seconds__parsed" not in checked.columns:
+        raise ValueError(f"prep.example_weight={cfg.example_weight} needs a watch_seconds column in the clicks")
+    seconds = F.greatest(F.col("watch_seconds__parsed"), F.lit(0.0))
+    weight = seconds if cfg.example_weight == "watch_seconds" else F.log1p(seconds)
+    return F.coalesce(weight, F.lit(1.0)).cast("float")
 
 
 def _fate(checked: DataFrame, cfg: PrepConfig) -> Column:
@@ -382,7 +393,8 @@ def _write_shuffled(examples: DataFrame, path: str, cfg: PrepConfig) -> None:
     key = F.xxhash64(F.lit(cfg.seed), "user_id", "label", "ts")
     columns = examples.select(
         "user_id", "label", "history", "history_length", "example_age_raw", "example_age",
-        "example_age_sq", "example_age_sqrt", "search_tokens", "demographics", "continuous", "negatives", "ts",
+        "example_age_sq", "example_age_sqrt", "search_tokens", "demographics", "continuous", "weight", "negatives",
+        "ts",
     )
     # the events' one shuffle by user made spark.sql.shuffle.partitions partitions
     partitions = int(examples.sparkSession.conf.get("spark.sql.shuffle.partitions"))

@@ -14,7 +14,7 @@ import torch
 
 from watchnext.contract import fixed_lists
 
-EXAMPLE_COLUMNS = ["label", "history", "search_tokens", "example_age", "demographics", "continuous"]
+EXAMPLE_COLUMNS = ["label", "history", "search_tokens", "example_age", "demographics", "continuous", "weight"]
 
 
 @dataclass(frozen=True)
@@ -45,17 +45,18 @@ class Batch:
     continuous: torch.Tensor  # [B, C] float32 in [0, 1]
     example_age: torch.Tensor  # [B] float32
     labels: torch.Tensor | None = None  # [B] int64
+    weights: torch.Tensor | None = None  # [B] float32, each example's weight in the loss
+
+    def _tensors(self) -> tuple[torch.Tensor | None, ...]:
+        return (self.history, self.search_tokens, self.demographics, self.continuous, self.example_age,
+                self.labels, self.weights)
 
     def to(self, device: torch.device) -> "Batch":
-        return Batch(*(t.to(device, non_blocking=True) if t is not None else None for t in
-                       (self.history, self.search_tokens, self.demographics, self.continuous,
-                        self.example_age, self.labels)))
+        return Batch(*(t.to(device, non_blocking=True) if t is not None else None for t in self._tensors()))
 
     def slice(self, start: int, end: int) -> "Batch":
         """Rows start .. end - 1."""
-        return Batch(*(t[start:end] if t is not None else None for t in
-                       (self.history, self.search_tokens, self.demographics, self.continuous,
-                        self.example_age, self.labels)))
+        return Batch(*(t[start:end] if t is not None else None for t in self._tensors()))
 
     def features(self) -> tuple[torch.Tensor, ...]:
         """The user tower's inputs, in its forward's order."""
@@ -73,6 +74,11 @@ def to_batch(table: pa.Table, widths: Widths, with_labels: bool = True) -> Batch
     else:  # serving: the user vector is computed "now", at example age 0
         age = np.zeros(table.num_rows, dtype=np.float32)
     labels = torch.from_numpy(table.column("label").to_numpy().astype(np.int64)) if with_labels else None
+    weights = (
+        torch.from_numpy(table.column("weight").to_numpy().astype(np.float32))
+        if with_labels and "weight" in table.column_names
+        else None
+    )
     return Batch(
         _ints(table, "history", widths.history_len),
         _ints(table, "search_tokens", widths.max_search_tokens),
@@ -80,4 +86,5 @@ def to_batch(table: pa.Table, widths: Widths, with_labels: bool = True) -> Batch
         torch.from_numpy(fixed_lists(table.column("continuous"), widths.num_continuous).astype(np.float32)),
         torch.from_numpy(age),
         labels,
+        weights,
     )

@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ray_train.sampled_softmax import weighted_mean
+
 _PRIME = (1 << 31) - 1  # a Mersenne prime: (a * y + b) mod P stays inside int64 for y < 2^31
 
 
@@ -73,10 +75,12 @@ def in_batch_softmax_loss(
     item_bias: torch.nn.Embedding,
     log_p_labels: torch.Tensor,
     extra_logits: torch.Tensor | None = None,  # [B, S] more negatives, already corrected
+    weights: torch.Tensor | None = None,  # [B] per-example weights
 ) -> torch.Tensor:
     """Cross-entropy of each example's own label (the diagonal) against the batch's other
     labels, and against `extra_logits` (mixed negative sampling) when given."""
     logits = in_batch_logits(user, labels, item_vectors, item_bias, log_p_labels)
     if extra_logits is not None:
         logits = torch.cat([logits, extra_logits], dim=1)
-    return F.cross_entropy(logits, torch.arange(len(labels), device=labels.device))
+    losses = F.cross_entropy(logits, torch.arange(len(labels), device=labels.device), reduction="none")
+    return weighted_mean(losses, weights)

@@ -72,7 +72,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         for table in batches:
             waited += time.perf_counter() - asked  # the step waited on Ray Data
             batch = to_batch(table.select(EXAMPLE_COLUMNS), widths).to(device)
-            loss = objective(model(*batch.features()), batch.labels, net)
+            loss = objective(model(*batch.features()), batch.labels, net, batch.weights)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

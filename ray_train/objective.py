@@ -56,21 +56,23 @@ class Objective:
         )
         self.step = 0
 
-    def __call__(self, user: torch.Tensor, labels: torch.Tensor, net: nn.Module) -> torch.Tensor:
+    def __call__(self, user: torch.Tensor, labels: torch.Tensor, net: nn.Module,
+                 weights: torch.Tensor | None = None) -> torch.Tensor:
+        """The batch's loss; `weights` (per example) weigh each example's term."""
         self.step += 1
         vectors, bias = net.item_output, net.item_bias
         if self.loss == "full":
-            return full_softmax_loss(user, labels, net.item_table())
+            return full_softmax_loss(user, labels, net.item_table(), weights)
         extra = None
         if self.sampler is not None:
             negatives = self.sampler.sample(self.num_negatives, self.generator)
             if self.loss == "pointwise":
-                return pointwise_loss(user, labels, vectors, bias, negatives.to(user.device))
+                return pointwise_loss(user, labels, vectors, bias, negatives.to(user.device), weights)
             log_q = self.sampler.log_q(negatives).to(user.device)
             negatives = negatives.to(user.device)
             if self.frequency is None:
                 log_q_labels = self.sampler.log_q(labels.cpu()).to(user.device)
-                return sampled_softmax_loss(user, labels, vectors, bias, negatives, log_q_labels, log_q)
+                return sampled_softmax_loss(user, labels, vectors, bias, negatives, log_q_labels, log_q, weights)
             extra = sampled_logits(user, labels, vectors, bias, negatives, log_q)
         self.frequency.update(labels, self.step)
-        return in_batch_softmax_loss(user, labels, vectors, bias, self.frequency.log_p(labels), extra)
+        return in_batch_softmax_loss(user, labels, vectors, bias, self.frequency.log_p(labels), extra, weights)

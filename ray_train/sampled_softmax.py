@@ -65,7 +65,12 @@ def sampled_softmax_loss(
     pos = pos - (log_q_labels + math.log(negatives.numel()))
     neg = sampled_logits(user, labels, item_vectors, item_bias, negatives, log_q_negatives)
     logits = torch.cat([pos.unsqueeze(1), neg], dim=1)
-    losses = F.cross_entropy(logits, torch.zeros_like(labels), reduction="none")
+    return weighted_mean(F.cross_entropy(logits, torch.zeros_like(labels), reduction="none"), weights)
+
+
+def weighted_mean(losses: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """The batch's loss: each example's weighed by its weight (prep.example_weight), or the
+    plain mean."""
     if weights is None:
         return losses.mean()
     return (losses * weights).sum() / weights.sum().clamp(min=1e-12)
@@ -89,13 +94,14 @@ def sampled_logits(
 
 
 def full_softmax_loss(
-    user: torch.Tensor, labels: torch.Tensor, item_table: tuple[torch.Tensor, torch.Tensor]
+    user: torch.Tensor, labels: torch.Tensor, item_table: tuple[torch.Tensor, torch.Tensor],
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The exact objective over (vectors, bias) of every item, for small corpora and for
     testing the sampled estimate."""
     vectors, bias = item_table
     logits = user @ vectors[1:].T + bias[1:]
-    return F.cross_entropy(logits, labels - 1)
+    return weighted_mean(F.cross_entropy(logits, labels - 1, reduction="none"), weights)
 
 
 def pointwise_loss(
@@ -104,6 +110,7 @@ def pointwise_loss(
     item_vectors: torch.nn.Module,
     item_bias: torch.nn.Module,
     negatives: torch.Tensor,  # [S] shared negatives
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """DSSM's pointwise objective: sigmoid cross-entropy of each label as a positive and of
     the shared negatives as negatives (an example's own label among them is masked), the
@@ -113,4 +120,4 @@ def pointwise_loss(
     neg = user @ item_vectors(negatives).T + item_bias(negatives).squeeze(-1)
     real = negatives.unsqueeze(0) != labels.unsqueeze(1)
     negative_loss = (F.softplus(neg) * real).sum(1) / real.sum(1).clamp(min=1)
-    return (F.softplus(-pos) + negative_loss).mean()
+    return weighted_mean(F.softplus(-pos) + negative_loss, weights)

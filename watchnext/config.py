@@ -54,6 +54,10 @@ class PrepConfig(_Section):
     min_watch_seconds: float | None = Field(3.0, ge=0)
     # the same for the watched fraction of the item (where the log has watch_fraction)
     min_watch_fraction: float | None = Field(None, ge=0, le=1)
+    # each example's weight in the loss: none (1), watch_seconds, or log1p(watch_seconds)
+    # (long watches count more, the paper's weighting toward watch time); a watch without
+    # a duration weighs 1. Needs a watch_seconds column unless none.
+    example_weight: Literal["none", "watch_seconds", "log_watch_seconds"] = "none"
 
     # --- split
     # leave_last_out: each user's last watch is evaluated; time: train on watches up to

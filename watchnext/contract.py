@@ -110,6 +110,8 @@ EXAMPLES = pa.schema(
         pa.field("demographics", pa.list_(pa.int32()), nullable=False),
         # continuous user features in [0, 1], in manifest["features"]["user_continuous"] order
         pa.field("continuous", pa.list_(pa.float32()), nullable=False),
+        # the example's weight in the loss (prep.example_weight; 1 when none)
+        pa.field("weight", pa.float32(), nullable=False),
         # prep.negatives_per_example item indices drawn ∝ count^alpha (empty when 0)
         pa.field("negatives", pa.list_(pa.int32()), nullable=False),
         pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),

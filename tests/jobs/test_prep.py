@@ -137,6 +137,19 @@ def test_outputs_follow_the_contract(prepped):
         assert {f.name: f.type for f in got} == {f.name: f.type for f in schema}, name
 
 
+def test_examples_weigh_one_unless_asked_and_their_labels_watch_time_when_asked(spark, prepped, tmp_path):
+    prep_dir, _ = prepped
+    assert {e["weight"] for e in read(prep_dir, "examples").to_pylist()} == {1.0}
+    clicks = CLICKS.replace("a,y,2026-01-01T01:00:00Z,10", "a,y,2026-01-01T01:00:00Z,20").replace(
+        "a,z,2026-01-01T02:00:00Z,10", "a,z,2026-01-01T02:00:00Z,30")
+    cfg = PrepConfig(history_len=3, example_files=1, anchor="2026-06-01T00:00:00Z", max_rejected_fraction=0.5,
+                     subsample_threshold=None, max_examples_per_user=0, example_weight="watch_seconds")
+    run_prep(spark, write_dataset(tmp_path / "data", clicks), str(tmp_path / "prep"), cfg)
+    vocab = {r["index"]: r["item_id"] for r in read(tmp_path / "prep", "vocab/items").to_pylist()}
+    weights = {(e["user_id"], vocab[e["label"]]): e["weight"] for e in read(tmp_path / "prep", "examples").to_pylist()}
+    assert weights == {("a", "y"): 20.0, ("a", "z"): 30.0, ("b", "x"): 10.0}
+
+
 def test_item_features_hold_each_items_categories_and_age(prepped):
     prep_dir, manifest = prepped
     rows = read(prep_dir, "vocab/item_features").to_pylist()
