@@ -17,10 +17,12 @@ import pyarrow.parquet as pq
 import torch
 from torch import nn
 
+from ray_train.hard_negatives import hard_negative_logits, hard_negatives, pool_band
 from ray_train.in_batch import StreamingFrequency, in_batch_softmax_loss
 from ray_train.model import ModelSpec
 from ray_train.sampled_softmax import (
     LogUniformSampler,
+    UniformSampler,
     UnigramSampler,
     full_softmax_loss,
     pointwise_loss,
@@ -31,6 +33,8 @@ from watchnext.config import TrainConfig
 
 
 def make_sampler(cfg: TrainConfig, spec: ModelSpec, item_sampling_path: str):
+    if cfg.sampler == "uniform":
+        return UniformSampler(spec.num_items)
     if cfg.sampler == "log_uniform":
         return LogUniformSampler(spec.num_items)
     table = pq.read_table(item_sampling_path, columns=["index", "probability"])
@@ -55,6 +59,10 @@ class Objective:
             else None
         )
         self.step = 0
+        self.hard_count = cfg.hard_negatives
+        self.pool_size = min(cfg.hard_negative_pool, spec.num_items - 1)
+        self.pool_sampler = UniformSampler(spec.num_items)
+        self.band = pool_band(cfg.hard_negative_ranks, self.pool_size, spec.num_items - 1)
 
     def __call__(self, user: torch.Tensor, labels: torch.Tensor, net: nn.Module,
                  weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -63,7 +71,7 @@ class Objective:
         vectors, bias = net.item_output, net.item_bias
         if self.loss == "full":
             return full_softmax_loss(user, labels, net.item_table(), weights)
-        extra = None
+        extra = [self._hard_logits(user, labels, net)] if self.hard_count else []
         if self.sampler is not None:
             negatives = self.sampler.sample(self.num_negatives, self.generator)
             if self.loss == "pointwise":
@@ -72,7 +80,19 @@ class Objective:
             negatives = negatives.to(user.device)
             if self.frequency is None:
                 log_q_labels = self.sampler.log_q(labels.cpu()).to(user.device)
-                return sampled_softmax_loss(user, labels, vectors, bias, negatives, log_q_labels, log_q, weights)
-            extra = sampled_logits(user, labels, vectors, bias, negatives, log_q)
+                return sampled_softmax_loss(user, labels, vectors, bias, negatives, log_q_labels, log_q, weights,
+                                            torch.cat(extra, dim=1) if extra else None)
+            extra.append(sampled_logits(user, labels, vectors, bias, negatives, log_q))
         self.frequency.update(labels, self.step)
-        return in_batch_softmax_loss(user, labels, vectors, bias, self.frequency.log_p(labels), extra, weights)
+        return in_batch_softmax_loss(user, labels, vectors, bias, self.frequency.log_p(labels),
+                                     torch.cat(extra, dim=1) if extra else None, weights)
+
+    def _hard_logits(self, user: torch.Tensor, labels: torch.Tensor, net: nn.Module) -> torch.Tensor:
+        """[B, k] logits of each example's hard negatives (ray_train.hard_negatives)."""
+        if self.pool_size >= self.pool_sampler.n:  # a small corpus: rank all of it
+            pool = torch.arange(1, self.pool_sampler.n + 1)
+        else:
+            pool = self.pool_sampler.sample(self.pool_size, self.generator)
+        chosen = hard_negatives(user, net.item_output, net.item_bias, pool.to(user.device), self.band,
+                                self.hard_count, self.generator)
+        return hard_negative_logits(user, labels, net.item_output, net.item_bias, chosen)

@@ -33,6 +33,19 @@ class LogUniformSampler:
         return (torch.log((rank + 2) / (rank + 1)) / self.log_range).log().float()
 
 
+class UniformSampler:
+    """Q(j) = 1 / n over ids 1 .. n: every item alike, popular or not."""
+
+    def __init__(self, num_items: int):
+        self.n = num_items - 1
+
+    def sample(self, count: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.randint(1, self.n + 1, (count,), generator=generator)
+
+    def log_q(self, ids: torch.Tensor) -> torch.Tensor:
+        return torch.full(ids.shape, -math.log(self.n))
+
+
 class UnigramSampler:
     """Q(j) proportional to count(j)^alpha (prep's vocab/item_sampling table, alpha = 0.75
     by default: word2vec's smoothing of popularity)."""
@@ -60,11 +73,12 @@ def sampled_softmax_loss(
     log_q_labels: torch.Tensor,  # [B] log Q of each label
     log_q_negatives: torch.Tensor,  # [S]
     weights: torch.Tensor | None = None,  # [B] per-example weights
+    extra_logits: torch.Tensor | None = None,  # [B, k] more negatives (hard negatives)
 ) -> torch.Tensor:
     pos = (user * item_vectors(labels)).sum(-1) + item_bias(labels).squeeze(-1)
     pos = pos - (log_q_labels + math.log(negatives.numel()))
     neg = sampled_logits(user, labels, item_vectors, item_bias, negatives, log_q_negatives)
-    logits = torch.cat([pos.unsqueeze(1), neg], dim=1)
+    logits = torch.cat([pos.unsqueeze(1), neg] + ([extra_logits] if extra_logits is not None else []), dim=1)
     return weighted_mean(F.cross_entropy(logits, torch.zeros_like(labels), reduction="none"), weights)
 
 

@@ -12,6 +12,7 @@ import logging
 import os
 from typing import Any
 
+import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import ray
 import ray.data
@@ -78,6 +79,7 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]
     # training workers hold their CPUs for the whole run; Ray Data's readers need one more
     start_ray(cfg.ray, min_cpus=int(train_cfg.workers * train_cfg.cpus_per_worker) + 1)
 
+    _check_examples(storage.join(prep_dir, "examples"))
     examples = ray.data.read_parquet(storage.join(prep_dir, "examples"), shuffle="files").select_columns(
         EXAMPLE_COLUMNS
     )
@@ -144,6 +146,17 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]
             "outputs": ["user_tower.pt", "model_spec.json", "item_embeddings.parquet", "metrics.json"],
         },
     )
+
+
+def _check_examples(path: str) -> None:
+    """Fail here, naming what is missing, rather than inside a worker: examples written by an
+    older prep lack columns the trainer reads."""
+    fs, local = storage.filesystem(path)
+    names = set(pads.dataset(local, filesystem=fs, format="parquet").schema.names)
+    missing = [c for c in EXAMPLE_COLUMNS if c not in names]
+    if missing:
+        raise ValueError(f"{path} has no column {', '.join(missing)}: it was written by an older prep; run "
+                         "`watchnext prep` again")
 
 
 def _cache_examples(setting: str, estimated_bytes: int, object_store_memory: int) -> bool:

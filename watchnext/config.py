@@ -169,13 +169,20 @@ class TrainConfig(_Section):
     recent_items: int = Field(0, ge=0)
     # negatives shared by the whole batch in sampled softmax (capped at the corpus size)
     num_negatives: int = Field(2048, ge=1)
+    # uniform: every item alike;
     # log_uniform: Zipfian over frequency-ranked ids (the candidate sampler of word2vec /
     # TensorFlow); unigram: proportional to count^0.75 from the prep vocabulary
-    sampler: Literal["log_uniform", "unigram"] = "log_uniform"
+    sampler: Literal["uniform", "log_uniform", "unigram"] = "log_uniform"
     # sampled: shared negatives from `sampler`; in_batch: the batch's other labels, corrected
     # by streaming frequency estimates (Yi et al. 2019); mixed: both; full: exact softmax;
     # pointwise: sigmoid cross-entropy of the label and the shared negatives (DSSM)
     loss: Literal["sampled", "in_batch", "mixed", "full", "pointwise"] = "sampled"
+    # hard negatives per example (sampled, in_batch, mixed; 0 = none): items the current
+    # model ranks within hard_negative_ranks for the user, among a uniform pool of
+    # hard_negative_pool items (ray_train/hard_negatives.py)
+    hard_negatives: int = Field(0, ge=0)
+    hard_negative_ranks: tuple[int, int] = (100, 500)
+    hard_negative_pool: int = Field(8192, ge=1)
     # streaming frequency estimation (in_batch, mixed): hash buckets per function, hash
     # functions (the largest gap estimate wins), and the moving average's learning rate
     frequency_buckets: int = Field(1 << 20, ge=1)
@@ -200,6 +207,13 @@ class TrainConfig(_Section):
                 f"tie_embeddings needs embedding_dim ({self.embedding_dim}) equal to the last of "
                 f"hidden_layers ({self.hidden_layers[-1]})"
             )
+        lo, hi = self.hard_negative_ranks
+        if not 0 <= lo < hi:
+            raise ValueError(f"hard_negative_ranks needs 0 <= first < second, got {self.hard_negative_ranks}")
+        if self.hard_negatives and self.loss in ("full", "pointwise"):
+            raise ValueError(f"hard_negatives join a sampled or in-batch softmax, not loss = {self.loss}")
+        if self.tie_embeddings and self.model != "youtube_dnn":
+            raise ValueError("tie_embeddings is a youtube_dnn option; two_tower shares its id table by design")
         return self
 
 

@@ -14,6 +14,7 @@ from ray_train.model import ModelSpec, YouTubeDNN
 from ray_train.objective import Objective
 from ray_train.sampled_softmax import sampled_logits
 from watchnext.config import TrainConfig
+from tests.ray_train.fitting import fit
 
 
 def test_an_item_seen_every_k_steps_is_estimated_at_one_over_k():
@@ -82,16 +83,5 @@ def test_every_objective_trains_the_softmax_toward_the_labels(loss):
     net = YouTubeDNN(spec)
     cfg = TrainConfig(loss=loss, num_negatives=10, frequency_buckets=256)
     objective = Objective(cfg, spec, item_sampling_path="", rank=0)
-    optimizer = torch.optim.Adam(net.parameters(), lr=0.05)
-    history = torch.randint(1, 30, (64, 5), generator=torch.Generator().manual_seed(1))
-    labels = history[:, 0]  # the label is in the history: learnable
-    inputs = (history, torch.zeros(64, 0, dtype=torch.long), torch.zeros(64, 0, dtype=torch.long),
-              torch.zeros(64, 0), torch.zeros(64))
-    losses = []
-    for _ in range(60):
-        value = objective(net(*inputs), labels, net)
-        optimizer.zero_grad()
-        value.backward()
-        optimizer.step()
-        losses.append(value.item())
+    losses = fit(objective, net, num_items=30, steps=60, lr=0.05)
     assert math.isfinite(losses[-1]) and losses[-1] < 0.7 * losses[0]

@@ -10,6 +10,7 @@ from torch import nn
 
 from ray_train.sampled_softmax import (
     LogUniformSampler,
+    UniformSampler,
     UnigramSampler,
     full_softmax_loss,
     sampled_softmax_loss,
@@ -25,6 +26,15 @@ def test_log_uniform_q_sums_to_one_and_matches_draws():
     assert draws.min() >= 1 and draws.max() <= 100
     empirical = torch.bincount(draws, minlength=101)[1:].double() / len(draws)
     assert torch.allclose(empirical[:5], q[:5], atol=0.005)
+
+
+def test_uniform_sampler_draws_every_item_alike():
+    sampler = UniformSampler(num_items=11)  # ids 1 .. 10
+    draws = sampler.sample(50_000, torch.Generator().manual_seed(0))
+    assert draws.min() == 1 and draws.max() == 10
+    assert torch.allclose(torch.bincount(draws, minlength=11)[1:].double() / len(draws), torch.full((10,), 0.1, dtype=torch.float64),
+                          atol=0.01)
+    assert math.isclose(float(sampler.log_q(torch.tensor([3, 9])).exp().sum()), 0.2, rel_tol=1e-6)
 
 
 def test_unigram_sampler_draws_from_the_table():

@@ -19,6 +19,7 @@ from ray_train.sampled_softmax import pointwise_loss
 from ray_train.two_tower import load_item_features
 from watchnext.config import TrainConfig
 from watchnext.contract import ITEM_FEATURES
+from tests.ray_train.fitting import fit
 
 SPEC = ModelSpec(num_items=12, categorical_sizes=(3,), embedding_dim=8, hidden_layers=(16, 8),
                  model="two_tower", item_categorical_sizes=(5,), temperature=0.1)
@@ -92,15 +93,5 @@ def test_the_towers_learn_their_objective(model, loss):
     spec = ModelSpec(**{**SPEC.to_dict(), "model": model, "num_items": 30})
     net = build_model(spec)
     objective = Objective(TrainConfig(loss=loss, num_negatives=10, frequency_buckets=256), spec, "", 0)
-    optimizer = torch.optim.Adam(net.parameters(), lr=0.02)
-    history = torch.randint(1, 30, (64, 3), generator=torch.Generator().manual_seed(1))
-    inputs = (history, torch.zeros(64, 0, dtype=torch.long), torch.zeros(64, 1, dtype=torch.long),
-              torch.zeros(64, 0), torch.zeros(64))
-    losses = []
-    for _ in range(80):
-        value = objective(net(*inputs), history[:, 0], net)
-        optimizer.zero_grad()
-        value.backward()
-        optimizer.step()
-        losses.append(value.item())
+    losses = fit(objective, net, num_items=30, steps=80, lr=0.02, demographics=1)
     assert np.isfinite(losses[-1]) and losses[-1] < 0.8 * losses[0]
