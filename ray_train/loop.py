@@ -7,6 +7,7 @@ restarted run continues from `ray.train.get_checkpoint()`.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
@@ -24,6 +25,7 @@ from ray_train.model import ModelSpec, build_model
 from ray_train.two_tower import load_item_features
 from ray_train.objective import Objective
 from ray_train.validation import VAL_K, ValidationSet
+from watchnext import storage
 from watchnext.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
 
     model = build_model(spec, sparse=uses_sparse_embeddings(cfg, spec.num_items))
+    if config.get("warm_start_path"):  # a checkpoint, if any, replaces these below
+        raw = io.BytesIO(storage.read_bytes(config["warm_start_path"]))
+        model.load_state_dict(torch.load(raw, weights_only=True))
     if spec.model != "youtube_dnn":  # the item tower's inputs, from prep (saved with the weights)
         model.item_output.set_features(*load_item_features(config["prep_dir"], spec))
     start_epoch, history, optimizer_state = _restore(model, config.get("resume_from"))

@@ -24,12 +24,14 @@ from ray_train.export import export_model
 from ray_train.loop import CHECKPOINT_STATE, train_loop_per_worker
 from ray_train.model import ModelSpec
 from ray_train.validation import VAL_K
+from ray_train.warm_start import state_bytes, warm_start_state
 from watchnext import storage
 from watchnext.config import Config, RayConfig
 
 log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
+WARM_START = "warm_start.pt"  # the initial weights train.warm_start made, read by every worker
 
 
 def start_ray(cfg: RayConfig, min_cpus: int = 1) -> None:
@@ -75,7 +77,11 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]
     widths = Widths.from_prep_features(features)
     checkpoints = storage.join(model_dir, CHECKPOINTS)
     started = storage.begin_stage(model_dir, keep=(CHECKPOINTS,) if resume else ())
-    resume_from = _latest_checkpoint(checkpoints, train_cfg.epochs) if resume else None
+    resume_from = _resume_checkpoint(checkpoints, train_cfg.epochs) if resume else None
+    warm_start_path = None
+    if train_cfg.warm_start and not resume:
+        warm_start_path = storage.join(model_dir, WARM_START)
+        storage.write_bytes(warm_start_path, _warm_start_bytes(train_cfg.warm_start, prep_dir, spec, train_cfg.seed))
     # training workers hold their CPUs for the whole run; Ray Data's readers need one more
     start_ray(cfg.ray, min_cpus=int(train_cfg.workers * train_cfg.cpus_per_worker) + 1)
 
@@ -98,6 +104,7 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]
             # --resume: the checkpoint the first attempt starts from (a retry after a worker
             # failure starts from this run's own latest checkpoint instead)
             "resume_from": resume_from,
+            "warm_start_path": warm_start_path,
         },
         scaling_config=ScalingConfig(
             num_workers=train_cfg.workers,
@@ -167,9 +174,26 @@ def _cache_examples(setting: str, estimated_bytes: int, object_store_memory: int
     return cached
 
 
-def _latest_checkpoint(checkpoints: str, epochs: int) -> str:
-    """The checkpoint of the most epochs under RUN_DIR/model/checkpoints, for --resume: its
-    URI, which every worker can read."""
+def _warm_start_bytes(previous_run: str, prep_dir: str, spec: ModelSpec, seed: int) -> bytes:
+    """train.warm_start: this run's initial weights from the previous run's latest checkpoint."""
+    previous_run = storage.absolute(previous_run)
+    _, checkpoint = latest_checkpoint(storage.join(previous_run, "model", CHECKPOINTS))
+    with ray.train.Checkpoint(checkpoint).as_directory() as local:
+        return state_bytes(warm_start_state(previous_run, local, prep_dir, spec, seed))
+
+
+def _resume_checkpoint(checkpoints: str, epochs: int) -> str:
+    """--resume: the latest checkpoint's URI (every worker can read it), if epochs remain."""
+    done, path = latest_checkpoint(checkpoints)
+    if done >= epochs:
+        raise ValueError(f"--resume: the latest checkpoint has {done} epochs already; raise train.epochs to go on")
+    log.info("resuming from %s (%d epochs done)", path, done)
+    return path
+
+
+def latest_checkpoint(checkpoints: str) -> tuple[int, str]:
+    """(epochs done, URI) of the checkpoint of the most epochs under a run's
+    model/checkpoints."""
     fs, root = storage.filesystem(checkpoints)
     found = []
     if fs.get_file_info(root).type == pafs.FileType.Directory:
@@ -179,13 +203,9 @@ def _latest_checkpoint(checkpoints: str, epochs: int) -> str:
                     epoch = int(json.load(f)["epoch"])
                 found.append((epoch, entry.path[len(root):].strip("/").rsplit("/", 1)[0]))
     if not found:
-        raise FileNotFoundError(f"--resume: no checkpoint under {checkpoints}")
+        raise FileNotFoundError(f"no checkpoint under {checkpoints}")
     done, relative = max(found)
-    path = storage.join(checkpoints, relative)
-    if done >= epochs:
-        raise ValueError(f"--resume: the latest checkpoint has {done} epochs already; raise train.epochs to go on")
-    log.info("resuming from %s (%d epochs done)", path, done)
-    return path
+    return done, storage.join(checkpoints, relative)
 
 
 def _device_name(use_gpu: bool) -> str:

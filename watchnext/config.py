@@ -196,6 +196,9 @@ class TrainConfig(_Section):
     # ray.object_store_memory (a re-read costs ~2 s per epoch whatever the size); larger
     # data always streams
     cache_examples: Literal["auto", "always", "never"] = "auto"
+    # a previous RUN_DIR to start from: its latest checkpoint, every vocabulary-indexed row
+    # moved to its key's index in this run (new keys start fresh; ray_train/warm_start.py)
+    warm_start: str | None = None
     seed: int = 7
 
     @model_validator(mode="after")

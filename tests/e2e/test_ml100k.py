@@ -106,3 +106,15 @@ def test_resume_without_a_checkpoint_is_a_clear_error(run_dir, tmp_path):
     (run / "prep").symlink_to(run_dir / "prep")
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         run_train(str(run), load_config(None, ["train.epochs=1"]), resume=True)
+
+
+def test_warm_start_begins_where_the_previous_run_ended(run_dir, tmp_path):
+    run = tmp_path / "warm"
+    run.mkdir()
+    (run / "prep").symlink_to(run_dir / "prep")
+    run_train(str(run), load_config(None, ["train.epochs=1", f"train.warm_start={run_dir}"]))
+    warm = json.loads((run / "model" / "metrics.json").read_text())["epochs"]
+    cold = json.loads((run_dir / "model" / "metrics.json").read_text())["epochs"]
+    # one epoch on top of the previous run's weights is far ahead of a first epoch from scratch
+    assert warm[0]["val_hr@50"] > cold[0]["val_hr@50"] + 0.03, (warm, cold)
+    assert (run / "model" / "warm_start.pt").exists()
