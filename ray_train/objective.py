@@ -32,13 +32,14 @@ from ray_train.sampled_softmax import (
 from watchnext.config import TrainConfig
 
 
-def make_sampler(cfg: TrainConfig, spec: ModelSpec, item_sampling_path: str):
-    if cfg.sampler == "uniform":
-        return UniformSampler(spec.num_items)
-    if cfg.sampler == "log_uniform":
-        return LogUniformSampler(spec.num_items)
+def make_sampler(kind: str, num_items: int, item_sampling_path: str):
+    """The negative sampler train.sampler names (unigram reads prep's count^alpha table)."""
+    if kind == "uniform":
+        return UniformSampler(num_items)
+    if kind == "log_uniform":
+        return LogUniformSampler(num_items)
     table = pq.read_table(item_sampling_path, columns=["index", "probability"])
-    probabilities = np.zeros(spec.num_items, dtype=np.float64)
+    probabilities = np.zeros(num_items, dtype=np.float64)
     probabilities[table.column("index").to_numpy()] = table.column("probability").to_numpy()
     return UnigramSampler(probabilities)
 
@@ -50,7 +51,7 @@ class Objective:
     def __init__(self, cfg: TrainConfig, spec: ModelSpec, item_sampling_path: str, rank: int):
         self.loss = cfg.loss
         uses_sampled = cfg.loss in ("sampled", "mixed", "pointwise")
-        self.sampler = make_sampler(cfg, spec, item_sampling_path) if uses_sampled else None
+        self.sampler = make_sampler(cfg.sampler, spec.num_items, item_sampling_path) if uses_sampled else None
         self.num_negatives = min(cfg.num_negatives, spec.num_items - 1)
         self.generator = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
         self.frequency = (

@@ -16,17 +16,19 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import ray
 import ray.data
+import torch
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from ray_train.data import EXAMPLE_COLUMNS, Widths
 from ray_train.export import export_model
-from ray_train.loop import CHECKPOINT_STATE, train_loop_per_worker
-from ray_train.model import ModelSpec
+from ray_train.item2vec import ITEM2VEC_COLUMNS, VECTORS, item2vec_loop_per_worker
+from ray_train.loop import CHECKPOINT_STATE, train_loop_per_worker, uses_sparse_embeddings
+from ray_train.model import ModelSpec, build_model
 from ray_train.validation import VAL_K
 from ray_train.warm_start import state_bytes, warm_start_state
 from watchnext import storage
-from watchnext.config import Config, RayConfig
+from watchnext.config import Config, RayConfig, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +80,6 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]
     checkpoints = storage.join(model_dir, CHECKPOINTS)
     started = storage.begin_stage(model_dir, keep=(CHECKPOINTS,) if resume else ())
     resume_from = _resume_checkpoint(checkpoints, train_cfg.epochs) if resume else None
-    warm_start_path = None
-    if train_cfg.warm_start and not resume:
-        warm_start_path = storage.join(model_dir, WARM_START)
-        storage.write_bytes(warm_start_path, _warm_start_bytes(train_cfg.warm_start, prep_dir, spec, train_cfg.seed))
     # training workers hold their CPUs for the whole run; Ray Data's readers need one more
     start_ray(cfg.ray, min_cpus=int(train_cfg.workers * train_cfg.cpus_per_worker) + 1)
 
@@ -93,6 +91,18 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]
                              cfg.ray.object_store_memory)
     if cached:
         examples = examples.materialize()
+    scaling = ScalingConfig(num_workers=train_cfg.workers, use_gpu=train_cfg.use_gpu,
+                            resources_per_worker={"CPU": train_cfg.cpus_per_worker})
+    # the initial weights, when not a fresh draw: a previous run's, or item2vec's history table
+    warm_start_path = None
+    if not resume and (train_cfg.warm_start or train_cfg.item2vec_epochs):
+        warm_start_path = storage.join(model_dir, WARM_START)
+        initial = (
+            _warm_start_state(train_cfg.warm_start, prep_dir, spec, train_cfg.seed)
+            if train_cfg.warm_start
+            else _item2vec_state(examples, scaling, model_dir, prep_dir, spec, train_cfg)
+        )
+        storage.write_bytes(warm_start_path, state_bytes(initial))
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
@@ -106,11 +116,7 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]
             "resume_from": resume_from,
             "warm_start_path": warm_start_path,
         },
-        scaling_config=ScalingConfig(
-            num_workers=train_cfg.workers,
-            use_gpu=train_cfg.use_gpu,
-            resources_per_worker={"CPU": train_cfg.cpus_per_worker},
-        ),
+        scaling_config=scaling,
         run_config=RunConfig(
             name="train",
             storage_path=checkpoints,
@@ -174,12 +180,43 @@ def _cache_examples(setting: str, estimated_bytes: int, object_store_memory: int
     return cached
 
 
-def _warm_start_bytes(previous_run: str, prep_dir: str, spec: ModelSpec, seed: int) -> bytes:
+def _warm_start_state(previous_run: str, prep_dir: str, spec: ModelSpec, seed: int) -> dict:
     """train.warm_start: this run's initial weights from the previous run's latest checkpoint."""
     previous_run = storage.absolute(previous_run)
     _, checkpoint = latest_checkpoint(storage.join(previous_run, "model", CHECKPOINTS))
     with ray.train.Checkpoint(checkpoint).as_directory() as local:
-        return state_bytes(warm_start_state(previous_run, local, prep_dir, spec, seed))
+        return warm_start_state(previous_run, local, prep_dir, spec, seed)
+
+
+def _item2vec_state(examples: ray.data.Dataset, scaling: ScalingConfig, model_dir: str, prep_dir: str,
+                    spec: ModelSpec, cfg: TrainConfig) -> dict:
+    """train.item2vec_epochs: pretrain skip-gram vectors on the same workers and examples;
+    fresh initial weights (seeded as the workers seed theirs) with them as the history table."""
+    pretrainer = TorchTrainer(
+        item2vec_loop_per_worker,
+        train_loop_config={
+            "train": cfg.model_dump(mode="json"), "num_items": spec.num_items,
+            "history_len": Widths.from_prep_features(storage.read_manifest(prep_dir)["features"]).history_len,
+            "item_sampling_path": storage.join(prep_dir, "vocab", "item_sampling"),
+            "sparse": uses_sparse_embeddings(cfg, spec.num_items),
+        },
+        scaling_config=scaling,
+        run_config=RunConfig(name="item2vec", storage_path=storage.join(model_dir, "item2vec"),
+                             checkpoint_config=CheckpointConfig(num_to_keep=1),
+                             failure_config=FailureConfig(max_failures=2)),
+        datasets={"train": examples.select_columns(ITEM2VEC_COLUMNS)},
+    )
+    result = pretrainer.fit()
+    with result.checkpoint.as_directory() as local:
+        center = torch.load(os.path.join(local, VECTORS), weights_only=True)["center"]
+    torch.manual_seed(cfg.seed)
+    state = build_model(spec).state_dict()
+    state["user_tower.history.weight"] = center
+    if "item_output.weight" in state and spec.tie_embeddings:
+        state["item_output.weight"] = center
+    log.info("history table initialized from %d item2vec epochs (last loss %.4f)", cfg.item2vec_epochs,
+             result.metrics["item2vec_loss"])
+    return state
 
 
 def _resume_checkpoint(checkpoints: str, epochs: int) -> str:
@@ -209,6 +246,4 @@ def latest_checkpoint(checkpoints: str) -> tuple[int, str]:
 
 
 def _device_name(use_gpu: bool) -> str:
-    import torch
-
     return torch.cuda.get_device_name(0) if use_gpu and torch.cuda.is_available() else "cpu"

@@ -196,6 +196,10 @@ class TrainConfig(_Section):
     # ray.object_store_memory (a re-read costs ~2 s per epoch whatever the size); larger
     # data always streams
     cache_examples: Literal["auto", "always", "never"] = "auto"
+    # item2vec pretraining of the watch-history embeddings for this many epochs before
+    # training (0 = none): skip-gram over each label and its last item2vec_window watches
+    item2vec_epochs: int = Field(0, ge=0)
+    item2vec_window: int = Field(5, ge=1)
     # a previous RUN_DIR to start from: its latest checkpoint, every vocabulary-indexed row
     # moved to its key's index in this run (new keys start fresh; ray_train/warm_start.py)
     warm_start: str | None = None
@@ -215,6 +219,8 @@ class TrainConfig(_Section):
             raise ValueError(f"hard_negative_ranks needs 0 <= first < second, got {self.hard_negative_ranks}")
         if self.hard_negatives and self.loss in ("full", "pointwise"):
             raise ValueError(f"hard_negatives join a sampled or in-batch softmax, not loss = {self.loss}")
+        if self.item2vec_epochs and self.warm_start:
+            raise ValueError("item2vec_epochs and warm_start both initialize the history table: choose one")
         if self.tie_embeddings and self.model != "youtube_dnn":
             raise ValueError("tie_embeddings is a youtube_dnn option; two_tower shares its id table by design")
         return self

@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from jobs.prep import run_prep
 from ray_train.trainer import run_train
@@ -118,3 +119,16 @@ def test_warm_start_begins_where_the_previous_run_ended(run_dir, tmp_path):
     # one epoch on top of the previous run's weights is far ahead of a first epoch from scratch
     assert warm[0]["val_hr@50"] > cold[0]["val_hr@50"] + 0.03, (warm, cold)
     assert (run / "model" / "warm_start.pt").exists()
+
+
+def test_item2vec_pretraining_initializes_the_history_table(run_dir, tmp_path):
+    run = tmp_path / "item2vec"
+    run.mkdir()
+    (run / "prep").symlink_to(run_dir / "prep")
+    run_train(str(run), load_config(None, ["train.epochs=1", "train.item2vec_epochs=1", "train.val_users=0"]))
+    initial = torch.load(run / "model" / "warm_start.pt", weights_only=True)["user_tower.history.weight"]
+    saved = list((run / "model" / "item2vec").rglob("item2vec.pt"))
+    assert len(saved) == 1  # the pretraining's checkpoint, under RUN_DIR/model/item2vec
+    center = torch.load(saved[0], weights_only=True)["center"]
+    assert torch.equal(initial, center) and center[1:].norm(dim=1).min() > 0
+    assert (run / "model" / "metrics.json").exists()
