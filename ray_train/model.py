@@ -7,10 +7,11 @@
 The user vector u is what serving computes once per user (example age 0); W_out and b_out
 are the item vectors it searches.
 
-The paper pools the whole watch history with one mean, which forgets order. The bag of the
-last R watches (`recent_items`; 0 = the paper's tower) reads the same embedding table and
-tells the tower what the user watched just now: on ml-100k's leave-last-out protocol, where
-the next watch follows the last few closely, it is measured in BENCHMARKS.md.
+The paper pools the whole watch history with one mean, which forgets order. The last R
+watches (`recent_items`; 0 = the paper's tower), pooled with learnt weights per position
+from the end, read the same embedding table and tell the tower what the user watched just
+now: on ml-100k's leave-last-out protocol, where the next watch follows the last few
+closely, it is measured in BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -95,6 +96,25 @@ def last_watches(history: torch.Tensor, count: int) -> torch.Tensor:
     return history.masked_fill(position < length - count, 0)
 
 
+class RecentWatches(nn.Module):
+    """The last `count` watches pooled with a learnt weight per position from the end (a
+    softmax over the positions a history has): the tower can weigh the very last watch above
+    the ones before it. The weights start equal: the mean of the last `count`."""
+
+    def __init__(self, count: int):
+        super().__init__()
+        self.count = count
+        self.position_logits = nn.Parameter(torch.zeros(count))
+
+    def forward(self, table: nn.Embedding, history: torch.Tensor) -> torch.Tensor:
+        length = (history > 0).sum(1, keepdim=True)
+        back = torch.arange(self.count, device=history.device).unsqueeze(0)  # 0 = the last watch
+        ids = history.gather(1, (length - 1 - back).clamp(min=0)).masked_fill(back >= length, 0)
+        weights = self.position_logits.softmax(0) * (ids > 0)
+        weights = weights / weights.sum(1, keepdim=True).clamp(min=1e-12)
+        return (table(ids) * weights.unsqueeze(-1)).sum(1)
+
+
 class UserTower(nn.Module):
     """Watch-history bag + search-token bag + demographics + example age -> ReLU layers ->
     linear user vector.
@@ -113,7 +133,7 @@ class UserTower(nn.Module):
         self.demographics = nn.ModuleList(
             nn.Embedding(n, categorical_dim(n, spec.embedding_dim)) for n in spec.categorical_sizes
         )
-        self.recent_items = spec.recent_items
+        self.recent = RecentWatches(spec.recent_items) if spec.recent_items > 0 else None
         width = spec.embedding_dim * (1 + (self.search is not None) + (spec.recent_items > 0))
         width += sum(e.embedding_dim for e in self.demographics) + 3 + 3 * spec.num_continuous
         self.mlp = relu_tower(width, spec.hidden_layers)
@@ -122,8 +142,8 @@ class UserTower(nn.Module):
                 continuous: torch.Tensor, example_age: torch.Tensor) -> torch.Tensor:
         age = example_age.unsqueeze(-1)
         parts = [mean_bag(self.history, history), age, age * age, age.clamp(min=0).sqrt()]
-        if self.recent_items > 0:
-            parts.append(mean_bag(self.history, last_watches(history, self.recent_items)))
+        if self.recent is not None:
+            parts.append(self.recent(self.history, history))
         parts += [continuous, continuous * continuous, continuous.clamp(min=0).sqrt()]
         if self.search is not None:
             parts.append(mean_bag(self.search, search_tokens))

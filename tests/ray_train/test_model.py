@@ -84,3 +84,19 @@ def test_recent_items_bag_sees_the_order_that_the_mean_forgets():
     assert torch.allclose(paper(one_order, NO_TOKENS, demo, C, age), paper(other_order, NO_TOKENS, demo, C, age))
     assert not torch.allclose(model(one_order, NO_TOKENS, demo, C, age), model(other_order, NO_TOKENS, demo, C, age))
     assert ModelSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_recent_watches_start_as_the_mean_of_the_last_r_and_learn_position_weights():
+    from ray_train.model import RecentWatches
+
+    table = torch.nn.Embedding(10, 3, padding_idx=0)
+    recent = RecentWatches(2)
+    pooled = recent(table, torch.tensor([[4, 5, 6, 0], [9, 0, 0, 0], [0, 0, 0, 0]]))
+    assert torch.allclose(pooled[0], (table.weight[5] + table.weight[6]) / 2)  # the last two
+    assert torch.allclose(pooled[1], table.weight[9])  # one watch: all its weight
+    assert torch.equal(pooled[2], torch.zeros(3))
+    with torch.no_grad():
+        recent.position_logits.copy_(torch.tensor([2.0, 0.0]))  # the last watch counts more
+    weighted = recent(table, torch.tensor([[4, 5, 6, 0]]))[0]
+    w = torch.tensor([2.0, 0.0]).softmax(0)
+    assert torch.allclose(weighted, w[0] * table.weight[6] + w[1] * table.weight[5], atol=1e-6)
