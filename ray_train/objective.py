@@ -60,6 +60,7 @@ class Objective:
             else None
         )
         self.step = 0
+        self.correct = cfg.logq_correction
         self.hard_count = cfg.hard_negatives
         self.pool_size = min(cfg.hard_negative_pool, spec.num_items - 1)
         self.pool_sampler = UniformSampler(spec.num_items)
@@ -77,16 +78,21 @@ class Objective:
             negatives = self.sampler.sample(self.num_negatives, self.generator)
             if self.loss == "pointwise":
                 return pointwise_loss(user, labels, vectors, bias, negatives.to(user.device), weights)
-            log_q = self.sampler.log_q(negatives).to(user.device)
+            log_q = self._log_q(negatives).to(user.device)
             negatives = negatives.to(user.device)
             if self.frequency is None:
-                log_q_labels = self.sampler.log_q(labels.cpu()).to(user.device)
+                log_q_labels = self._log_q(labels.cpu()).to(user.device)
                 return sampled_softmax_loss(user, labels, vectors, bias, negatives, log_q_labels, log_q, weights,
                                             torch.cat(extra, dim=1) if extra else None)
             extra.append(sampled_logits(user, labels, vectors, bias, negatives, log_q))
         self.frequency.update(labels, self.step)
-        return in_batch_softmax_loss(user, labels, vectors, bias, self.frequency.log_p(labels),
+        log_p = self.frequency.log_p(labels) if self.correct else torch.zeros(labels.shape, device=labels.device)
+        return in_batch_softmax_loss(user, labels, vectors, bias, log_p,
                                      torch.cat(extra, dim=1) if extra else None, weights)
+
+    def _log_q(self, ids: torch.Tensor) -> torch.Tensor:
+        """log Q of sampled ids, or 0 without the correction (train.logq_correction)."""
+        return self.sampler.log_q(ids) if self.correct else torch.zeros(ids.shape)
 
     def _hard_logits(self, user: torch.Tensor, labels: torch.Tensor, net: nn.Module) -> torch.Tensor:
         """[B, k] logits of each example's hard negatives (ray_train.hard_negatives)."""

@@ -177,6 +177,9 @@ class TrainConfig(_Section):
     # by streaming frequency estimates (Yi et al. 2019); mixed: both; full: exact softmax;
     # pointwise: sigmoid cross-entropy of the label and the shared negatives (DSSM)
     loss: Literal["sampled", "in_batch", "mixed", "full", "pointwise"] = "sampled"
+    # subtract log Q (sampled) and the streaming log p (in_batch) from the negatives' logits;
+    # false only to measure what the correction is worth
+    logq_correction: bool = True
     # hard negatives per example (sampled, in_batch, mixed; 0 = none): items the current
     # model ranks within hard_negative_ranks for the user, among a uniform pool of
     # hard_negative_pool items (ray_train/hard_negatives.py)

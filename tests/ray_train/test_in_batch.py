@@ -85,3 +85,21 @@ def test_every_objective_trains_the_softmax_toward_the_labels(loss):
     objective = Objective(cfg, spec, item_sampling_path="", rank=0)
     losses = fit(objective, net, num_items=30, steps=60, lr=0.05)
     assert math.isfinite(losses[-1]) and losses[-1] < 0.7 * losses[0]
+
+
+def test_without_logq_correction_the_in_batch_logits_are_raw_scores():
+    spec = ModelSpec(num_items=30, categorical_sizes=(), embedding_dim=8, hidden_layers=(8,))
+    net = YouTubeDNN(spec)
+    user, labels = torch.randn(4, 8), torch.tensor([1, 1, 2, 3])
+
+    def last_loss(cfg: TrainConfig) -> float:
+        objective = Objective(cfg, spec, "", 0)
+        for _ in range(3):  # items 1 and 2 every step: item 3, first seen later, looks rarer
+            objective(user, torch.tensor([1, 2, 1, 2]), net)
+        return objective(user, labels, net).item()
+
+    raw = last_loss(TrainConfig(loss="in_batch", logq_correction=False))
+    logits = user @ net.item_output(labels).T + net.item_bias(labels).squeeze(-1)
+    logits = logits.masked_fill((labels[None] == labels[:, None]) & ~torch.eye(4, dtype=torch.bool), float("-inf"))
+    assert raw == pytest.approx(F.cross_entropy(logits, torch.arange(4)).item(), rel=1e-5)
+    assert last_loss(TrainConfig(loss="in_batch")) != pytest.approx(raw, rel=1e-3)
