@@ -24,9 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ray_train.loop import Optimizer, learning_rate
+from ray_train.loop import learning_rate
 from ray_train.model import last_watches
 from ray_train.objective import make_sampler
+from ray_train.optim import Optimizer
 from watchnext.config import TrainConfig
 from watchnext.contract import fixed_lists
 

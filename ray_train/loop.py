@@ -22,8 +22,9 @@ import torch
 
 from ray_train.data import EXAMPLE_COLUMNS, Widths, to_batch
 from ray_train.model import ModelSpec, build_model
-from ray_train.two_tower import load_item_features
 from ray_train.objective import Objective
+from ray_train.optim import Optimizer, uses_sparse_embeddings
+from ray_train.two_tower import load_item_features
 from ray_train.validation import VAL_K, ValidationSet
 from watchnext import storage
 from watchnext.config import TrainConfig
@@ -63,6 +64,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     shard = ray.train.get_dataset_shard("train")
     validation = ValidationSet.load(config["prep_dir"], widths, cfg.val_users, cfg.seed) if rank == 0 else None
 
+    # bf16 autocast on GPU (no loss scaling needed, unlike fp16); CPU steps stay fp32
+    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=cfg.use_gpu and cfg.amp)
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         optimizer.set_learning_rate(learning_rate(cfg, epoch))
@@ -77,7 +80,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         for table in batches:
             waited += time.perf_counter() - asked  # the step waited on Ray Data
             batch = to_batch(table.select(EXAMPLE_COLUMNS), widths).to(device)
-            loss = objective(model(*batch.features()), batch.labels, net, batch.weights)
+            with autocast:
+                loss = objective(model(*batch.features()), batch.labels, net, batch.weights)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -105,52 +109,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                      epoch + 1, cfg.epochs, metrics["loss"], VAL_K, metrics.get(f"val_hr@{VAL_K}", "-"),
                      examples, seconds)
         _report(net, optimizer, spec, cfg, metrics, history, rank)
-
-
-SPARSE_MIN_ITEMS = 20_000
-
-
-def uses_sparse_embeddings(cfg: TrainConfig, num_items: int) -> bool:
-    """See train.sparse_embeddings: CPU only, and not for the full softmax (it reads every row)."""
-    if cfg.use_gpu or cfg.loss == "full" or cfg.sparse_embeddings == "off":
-        return False
-    return cfg.sparse_embeddings == "on" or num_items >= SPARSE_MIN_ITEMS
-
-
-class Optimizer:
-    """Adam on the dense layers and SparseAdam on the sparse embedding tables (a lazy Adam:
-    a row's moments and value change only in the steps that touch it)."""
-
-    def __init__(self, net: torch.nn.Module, cfg: TrainConfig):
-        sparse = net.sparse_parameters()
-        sparse_ids = {id(p) for p in sparse}
-        dense = [p for p in net.parameters() if id(p) not in sparse_ids]
-        self.parts = [torch.optim.Adam(dense, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)]
-        if sparse:
-            self.parts.append(torch.optim.SparseAdam(sparse, lr=cfg.learning_rate))
-
-    def zero_grad(self) -> None:
-        for part in self.parts:
-            part.zero_grad(set_to_none=True)
-
-    def step(self) -> None:
-        for part in self.parts:
-            part.step()
-
-    def set_learning_rate(self, lr: float) -> None:
-        for part in self.parts:
-            for group in part.param_groups:
-                group["lr"] = lr
-
-    def state_dict(self) -> dict:
-        return {"parts": [part.state_dict() for part in self.parts]}
-
-    def load_state_dict(self, state: dict) -> None:
-        if len(state.get("parts", ())) != len(self.parts):
-            log.warning("the checkpoint's optimizer state does not match train.sparse_embeddings; moments restart")
-            return
-        for part, part_state in zip(self.parts, state["parts"]):
-            part.load_state_dict(part_state)
 
 
 def learning_rate(cfg: TrainConfig, epoch: int) -> float:

@@ -23,7 +23,8 @@ from ray.train.torch import TorchTrainer
 from ray_train.data import EXAMPLE_COLUMNS, Widths
 from ray_train.export import export_model
 from ray_train.item2vec import ITEM2VEC_COLUMNS, VECTORS, item2vec_loop_per_worker
-from ray_train.loop import CHECKPOINT_STATE, train_loop_per_worker, uses_sparse_embeddings
+from ray_train.loop import CHECKPOINT_STATE, train_loop_per_worker
+from ray_train.optim import uses_sparse_embeddings
 from ray_train.model import ModelSpec, build_model
 from ray_train.validation import VAL_K
 from ray_train.warm_start import state_bytes, warm_start_state

@@ -133,6 +133,8 @@ class TrainConfig(_Section):
     # Ray Train workers (DDP ranks); gloo on CPU, nccl on GPU
     workers: int = Field(2, ge=1)
     use_gpu: bool = False
+    # mixed precision on GPU: forward and loss under bf16 autocast (ignored on CPU)
+    amp: bool = True
     cpus_per_worker: float = Field(1.0, gt=0)
     epochs: int = Field(8, ge=1)
     # per worker; a large batch shares each set of sampled negatives across more examples

@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ray_train.loop import Optimizer, uses_sparse_embeddings
+from ray_train.optim import LazyAdam, Optimizer, uses_sparse_embeddings
 from ray_train.model import ModelSpec, YouTubeDNN
 from ray_train.objective import Objective
 from watchnext.config import TrainConfig
@@ -30,7 +30,7 @@ def _inputs(rows: int, seed: int):
 def test_sparse_tables_step_only_the_rows_a_batch_touched():
     net = YouTubeDNN(SPEC, sparse=True)
     optimizer = Optimizer(net, CFG)
-    assert len(optimizer.parts) == 2 and isinstance(optimizer.parts[1], torch.optim.SparseAdam)
+    assert len(optimizer.parts) == 2 and isinstance(optimizer.parts[1], LazyAdam)
     history_before = net.user_tower.history.weight.detach().clone()
     mlp_before = net.user_tower.mlp[0].weight.detach().clone()
     inputs, labels = _inputs(16, 0)
@@ -45,6 +45,22 @@ def test_sparse_tables_step_only_the_rows_a_batch_touched():
     assert torch.equal(changed, touched)  # rows 20 .. 39 and padding are untouched
     assert not net.user_tower.demographics[0].sparse  # small tables stay dense (gloo, see UserTower)
     assert not torch.equal(net.user_tower.mlp[0].weight, mlp_before)
+
+
+def test_lazy_adam_makes_sparse_adams_updates():
+    torch.manual_seed(0)
+    tables = [torch.nn.Parameter(torch.randn(50, 4)) for _ in range(2)]
+    tables[1].data.copy_(tables[0].data)
+    ours, reference = LazyAdam([tables[0]], lr=0.01), torch.optim.SparseAdam([tables[1]], lr=0.01)
+    for step in range(5):
+        rows = torch.randint(0, 50, (12,), generator=torch.Generator().manual_seed(step))  # repeats included
+        values = torch.randn(12, 4, generator=torch.Generator().manual_seed(100 + step))
+        for table, optimizer in zip(tables, (ours, reference)):
+            table.grad = torch.sparse_coo_tensor(rows.unsqueeze(0), values, (50, 4))
+            optimizer.step()
+    assert torch.allclose(tables[0], tables[1], atol=1e-6)
+    for moment in ("exp_avg", "exp_avg_sq"):
+        assert torch.allclose(ours.state[tables[0]][moment], reference.state[tables[1]][moment], atol=1e-7)
 
 
 def test_a_tied_table_is_stepped_once():
