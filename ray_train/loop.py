@@ -53,7 +53,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         model.load_state_dict(torch.load(raw, weights_only=True))
     if spec.model != "youtube_dnn":  # the item tower's inputs, from prep (saved with the weights)
         model.item_output.set_features(*load_item_features(config["prep_dir"], spec))
-    start_epoch, history, optimizer_state = _restore(model, config.get("resume_from"))
+    start_epoch, history, optimizer_state, recoveries = _restore(model, config.get("resume_from"))
     model = ray.train.torch.prepare_model(model)
     net: torch.nn.Module = model.module if hasattr(model, "module") else model
     device = ray.train.torch.get_device()
@@ -100,6 +100,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "data_wait_seconds": waited,
             "examples_per_second": examples / max(seconds, 1e-9),
             "learning_rate": learning_rate(cfg, epoch),
+            "recoveries": recoveries,  # restarts from a checkpoint after a failure so far
         }
         if validation is not None:
             metrics[f"val_hr@{VAL_K}"] = validation.hit_rate(net, device)
@@ -137,14 +138,15 @@ def _report(net: torch.nn.Module, optimizer: Optimizer, spec: ModelSpec, cfg: Tr
         ray.train.report(metrics, checkpoint=checkpoint)
 
 
-def _restore(model: torch.nn.Module, resume_from: str | None) -> tuple[int, list, dict | None]:
-    """(first epoch to run, metrics of epochs already done, optimizer state) from the latest
-    checkpoint: this run's after a failure, else the one `--resume` named."""
+def _restore(model: torch.nn.Module, resume_from: str | None) -> tuple[int, list, dict | None, int]:
+    """(first epoch to run, metrics of epochs already done, optimizer state, recoveries so far)
+    from the latest checkpoint: this run's after a failure, else the one `--resume` named."""
     checkpoint = ray.train.get_checkpoint()
+    recovered = checkpoint is not None
     if checkpoint is None and resume_from is not None:
         checkpoint = ray.train.Checkpoint(resume_from)
     if checkpoint is None:
-        return 0, [], None
+        return 0, [], None, 0
     with checkpoint.as_directory() as d:
         model.load_state_dict(torch.load(os.path.join(d, CHECKPOINT_MODEL), weights_only=True))
         optimizer_path = os.path.join(d, CHECKPOINT_OPTIMIZER)
@@ -152,4 +154,6 @@ def _restore(model: torch.nn.Module, resume_from: str | None) -> tuple[int, list
         with open(os.path.join(d, CHECKPOINT_STATE)) as f:
             state = json.load(f)
     log.info("resuming after epoch %d", state["epoch"])
-    return int(state["epoch"]), list(state["epochs"]), optimizer_state
+    history = list(state["epochs"])
+    recoveries = int(history[-1].get("recoveries", 0)) + recovered if history else int(recovered)
+    return int(state["epoch"]), history, optimizer_state, recoveries

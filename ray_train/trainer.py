@@ -137,11 +137,14 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]
         "device": _device_name(train_cfg.use_gpu),
         "workers": train_cfg.workers,
         "examples_cached": cached,
+        # restarts from a checkpoint after a worker failure (Ray Train FailureConfig)
+        "recoveries": int(epochs[-1].get("recoveries", 0)),
         "examples_per_second": total_examples / max(sum(e["seconds"] for e in epochs), 1e-9),
         "epochs": [
             {
                 "epoch": e["epoch"], "loss": e["loss"], f"val_hr@{VAL_K}": e.get(f"val_hr@{VAL_K}"),
                 "seconds": e["seconds"], "data_wait_seconds": e.get("data_wait_seconds"),
+                "recoveries": e.get("recoveries", 0),
             }
             for e in epochs
         ],

@@ -5,9 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 data=../shared/data/ml-100k
-if [ ! -f "$data/ml-100k.inter" ]; then
+config=()
+if [ -f "$data/ml-100k.inter" ]; then
+  config=(--config configs/ml100k.yaml)  # the best configuration measured there (BENCHMARKS.md)
+else
   data=runs/synthetic-data
   [ -d "$data/clicks" ] || .venv/bin/watchnext generate --users 5000 --items 3000 --events 300000 --seed 1 --out "$data"
 fi
 rm -rf runs/quickstart
-.venv/bin/watchnext run --data "$data" --out runs/quickstart "$@"
+.venv/bin/watchnext run --data "$data" --out runs/quickstart "${config[@]}" "$@"

@@ -132,3 +132,39 @@ def test_item2vec_pretraining_initializes_the_history_table(run_dir, tmp_path):
     center = torch.load(saved[0], weights_only=True)["center"]
     assert torch.equal(initial, center) and center[1:].norm(dim=1).min() > 0
     assert (run / "model" / "metrics.json").exists()
+
+
+def test_a_training_worker_killed_mid_run_resumes_from_its_checkpoint(run_dir, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    run = tmp_path / "killed"
+    run.mkdir()
+    (run / "prep").symlink_to(run_dir / "prep")
+    # small batches: epochs long enough to kill a worker between two checkpoints
+    settings = ["train.epochs=5", "train.batch_size=64", "train.val_users=0", "ray.num_cpus=3"]
+    command = [sys.executable, "-m", "watchnext.cli", "train", "--run", str(run)]
+    driver = subprocess.Popen([*command, *(a for s in settings for a in ("--set", s))],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    checkpoints = run / "model" / "checkpoints"
+    deadline = time.time() + 600
+    # two checkpoints written: the first is surely registered with Ray Train by then
+    while len(list(checkpoints.rglob("train_state.json"))) < 2:
+        assert driver.poll() is None and time.time() < deadline, "training ended before its second checkpoint"
+        time.sleep(0.5)
+    workers = [p for p in psutil.Process(driver.pid).children(recursive=True)
+               if "RayTrainWorker" in " ".join(p.cmdline())]
+    assert workers, "no training worker found"
+    workers[-1].kill()
+    _, stderr = driver.communicate(timeout=900)
+    assert driver.returncode == 0, stderr[-3000:]
+    assert not workers[-1].is_running()
+    metrics = json.loads((run / "model" / "metrics.json").read_text())
+    assert metrics["recoveries"] == 1  # the restarted workers went on from a checkpoint
+    epochs = metrics["epochs"]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4, 5]  # every epoch once: none lost, none twice
+    assert epochs[0]["recoveries"] == 0  # epoch 1 came from the checkpoint, trained before the kill
+    assert json.loads((run / "model" / "_manifest.json").read_text())["stage"] == "model"
