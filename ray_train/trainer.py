@@ -101,7 +101,7 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]
         initial = (
             _warm_start_state(train_cfg.warm_start, prep_dir, spec, train_cfg.seed)
             if train_cfg.warm_start
-            else _item2vec_state(examples, scaling, model_dir, prep_dir, spec, train_cfg)
+            else _item2vec_state(examples, scaling, model_dir, prep_dir, spec, widths.history_len, train_cfg)
         )
         storage.write_bytes(warm_start_path, state_bytes(initial))
     trainer = TorchTrainer(
@@ -193,14 +193,14 @@ def _warm_start_state(previous_run: str, prep_dir: str, spec: ModelSpec, seed: i
 
 
 def _item2vec_state(examples: ray.data.Dataset, scaling: ScalingConfig, model_dir: str, prep_dir: str,
-                    spec: ModelSpec, cfg: TrainConfig) -> dict:
+                    spec: ModelSpec, history_len: int, cfg: TrainConfig) -> dict:
     """train.item2vec_epochs: pretrain skip-gram vectors on the same workers and examples;
     fresh initial weights (seeded as the workers seed theirs) with them as the history table."""
     pretrainer = TorchTrainer(
         item2vec_loop_per_worker,
         train_loop_config={
             "train": cfg.model_dump(mode="json"), "num_items": spec.num_items,
-            "history_len": Widths.from_prep_features(storage.read_manifest(prep_dir)["features"]).history_len,
+            "history_len": history_len,
             "item_sampling_path": storage.join(prep_dir, "vocab", "item_sampling"),
             "sparse": uses_sparse_embeddings(cfg, spec.num_items),
         },
