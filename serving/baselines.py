@@ -17,6 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from ray_train.model import last_watches
+
 MISS = np.iinfo(np.int64).max
 
 
@@ -39,14 +41,12 @@ def item_knn_ranks(
     counts = torch.bincount(torch.from_numpy(flat), minlength=num_items).double()
     inverse_norm = torch.where(counts > 0, counts.rsqrt(), torch.zeros_like(counts)).float()
     by_item = matrix.t().coalesce()
-    last = torch.from_numpy(np.asarray(history, dtype=np.int64))
-    lengths = (last > 0).sum(1, keepdim=True)
-    keep = torch.arange(last.shape[1]).unsqueeze(0) >= lengths - recent
+    recent_ids = last_watches(torch.from_numpy(np.asarray(history, dtype=np.int64)), recent)
     ranks = np.full(users, MISS, dtype=np.int64)
     for start in range(0, users, batch_size):
         rows = slice(start, min(start + batch_size, users))
         query = torch.zeros(rows.stop - start, num_items)
-        ids = last[rows] * keep[rows]
+        ids = recent_ids[rows]
         query.scatter_add_(1, ids, (ids > 0).float())
         query[:, 0] = 0.0
         query *= inverse_norm
