@@ -45,7 +45,8 @@ class LazyAdam(torch.optim.Optimizer):
                 state["exp_avg"].index_copy_(0, rows, m)
                 state["exp_avg_sq"].index_copy_(0, rows, v)
                 denominator = v.div_(1 - beta2 ** t).sqrt_().add_(group["eps"])
-                p.index_add_(0, rows, m.div_(denominator), alpha=-group["lr"] / (1 - beta1 ** t))
+                # scaled before, not by index_add_'s alpha: that path ran 5x slower on CPU
+                p.index_add_(0, rows, m.div_(denominator).mul_(-group["lr"] / (1 - beta1 ** t)))
 
 
 SPARSE_MIN_ITEMS = 20_000
@@ -65,7 +66,7 @@ class Optimizer:
         sparse = net.sparse_parameters()
         sparse_ids = {id(p) for p in sparse}
         dense = [p for p in net.parameters() if id(p) not in sparse_ids]
-        self.parts = [torch.optim.Adam(dense, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)]
+        self.parts = [torch.optim.Adam(dense, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True)]
         if sparse:
             self.parts.append(LazyAdam(sparse, lr=cfg.learning_rate))
 

@@ -103,8 +103,39 @@ def sampled_logits(
     accidental hit, not a negative)."""
     neg = user @ item_vectors(negatives).T + item_bias(negatives).squeeze(-1)
     neg = neg - (log_q_negatives + math.log(negatives.numel()))
-    # in place: neg is this function's own tensor and the subtraction's backward needs no output
-    return neg.masked_fill_(negatives.unsqueeze(0) == labels.unsqueeze(1), float("-inf"))
+    rows, columns = accidental_hits(labels, negatives)
+    return _MaskHits.apply(neg, rows, columns)
+
+
+def accidental_hits(labels: torch.Tensor, negatives: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, columns) of every negative equal to its example's label: from the sorted
+    negatives and a binary search per label, without building the [B, S] comparison (a hit
+    per label and per copy of it among the negatives)."""
+    ordered, order = negatives.sort()
+    first = torch.searchsorted(ordered, labels)
+    counts = torch.searchsorted(ordered, labels, right=True) - first
+    rows = torch.repeat_interleave(torch.arange(len(labels), device=labels.device), counts)
+    # the k-th hit of a row is the (first + k)-th sorted negative
+    offset = torch.repeat_interleave(first - (counts.cumsum(0) - counts), counts)
+    return rows, order[offset + torch.arange(len(rows), device=labels.device)]
+
+
+class _MaskHits(torch.autograd.Function):
+    """Logits set to -inf at (rows, columns), in place, and the gradient passed through: a
+    -inf logit has no softmax share, so the softmax's gradient there is 0 already (its
+    callers' logits all go to a softmax in which they are never the target). Neither the
+    comparison nor a masked copy of the gradient is built: the masking was a tenth of a
+    step with 2,048 negatives."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+        ctx.mark_dirty(logits)
+        logits[rows, columns] = float("-inf")
+        return logits
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        return grad, None, None
 
 
 def full_softmax_loss(

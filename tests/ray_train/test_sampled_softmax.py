@@ -12,6 +12,7 @@ from ray_train.sampled_softmax import (
     LogUniformSampler,
     UniformSampler,
     UnigramSampler,
+    accidental_hits,
     full_softmax_loss,
     sampled_softmax_loss,
 )
@@ -80,3 +81,33 @@ def test_accidental_hits_are_not_counted_as_negatives():
     neg = user[0] @ vectors.weight[[8, 9]].T + bias.weight[[8, 9], 0]
     loss0 = -pos + torch.logsumexp(torch.cat([pos.view(1), neg]), 0)
     assert torch.allclose(with_hit, (loss0 + without) / 2, atol=1e-5)
+
+
+def test_accidental_hits_are_every_copy_of_each_label_among_the_negatives():
+    labels = torch.tensor([4, 9, 4, 1])
+    negatives = torch.tensor([4, 7, 4, 1, 9, 4, 3])  # 4 three times, drawn with replacement
+    rows, columns = accidental_hits(labels, negatives)
+    found = sorted(zip(rows.tolist(), columns.tolist()))
+    assert found == [(0, 0), (0, 2), (0, 5), (1, 4), (2, 0), (2, 2), (2, 5), (3, 3)]
+
+
+def test_masked_hits_give_the_gradients_of_an_explicitly_masked_softmax():
+    n, d = 12, 4
+    vectors, bias = _table(n, d, 2)
+    user = torch.randn(6, d, requires_grad=True)
+    labels = torch.tensor([2, 5, 2, 11, 7, 3])
+    negatives = torch.tensor([2, 2, 8, 5, 11, 1, 2])
+    log_q = torch.randn(n)
+    loss = sampled_softmax_loss(user, labels, vectors, bias, negatives, log_q[labels], log_q[negatives])
+    grads = torch.autograd.grad(loss, [user, vectors.weight, bias.weight])
+
+    # the reference: the [B, S] comparison and an out-of-place masked_fill, autograd throughout
+    pos = (user * vectors(labels)).sum(-1) + bias(labels).squeeze(-1) - (log_q[labels] + math.log(7))
+    neg = user @ vectors(negatives).T + bias(negatives).squeeze(-1) - (log_q[negatives] + math.log(7))
+    neg = neg.masked_fill(negatives.unsqueeze(0) == labels.unsqueeze(1), float("-inf"))
+    logits = torch.cat([pos.unsqueeze(1), neg], dim=1)
+    reference = torch.nn.functional.cross_entropy(logits, torch.zeros_like(labels))
+    expected = torch.autograd.grad(reference, [user, vectors.weight, bias.weight])
+    assert torch.allclose(loss, reference)
+    for got, want in zip(grads, expected):
+        assert torch.allclose(got, want, atol=1e-6)
