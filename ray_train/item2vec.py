@@ -28,6 +28,7 @@ from ray_train.loop import learning_rate
 from ray_train.model import last_watches
 from ray_train.objective import make_sampler
 from ray_train.optim import Optimizer
+from ray_train.sparse_sync import average_sparse_gradients, prepare_model
 from watchnext.config import TrainConfig
 from watchnext.contract import fixed_lists
 
@@ -71,7 +72,7 @@ def item2vec_loop_per_worker(config: dict[str, Any]) -> None:
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
     sparse = bool(config["sparse"])
-    model = ray.train.torch.prepare_model(SkipGram(num_items, cfg.embedding_dim, sparse))
+    model, synced_tables = prepare_model(SkipGram(num_items, cfg.embedding_dim, sparse))
     net: SkipGram = model.module if hasattr(model, "module") else model
     device = ray.train.torch.get_device()
     optimizer = Optimizer(net, cfg)
@@ -91,6 +92,8 @@ def item2vec_loop_per_worker(config: dict[str, Any]) -> None:
             loss = model(labels, history, negatives, cfg.item2vec_window)
             optimizer.zero_grad()
             loss.backward()
+            if synced_tables:
+                average_sparse_gradients(synced_tables)
             optimizer.step()
             loss_sum, steps = loss_sum + float(loss.detach()), steps + 1
         metrics = {"item2vec_epoch": epoch + 1, "item2vec_loss": loss_sum / max(steps, 1)}

@@ -24,6 +24,7 @@ from ray_train.data import EXAMPLE_COLUMNS, Widths, to_batch
 from ray_train.model import ModelSpec, build_model
 from ray_train.objective import Objective
 from ray_train.optim import Optimizer, uses_sparse_embeddings
+from ray_train.sparse_sync import average_sparse_gradients, prepare_model
 from ray_train.two_tower import load_item_features
 from ray_train.validation import VAL_K, ValidationSet
 from watchnext import storage
@@ -54,7 +55,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if spec.model != "youtube_dnn":  # the item tower's inputs, from prep (saved with the weights)
         model.item_output.set_features(*load_item_features(config["prep_dir"], spec))
     start_epoch, history, optimizer_state, recoveries = _restore(model, config.get("resume_from"))
-    model = ray.train.torch.prepare_model(model)
+    model, synced_tables = prepare_model(model)
     net: torch.nn.Module = model.module if hasattr(model, "module") else model
     device = ray.train.torch.get_device()
     optimizer = Optimizer(net, cfg)
@@ -84,6 +85,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 loss = objective(model(*batch.features()), batch.labels, net, batch.weights)
             optimizer.zero_grad()
             loss.backward()
+            if synced_tables:
+                average_sparse_gradients(synced_tables)
             optimizer.step()
             steps += 1
             examples += len(table)

@@ -1,19 +1,19 @@
 """Sparse embedding tables: SparseAdam steps exactly the rows a batch touched, Adam the dense
-layers; under DDP (gloo) every rank ends a step with the same parameters."""
+layers; under DDP (gloo), the sparse tables averaged by sparse_sync, every rank ends a step
+with the same parameters."""
 
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from ray_train.optim import LazyAdam, Optimizer, uses_sparse_embeddings
 from ray_train.model import ModelSpec, YouTubeDNN
 from ray_train.objective import Objective
+from ray_train.sparse_sync import average_sparse_gradients, keep_out_of_ddp
+from tests.ray_train.gloo import run_two_ranks
 from watchnext.config import TrainConfig
 
 SPEC = ModelSpec(num_items=40, categorical_sizes=(3,), embedding_dim=8, hidden_layers=(16, 8))
@@ -76,11 +76,10 @@ def test_auto_turns_sparse_on_for_large_vocabularies_on_cpu_only():
     assert not uses_sparse_embeddings(TrainConfig(loss="full", sparse_embeddings="on"), 400_000)
 
 
-def _ddp_rank(rank: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+def _ddp_rank(rank: int, out: str) -> None:
     torch.manual_seed(CFG.seed)  # as the training loop: the same initial weights everywhere
     net = YouTubeDNN(SPEC, sparse=True)
+    keep_out_of_ddp(net, net.sparse_parameters())  # as the training loop: averaged by sparse_sync
     model = torch.nn.parallel.DistributedDataParallel(net)
     optimizer = Optimizer(net, CFG)
     objective = Objective(CFG, SPEC, "", rank)
@@ -89,16 +88,13 @@ def _ddp_rank(rank: int, port: int, out: str) -> None:
         loss = objective(model(*inputs), labels, net)
         optimizer.zero_grad()
         loss.backward()
+        average_sparse_gradients(net.sparse_parameters())
         optimizer.step()
     torch.save(net.state_dict(), os.path.join(out, f"rank{rank}.pt"))
-    dist.destroy_process_group()
 
 
 def test_after_ddp_steps_both_ranks_hold_the_same_parameters(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_ddp_rank, args=(port, str(tmp_path)), nprocs=2)
+    run_two_ranks(_ddp_rank, str(tmp_path))
     first, second = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     for name, value in first.items():
         assert torch.allclose(value, second[name], atol=1e-6), name
