@@ -89,7 +89,7 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]
         EXAMPLE_COLUMNS
     )
     cached = _cache_examples(train_cfg.cache_examples, int(prep["counts"]["examples"]) * widths.row_bytes,
-                             cfg.ray.object_store_memory)
+                             int(ray.cluster_resources().get("object_store_memory", 0)))
     if cached:
         examples = examples.materialize()
     scaling = ScalingConfig(num_workers=train_cfg.workers, use_gpu=train_cfg.use_gpu,

@@ -38,8 +38,9 @@ class RayConfig(_Section):
     # logical CPUs of a local instance: None = this machine's cores, at least workers + 1 so
     # Ray Data's read tasks never wait behind the training workers
     num_cpus: int | None = Field(None, ge=1)
-    # bytes for the local object store; small by default so tests fit beside Spark
-    object_store_memory: int = Field(1 << 30, ge=75 << 20)
+    # bytes for the local object store; None = Ray's default (30% of memory, allocated as
+    # used). The trainer keeps examples that fit in half of it across epochs
+    object_store_memory: int | None = Field(None, ge=75 << 20)
 
 
 class PrepConfig(_Section):
@@ -196,10 +197,10 @@ class TrainConfig(_Section):
     # held-out users ranked against the full corpus after every epoch (val_hr@50 in
     # metrics.json), on rank 0; 0 = no validation
     val_users: int = Field(1000, ge=0)
-    # keep the examples in Ray's object store after the first epoch instead of reading the
-    # Parquet files again every epoch: auto = when they take at most half of
-    # ray.object_store_memory (a re-read costs ~2 s per epoch whatever the size); larger
-    # data always streams
+    # keep the examples in Ray's object store across epochs instead of reading and decoding
+    # the Parquet files again every epoch: auto = when they take at most half of the object
+    # store (a re-read costs ~2 s per epoch on small data and a third of the CPU on large
+    # data, BENCHMARKS.md); larger data always streams
     cache_examples: Literal["auto", "always", "never"] = "auto"
     # item2vec pretraining of the watch-history embeddings for this many epochs before
     # training (0 = none): skip-gram over each label and its last item2vec_window watches
@@ -242,6 +243,28 @@ class RecallConfig(_Section):
     faiss_threads: int = Field(1, ge=1)
     # exclude items the user already watched (DESIGN: unless asked otherwise)
     exclude_watched: bool = True
+    # items never recommended nor listed as similar: a Parquet or text file of item ids (one
+    # per line, or an item_id column); None = none
+    exclude_items: str | None = None
+    # the FAISS index (serving.index): auto | flat | hnsw | ivf_flat | ivf_pq, in `shards` parts
+    index_type: Literal["auto", "flat", "hnsw", "ivf_flat", "ivf_pq"] = "auto"
+    shards: int = Field(1, ge=1)
+    # auto: flat up to 200k items, then ivf_flat while the vectors fit this, then ivf_pq
+    index_memory_gb: float = Field(8.0, gt=0)
+    # ivf_*: k-means cells per shard (0 = 4 sqrt(items)), cells scanned per query, rows k-means
+    # trains on; ivf_pq: bytes per vector
+    nlist: int = Field(0, ge=0)
+    nprobe: int = Field(32, ge=1)
+    index_train_sample: int = Field(100_000, ge=1)
+    pq_m: int = Field(16, ge=1)
+    # hnsw: neighbours per node, candidates while building and while searching
+    hnsw_m: int = Field(32, ge=2)
+    ef_construction: int = Field(200, ge=1)
+    ef_search: int = Field(128, ge=1)
+    # an approximate index's recall@top_k against exact search, measured on this many users
+    ann_check_users: int = Field(1000, ge=0)
+    # the similar-item (i2i) table: this many items per item by cosine of the item vectors (0 = none)
+    similar_items: int = Field(20, ge=0)
     # run date of the table partition, YYYY-MM-DD; None = today (UTC)
     run_date: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$")
 
