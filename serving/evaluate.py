@@ -22,25 +22,41 @@ from serving.baselines import item_knn_ranks
 from watchnext import storage
 from watchnext.contract import fixed_lists
 
-KS = (10, 50, 100)
+KS = (10, 50, 100, 200)
 KNN_RECENT = 3  # item-kNN scores candidates against the last 3 watches (best of 1-50 on ml-100k)
 KNN_MAX_USERS = 20_000  # item-kNN costs O(watches x users): a seeded sample beyond this
 KNN_SEED = 0
 MISS = np.iinfo(np.int64).max  # rank of an item that is not in the list at all
 
 
-def ranking_metrics(ranks: np.ndarray) -> dict[str, float]:
-    """hr@10/50/100, ndcg@10, recall@50 and mrr from 0-based ranks (MISS = not recommended)."""
+def ranking_metrics(ranks: np.ndarray, max_k: int | None = None) -> dict[str, float]:
+    """hr@K, recall@K and ndcg@K for K in KS up to max_k (a list of max_k items says nothing
+    beyond it), and mrr, from 0-based ranks (MISS = not recommended)."""
     ranks = np.asarray(ranks, dtype=np.int64)
     if len(ranks) == 0:
         raise ValueError("no evaluated users")
-    gain = np.where(ranks < 10, 1.0 / np.log2(np.minimum(ranks, 10) + 2.0), 0.0)
-    reciprocal = np.where(ranks < MISS, 1.0 / (np.minimum(ranks, MISS - 1) + 1.0), 0.0)
-    metrics = {f"hr@{k}": float(np.mean(ranks < k)) for k in KS}
-    metrics["ndcg@10"] = float(gain.mean())
-    metrics["recall@50"] = metrics["hr@50"]
-    metrics["mrr"] = float(reciprocal.mean())
+    clipped = np.minimum(ranks, MISS - 1)
+    metrics = {}
+    for k in (k for k in KS if max_k is None or k <= max_k):
+        metrics[f"hr@{k}"] = float(np.mean(ranks < k))
+        metrics[f"recall@{k}"] = metrics[f"hr@{k}"]  # one relevant item per user
+        metrics[f"ndcg@{k}"] = float(np.where(ranks < k, 1.0 / np.log2(np.minimum(clipped, k) + 2.0), 0.0).mean())
+    metrics["mrr"] = float(np.where(ranks < MISS, 1.0 / (clipped + 1.0), 0.0).mean())
     return metrics
+
+
+def list_statistics(item_lists: pa.ListArray, popularity: dict[str, int], catalog: int) -> dict[str, float]:
+    """Catalog coverage (distinct recommended items / items that could be recommended) and
+    the mean training popularity (watch count) of the recommended items, every slot counted,
+    beside the catalog's mean."""
+    flat = pc.list_flatten(item_lists).to_numpy(zero_copy_only=False)
+    counts = pd.Series(flat, dtype=object).map(popularity).fillna(0).to_numpy(dtype=np.float64)
+    catalog_mean = sum(popularity.values()) / max(len(popularity), 1)
+    return {
+        "coverage": len(np.unique(flat)) / max(catalog, 1),
+        "mean_popularity": float(counts.mean()) if len(counts) else 0.0,
+        "catalog_mean_popularity": float(catalog_mean),
+    }
 
 
 def ranks_in_lists(lists: pa.ListArray, targets: np.ndarray) -> np.ndarray:
@@ -91,14 +107,21 @@ def evaluate(run_dir: str) -> dict[str, Any]:
     target_index = targets.column("item_index").fill_null(0).to_numpy().astype(np.int64)
     target_ids = targets.column("item_id").to_numpy(zero_copy_only=False)
 
-    model = ranking_metrics(ranks_in_lists(item_lists, target_ids))
+    top_k = int(recall["config"]["top_k"])
+    model = ranking_metrics(ranks_in_lists(item_lists, target_ids), max_k=top_k)
+    vocab = _read(storage.join(prep_dir, "vocab", "items"), ["item_id", "count"])
+    popularity = dict(zip(vocab.column("item_id").to_pylist(), vocab.column("count").to_pylist()))
+    model.update(list_statistics(table.column("item_ids").combine_chunks(), popularity,
+                                 int(recall["index"]["items"])))
     popular = ranking_metrics(most_popular_ranks(target_index, watched))
     knn = _item_knn(target_index, watched, _lookup(targets, features, "history"), prep["features"])
     report = {
         "dataset": prep["inputs"]["dataset"],
         "users": targets.num_rows,
         "model_version": recall["model_version"],
-        "top_k": recall["config"]["top_k"],
+        "top_k": top_k,
+        "index": {k: v for k, v in recall["index"].items() if k in ("type", "shards", "items")
+                  or k.startswith("ann_recall@")},
         "model": model,
         "baselines": {"most_popular": popular, "item_knn": knn},
     }

@@ -1,7 +1,11 @@
-"""The recall stage: serving features -> user vectors -> FAISS top-K -> recall table.
+"""The recall stage: serving features -> user vectors -> FAISS top-K -> recall table, and the
+similar-item table.
 
-Ray Data streams user_features/ through a pool of scoring actors; each actor loads the user
-tower and the index once (`__init__`) and scores a batch of users per call (`__call__`).
+The item vectors go into a sharded FAISS index (serving.index) saved under recall/index/
+with its manifest. Ray Data streams user_features/ through a pool of scoring actors; each
+actor loads the user tower and the index once (`__init__`) and scores a batch of users per
+call (`__call__`). An approximate index is checked against exact search on a sample of users
+and its recall@K goes into the stage's manifest.
 """
 
 from __future__ import annotations
@@ -9,12 +13,15 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import os
 import time
 from typing import Any
 
 import faiss
 import numpy as np
 import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 import ray
 import ray.data
 import torch
@@ -22,60 +29,49 @@ import torch
 from ray_train.data import Widths, to_batch
 from ray_train.export import ITEM_EMBEDDINGS_FILE, load_user_tower
 from ray_train.trainer import start_ray
-from serving.index import (
-    INDEX_FILE,
-    build_flat_index,
-    item_keys,
-    item_matrix,
-    load_index,
-    save_index,
-    user_queries,
-)
+from serving.index import IndexParams, ShardedIndex, item_keys, item_matrix, normalized, user_queries
 from serving.search import search_excluding
 from watchnext import storage
-from watchnext.config import Config
-from watchnext.contract import RECALL
+from watchnext.config import Config, RecallConfig
+from watchnext.contract import RECALL, SIMILAR
 
 log = logging.getLogger(__name__)
+
+INDEX_DIR = "index"
+INDEX_ITEMS = "items.parquet"  # item index and id of every index row, in row order
+SIMILAR_BATCH = 16_384  # items per similar-item search
 
 
 class RecallScorer:
     """One Ray Data actor: user tower + index loaded once, a batch of users per call."""
 
-    def __init__(self, model_dir: str, index_path: str, widths: dict, top_k: int,
+    def __init__(self, model_dir: str, index_dir: str, widths: dict, top_k: int,
                  exclude_watched: bool, faiss_threads: int, run_date: str):
         faiss.omp_set_num_threads(faiss_threads)
         torch.set_num_threads(faiss_threads)
         self.tower, meta = load_user_tower(model_dir)
         self.model_version = meta["model_version"]
-        self.index = load_index(index_path)
-        self.row_item_index, self.row_item_id = item_keys(storage.join(model_dir, ITEM_EMBEDDINGS_FILE))
+        self.index = ShardedIndex.load(index_dir)
+        self.row_item_index, self.row_item_id = item_keys(storage.join(index_dir, INDEX_ITEMS))
         self.widths = Widths(**widths)
         self.top_k = top_k
         self.exclude_watched = exclude_watched
         self.run_date = run_date
 
     def __call__(self, users: pa.Table) -> pa.Table:
-        # example age 0: the user vector is computed for "now", once per user
-        batch = to_batch(users, self.widths, with_labels=False)
-        with torch.no_grad():
-            vectors = self.tower(*batch.features()).numpy()
+        vectors = user_vectors(self.tower, users, self.widths)
         excluded = users.column("watched").combine_chunks()
         if not self.exclude_watched:
             excluded = pa.array([[]] * users.num_rows, pa.list_(pa.int32()))
         rows, scores, counts = search_excluding(
             self.index, user_queries(vectors), self.row_item_index, excluded, self.top_k
         )
-        valid = np.arange(rows.shape[1])[None, :] < counts[:, None]
-        offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
-        item_ids = pa.ListArray.from_arrays(offsets, pa.array(self.row_item_id[rows[valid]], pa.string()))
-        item_scores = pa.ListArray.from_arrays(offsets, pa.array(scores[valid], pa.float32()))
         n = users.num_rows
         return pa.table(
             {
                 "user_id": users.column("user_id"),
-                "item_ids": item_ids,
-                "scores": item_scores,
+                "item_ids": ranked_lists(self.row_item_id[rows], counts, pa.string()),
+                "scores": ranked_lists(scores, counts, pa.float32()),
                 "model_version": pa.array([self.model_version] * n, pa.string()),
                 "run_date": pa.array([self.run_date] * n, pa.string()),
             },
@@ -83,30 +79,98 @@ class RecallScorer:
         )
 
 
+def user_vectors(tower: torch.nn.Module, users: pa.Table, widths: Widths) -> np.ndarray:
+    """The user tower's vectors of a batch of serving features, at example age 0 (the
+    vector is computed for "now", once per user)."""
+    batch = to_batch(users, widths, with_labels=False)
+    with torch.no_grad():
+        return tower(*batch.features()).numpy()
+
+
+def ranked_lists(values: np.ndarray, counts: np.ndarray, value_type: pa.DataType) -> pa.ListArray:
+    """Row i's first counts[i] values as one list per row."""
+    valid = np.arange(values.shape[1])[None, :] < counts[:, None]
+    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+    return pa.ListArray.from_arrays(offsets, pa.array(values[valid], value_type))
+
+
 def run_recall(run_dir: str, cfg: Config) -> dict[str, Any]:
     run_dir = storage.absolute(run_dir)
     prep_dir, model_dir = storage.join(run_dir, "prep"), storage.join(run_dir, "model")
     recall_dir = storage.join(run_dir, "recall")
     prep = storage.read_manifest(prep_dir)
-    model = storage.read_manifest(model_dir)
+    model_version = storage.read_manifest(model_dir)["model_version"]
     rc = cfg.recall
     run_date = rc.run_date or dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
     started = storage.begin_stage(recall_dir)
+    faiss.omp_set_num_threads(os.cpu_count() or 1)  # the driver's own searches use every core
 
-    vectors, _, _ = item_matrix(storage.join(model_dir, ITEM_EMBEDDINGS_FILE))
-    index_path = storage.join(recall_dir, "index", INDEX_FILE)
-    save_index(build_flat_index(vectors), index_path)
-
+    vectors, item_ids, excluded = _build_index(model_dir, storage.join(recall_dir, INDEX_DIR), rc, model_version,
+                                               cfg.train.seed)
+    build_seconds = time.time() - started
+    index = ShardedIndex.load(storage.join(recall_dir, INDEX_DIR))  # as the actors will: checksums checked
+    widths = Widths.from_prep_features(prep["features"])
     start_ray(cfg.ray)
-    users = ray.data.read_parquet(storage.join(prep_dir, "user_features"))
-    table_dir = storage.join(recall_dir, "table", f"run_date={run_date}")
     search_started = time.time()
-    users.map_batches(
+    users = _write_recall_table(prep_dir, model_dir, recall_dir, widths, rc, run_date)
+    seconds = time.time() - search_started
+
+    index_summary = {"type": index.params.kind, "shards": len(index.shards), "items": int(index.ntotal),
+                     "dim": int(vectors.shape[1]), "params": dataclasses.asdict(index.params),
+                     "build_seconds": build_seconds, "excluded_items": excluded}
+    if index.params.kind != "flat" and rc.ann_check_users:
+        index_summary.update(ann_recall(index, vectors, prep_dir, model_dir, widths, rc, cfg.train.seed))
+    extra = {}
+    if rc.similar_items:
+        extra["similar"] = write_similar_items(vectors, item_ids, index.params, rc, model_version, run_date,
+                                               storage.join(recall_dir, "similar", f"run_date={run_date}"),
+                                               cfg.train.seed)
+    return storage.finish_stage(
+        recall_dir,
+        started,
+        {
+            "inputs": {"prep": prep_dir, "model": model_dir},
+            "config": rc.model_dump(mode="json"),
+            "model_version": model_version,
+            "run_date": run_date,
+            "users": users,
+            "seconds": seconds,
+            "users_per_second": users / max(seconds, 1e-9),
+            "index": index_summary,
+            **extra,
+            "outputs": ["table", INDEX_DIR, *extra],
+        },
+    )
+
+
+def _build_index(model_dir: str, index_dir: str, rc: RecallConfig, model_version: str,
+                 seed: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The item vectors (excluded items left out) into a sharded index saved at index_dir;
+    returns (vectors, item ids of the index rows, how many items were excluded)."""
+    started = time.time()
+    vectors, item_index, item_ids = item_matrix(storage.join(model_dir, ITEM_EMBEDDINGS_FILE))
+    keep = ~np.isin(item_ids, read_item_list(rc.exclude_items)) if rc.exclude_items else np.ones(len(item_ids), bool)
+    vectors, item_index, item_ids = vectors[keep], item_index[keep], item_ids[keep]
+    params = index_params(rc, len(vectors), vectors.shape[1])
+    index = ShardedIndex.build(vectors, params, rc.shards, seed=seed)
+    _write_table(pa.table({"index": item_index, "item_id": pa.array(item_ids, pa.string())}),
+                 storage.join(index_dir, INDEX_ITEMS))
+    index.save(index_dir, model_version)
+    log.info("%s index over %d items in %d shard(s): %.1fs", params.kind, len(vectors), len(index.shards),
+             time.time() - started)
+    return vectors, item_ids, int((~keep).sum())
+
+
+def _write_recall_table(prep_dir: str, model_dir: str, recall_dir: str, widths: Widths, rc: RecallConfig,
+                        run_date: str) -> int:
+    """Serving features through the actor pool into recall/table/run_date=D/; the users written."""
+    table_dir = storage.join(recall_dir, "table", f"run_date={run_date}")
+    ray.data.read_parquet(storage.join(prep_dir, "user_features")).map_batches(
         RecallScorer,
         fn_constructor_kwargs={
             "model_dir": model_dir,
-            "index_path": index_path,
-            "widths": dataclasses.asdict(Widths.from_prep_features(prep["features"])),
+            "index_dir": storage.join(recall_dir, INDEX_DIR),
+            "widths": dataclasses.asdict(widths),
             "top_k": rc.top_k,
             "exclude_watched": rc.exclude_watched,
             "faiss_threads": rc.faiss_threads,
@@ -117,19 +181,82 @@ def run_recall(run_dir: str, cfg: Config) -> dict[str, Any]:
         compute=ray.data.ActorPoolStrategy(size=rc.actors),
         num_cpus=rc.faiss_threads,
     ).write_parquet(table_dir)
-    seconds = time.time() - search_started
-    written = ray.data.read_parquet(table_dir).count()
-    return storage.finish_stage(
-        recall_dir,
-        started,
-        {
-            "inputs": {"prep": prep_dir, "model": model_dir},
-            "config": rc.model_dump(mode="json"),
-            "model_version": model["model_version"],
-            "run_date": run_date,
-            "users": written,
-            "users_per_second": written / max(seconds, 1e-9),
-            "index": {"type": "Flat", "shards": 1, "items": int(len(vectors)), "dim": int(vectors.shape[1])},
-            "outputs": ["table", "index"],
-        },
+    return ray.data.read_parquet(table_dir).count()
+
+
+def index_params(rc: RecallConfig, num_items: int, dim: int) -> IndexParams:
+    """recall.index_type and its parameters, "auto" decided for this corpus."""
+    return IndexParams.resolve(
+        rc.index_type, num_items, dim, rc.index_memory_gb, nlist=rc.nlist, nprobe=rc.nprobe, pq_m=rc.pq_m,
+        hnsw_m=rc.hnsw_m, ef_construction=rc.ef_construction, ef_search=rc.ef_search,
+        train_sample=rc.index_train_sample,
     )
+
+
+def read_item_list(path: str) -> np.ndarray:
+    """Item ids from a Parquet file or folder (column item_id) or a text file, one per line."""
+    if not storage.exists(path):
+        raise FileNotFoundError(f"recall.exclude_items: {path} does not exist")
+    fs, local = storage.filesystem(path)
+    if path.endswith(".parquet") or fs.get_file_info(local).type.name == "Directory":
+        table = pads.dataset(local, filesystem=fs, format="parquet").to_table()
+        if "item_id" not in table.column_names:
+            raise ValueError(f"recall.exclude_items: {path} has no item_id column (it has {table.column_names})")
+        return table.column("item_id").cast(pa.string()).to_numpy(zero_copy_only=False)
+    lines = [line.strip() for line in storage.read_text(path).splitlines()]
+    return np.array([line for line in lines if line], dtype=object)
+
+
+def ann_recall(index: ShardedIndex, vectors: np.ndarray, prep_dir: str, model_dir: str, widths: Widths,
+               rc: RecallConfig, seed: int) -> dict[str, Any]:
+    """recall@top_k of the approximate index against an exact scan, on a seeded sample of
+    users (no exclusions: the same candidates for both)."""
+    fs, local = storage.filesystem(storage.join(prep_dir, "user_features"))
+    users = pads.dataset(local, filesystem=fs, format="parquet", partitioning="hive")
+    total = users.count_rows()
+    sample = np.sort(np.random.default_rng(seed).choice(total, min(rc.ann_check_users, total), replace=False))
+    tower, _ = load_user_tower(model_dir)
+    queries = user_queries(user_vectors(tower, users.take(pa.array(sample)), widths))
+    k = min(rc.top_k, index.ntotal)
+    _, approximate = index.search(queries, k)
+    _, exact = ShardedIndex.build(vectors, IndexParams("flat")).search(queries, k)
+    found = [len(np.intersect1d(a[a >= 0], e)) / k for a, e in zip(approximate, exact)]
+    return {f"ann_recall@{k}": float(np.mean(found)), "ann_check_users": len(sample)}
+
+
+def write_similar_items(vectors: np.ndarray, item_ids: np.ndarray, params: IndexParams, rc: RecallConfig,
+                        model_version: str, run_date: str, out_dir: str, seed: int) -> dict[str, Any]:
+    """recall/similar/: each item's `similar_items` nearest items by cosine of the item
+    vectors (the bias left out: similarity is not popularity), itself excluded, through an
+    index of the same type as the recall index."""
+    started = time.time()
+    unit = normalized(vectors[:, :-1])
+    index = ShardedIndex.build(unit, params, rc.shards, seed=seed)
+    k = min(rc.similar_items, len(unit) - 1)
+    parts = []
+    for lo in range(0, len(unit), SIMILAR_BATCH):
+        hi = min(lo + SIMILAR_BATCH, len(unit))
+        scores, rows = index.search(unit[lo:hi], k + 1)
+        # the item itself (usually first) and FAISS's empty slots go; stable keeps the order
+        keep = (rows >= 0) & (rows != np.arange(lo, hi)[:, None])
+        order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+        counts = np.minimum(keep.sum(1), k)
+        parts.append(pa.table(
+            {
+                "item_id": pa.array(item_ids[lo:hi], pa.string()),
+                "similar_item_ids": ranked_lists(item_ids[np.take_along_axis(np.maximum(rows, 0), order, 1)],
+                                                 counts, pa.string()),
+                "scores": ranked_lists(np.take_along_axis(scores, order, 1), counts, pa.float32()),
+                "model_version": pa.array([model_version] * (hi - lo), pa.string()),
+                "run_date": pa.array([run_date] * (hi - lo), pa.string()),
+            },
+            schema=SIMILAR,
+        ))
+    _write_table(pa.concat_tables(parts), storage.join(out_dir, "part-00000.parquet"))
+    return {"items": len(unit), "k": k, "seconds": time.time() - started}
+
+
+def _write_table(table: pa.Table, path: str) -> None:
+    fs, local = storage.filesystem(path)
+    fs.create_dir(os.path.dirname(local), recursive=True)
+    pq.write_table(table, local, filesystem=fs)

@@ -154,14 +154,22 @@ def _run(data: str, run_dir: str, cfg: Config) -> None:
     print(f"total time:   {time.time() - started:.0f}s")
 
 
+REPORT_COLUMNS = ("hr@10", "hr@50", "hr@100", "hr@200", "ndcg@10", "ndcg@50", "mrr")
+
+
 def _print_report(report: dict[str, Any]) -> None:
-    keys = list(report["model"])
-    rows = [("model", report["model"])] + list(report["baselines"].items())
+    model = report["model"]
+    keys = [k for k in REPORT_COLUMNS if k in model]
+    rows = [("model", model)] + list(report["baselines"].items())
     print(f"\n{report['dataset']}: {report['users']} users, held-out last event each")
     print(f"{'':<14}" + "".join(f"{k:>11}" for k in keys))
     for name, metrics in rows:
-        print(f"{name:<14}" + "".join(f"{metrics[k]:>11.4f}" for k in keys))
-    print()
+        print(f"{name:<14}" + "".join(f"{metrics[k]:>11.4f}" if k in metrics else f"{'-':>11}" for k in keys))
+    index = report.get("index", {})
+    ann = "".join(f", {k} {v:.4f} against exact" for k, v in index.items() if k.startswith("ann_recall@"))
+    print(f"model: catalog coverage {model['coverage']:.3f}, mean popularity of recommended items "
+          f"{model['mean_popularity']:.1f} (catalog {model['catalog_mean_popularity']:.1f}); "
+          f"index {index.get('type', '?')} x{index.get('shards', 1)}{ann}\n")
 
 
 if __name__ == "__main__":

@@ -164,6 +164,17 @@ RECALL = pa.schema(
     ]
 )
 
+# recall/similar/run_date=YYYY-MM-DD/: the items most like each item (cosine of item vectors)
+SIMILAR = pa.schema(
+    [
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("similar_item_ids", pa.list_(pa.string()), nullable=False),  # most similar first
+        pa.field("scores", pa.list_(pa.float32()), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("run_date", pa.string(), nullable=False),
+    ]
+)
+
 # Stage folders inside RUN_DIR, each finished by its _manifest.json
 STAGES = ("prep", "model", "recall", "report")
 MANIFEST = "_manifest.json"

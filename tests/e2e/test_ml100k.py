@@ -168,3 +168,54 @@ def test_a_training_worker_killed_mid_run_resumes_from_its_checkpoint(run_dir, t
     assert [e["epoch"] for e in epochs] == [1, 2, 3, 4, 5]  # every epoch once: none lost, none twice
     assert epochs[0]["recoveries"] == 0  # epoch 1 came from the checkpoint, trained before the kill
     assert json.loads((run / "model" / "_manifest.json").read_text())["stage"] == "model"
+
+
+def test_recall_manifest_describes_the_index_and_the_similar_items(run_dir):
+    manifest = json.loads((run_dir / "recall" / "_manifest.json").read_text())
+    assert manifest["users"] == 943 and manifest["seconds"] > 0 and manifest["users_per_second"] > 0
+    items = pq.read_table(run_dir / "model" / "item_embeddings.parquet").num_rows
+    # 1.7k items: auto is an exact flat index
+    assert {k: manifest["index"][k] for k in ("type", "shards", "items")} == {"type": "flat", "shards": 1,
+                                                                              "items": items}
+    index = json.loads((run_dir / "recall" / "index" / "index.json").read_text())
+    assert index["model_version"] == manifest["model_version"] and len(index["shards"]) == 1
+    assert manifest["similar"]["items"] == items and manifest["similar"]["k"] == 20
+
+
+def test_similar_items_are_each_items_nearest_by_cosine_without_itself(run_dir):
+    embeddings = pq.read_table(run_dir / "model" / "item_embeddings.parquet").to_pydict()
+    vectors = torch.tensor(embeddings["vector"])
+    unit = vectors / vectors.norm(dim=1, keepdim=True)
+    similar = pads.dataset(run_dir / "recall" / "similar", format="parquet", partitioning="hive").to_table()
+    assert similar.num_rows == len(vectors) and set(similar.column("run_date").to_pylist()) == {"2026-11-23"}
+    rows = {r["item_id"]: r for r in similar.to_pylist()}
+    for i in range(0, len(vectors), 97):
+        expected = (unit @ unit[i]).argsort(descending=True, stable=True)
+        expected = [embeddings["item_id"][j] for j in expected.tolist() if j != i][:20]
+        row = rows[embeddings["item_id"][i]]
+        assert row["similar_item_ids"] == expected
+        assert row["scores"] == sorted(row["scores"], reverse=True)
+
+
+def test_sharded_approximate_recall_with_an_exclusion_list(run_dir, tmp_path):
+    run = tmp_path / "ivf"
+    run.mkdir()
+    for stage in ("prep", "model"):
+        (run / stage).symlink_to(run_dir / stage)
+    vocab = pq.read_table(run_dir / "prep" / "vocab" / "items").to_pydict()
+    banned = [item for item, index in zip(vocab["item_id"], vocab["index"]) if index <= 10]  # the 10 most watched
+    (tmp_path / "banned.txt").write_text("\n".join(banned) + "\n")
+    cfg = load_config(None, [f"recall.top_k={TOP_K}", "recall.run_date=2026-11-24", "recall.index_type=ivf_flat",
+                             "recall.shards=3", "recall.nlist=16", "recall.nprobe=4",
+                             f"recall.exclude_items={tmp_path / 'banned.txt'}"])
+    manifest = run_recall(str(run), cfg)
+    index = manifest["index"]
+    assert index["type"] == "ivf_flat" and index["shards"] == 3 and index["excluded_items"] == 10
+    assert index["ann_check_users"] == 943 and 0.5 < index[f"ann_recall@{TOP_K}"] <= 1.0
+    table = pads.dataset(run / "recall" / "table", format="parquet", partitioning="hive").to_table()
+    assert sorted(table.column("user_id").to_pylist()) == sorted(
+        pq.read_table(run_dir / "prep" / "user_features", columns=["user_id"]).column("user_id").to_pylist())
+    recommended = {item for items in table.column("item_ids").to_pylist() for item in items}
+    similar = pads.dataset(run / "recall" / "similar", format="parquet", partitioning="hive").to_table()
+    listed = {item for items in similar.column("similar_item_ids").to_pylist() for item in items}
+    assert not (recommended | listed | set(similar.column("item_id").to_pylist())) & set(banned)

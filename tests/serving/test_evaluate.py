@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pyarrow as pa
 
-from serving.evaluate import MISS, most_popular_ranks, ranking_metrics, ranks_in_lists
+from serving.evaluate import MISS, list_statistics, most_popular_ranks, ranking_metrics, ranks_in_lists
 
 
 def test_ranks_in_lists_finds_each_target():
@@ -27,6 +27,21 @@ def test_metrics_from_ranks():
     assert math.isclose(m["ndcg@10"], (1.0 + 1.0 / math.log2(11)) / 5)
     assert math.isclose(m["mrr"], (1 + 1 / 10 + 1 / 50 + 1 / 100) / 5)
     assert m["recall@50"] == m["hr@50"]
+    assert m["hr@200"] == 0.8 and math.isclose(m["ndcg@200"], (1 + 1 / math.log2(11) + 1 / math.log2(51)
+                                                                + 1 / math.log2(101)) / 5)
+
+
+def test_metrics_stop_at_the_length_of_the_lists():
+    m = ranking_metrics(np.array([0, 150]), max_k=100)
+    assert "hr@100" in m and "hr@200" not in m and "ndcg@200" not in m
+
+
+def test_coverage_and_popularity_of_the_recommended_items():
+    lists = pa.array([["a", "b"], ["a", "c"], []], pa.list_(pa.string()))
+    stats = list_statistics(lists, {"a": 10, "b": 4, "c": 2, "d": 0}, catalog=5)
+    assert stats["coverage"] == 3 / 5
+    assert stats["mean_popularity"] == (10 + 4 + 10 + 2) / 4
+    assert stats["catalog_mean_popularity"] == 16 / 4
 
 
 def test_most_popular_skips_watched_items():

@@ -5,8 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from serving.index import build_flat_index, user_queries
+from serving.index import IndexParams, build_index, user_queries
 from serving.search import search_excluding
+
+
+def exact(vectors):
+    return build_index(vectors, IndexParams("flat"))
 
 
 def brute_force(queries, vectors, row_index, excluded, k):
@@ -25,7 +29,7 @@ def test_top_k_are_the_best_unwatched_items_best_first():
     row_index = np.arange(1, n + 1)  # row r holds item index r + 1
     queries = rng.normal(size=(40, d)).astype(np.float32)
     excluded = [sorted(rng.choice(np.arange(1, n + 1), size=rng.integers(0, 60), replace=False).tolist()) for _ in range(40)]
-    rows, scores, counts = search_excluding(build_flat_index(vectors), queries, row_index,
+    rows, scores, counts = search_excluding(exact(vectors), queries, row_index,
                                             pa.array(excluded, pa.list_(pa.int32())), k)
     assert (counts == k).all()
     expected = brute_force(queries, vectors, row_index, excluded, k)
@@ -40,7 +44,7 @@ def test_a_user_who_watched_most_of_the_catalog_gets_what_is_left():
     vectors = np.eye(6, dtype=np.float32)
     row_index = np.arange(1, 7)
     excluded = pa.array([[1, 2, 3, 4], []], pa.list_(pa.int32()))
-    rows, _, counts = search_excluding(build_flat_index(vectors), np.ones((2, 6), np.float32), row_index, excluded, 5)
+    rows, _, counts = search_excluding(exact(vectors), np.ones((2, 6), np.float32), row_index, excluded, 5)
     assert counts.tolist() == [2, 5]
     assert sorted(row_index[rows[0, :2]].tolist()) == [5, 6]
 
@@ -48,5 +52,5 @@ def test_a_user_who_watched_most_of_the_catalog_gets_what_is_left():
 def test_bias_dimension_adds_the_item_bias_to_the_score():
     items = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, -2.0]], dtype=np.float32)  # [v, b]
     queries = user_queries(np.array([[2.0, 3.0]], dtype=np.float32))
-    _, scores, _ = search_excluding(build_flat_index(items), queries, np.array([1, 2]), pa.array([[]], pa.list_(pa.int32())), 2)
+    _, scores, _ = search_excluding(exact(items), queries, np.array([1, 2]), pa.array([[]], pa.list_(pa.int32())), 2)
     assert np.allclose(scores[0], [2.5, 1.0])
