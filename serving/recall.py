@@ -110,7 +110,7 @@ def run_recall(run_dir: str, cfg: Config) -> dict[str, Any]:
     build_seconds = time.time() - started
     index = ShardedIndex.load(storage.join(recall_dir, INDEX_DIR))  # as the actors will: checksums checked
     widths = Widths.from_prep_features(prep["features"])
-    start_ray(cfg.ray)
+    start_ray(cfg.ray, min_cpus=rc.actors * rc.faiss_threads + 1)  # the actors, and Ray Data's reads beside them
     search_started = time.time()
     users = _write_recall_table(prep_dir, model_dir, recall_dir, widths, rc, run_date)
     seconds = time.time() - search_started
@@ -161,6 +161,18 @@ def _build_index(model_dir: str, index_dir: str, rc: RecallConfig, model_version
     return vectors, item_ids, int((~keep).sum())
 
 
+def actor_pool_size(rc: RecallConfig) -> int:
+    """The configured actors, as many as the running cluster can hold beside one CPU for Ray
+    Data's read and write tasks: a pool that takes every CPU leaves the reads unscheduled and
+    the stage waits for ever (e.g. when training started a 2-CPU local instance before)."""
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    fits = max(1, (cpus - 1) // rc.faiss_threads)
+    if rc.actors > fits:
+        log.warning("recall.actors=%d x faiss_threads=%d needs %d CPUs beside the reads; the cluster has %d: "
+                    "%d actor(s)", rc.actors, rc.faiss_threads, rc.actors * rc.faiss_threads + 1, cpus, fits)
+    return min(rc.actors, fits)
+
+
 def _write_recall_table(prep_dir: str, model_dir: str, recall_dir: str, widths: Widths, rc: RecallConfig,
                         run_date: str) -> int:
     """Serving features through the actor pool into recall/table/run_date=D/; the users written."""
@@ -178,7 +190,7 @@ def _write_recall_table(prep_dir: str, model_dir: str, recall_dir: str, widths: 
         },
         batch_size=rc.batch_size,
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=rc.actors),
+        compute=ray.data.ActorPoolStrategy(size=actor_pool_size(rc)),
         num_cpus=rc.faiss_threads,
     ).write_parquet(table_dir)
     return ray.data.read_parquet(table_dir).count()
