@@ -7,6 +7,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+# the first search over-fetches by this quantile of the batch's exclusion lengths
+FETCH_QUANTILE = 0.9
+
 
 def search_excluding(
     index: faiss.Index,
@@ -15,21 +18,48 @@ def search_excluding(
     excluded: pa.ListArray,  # per user, item indices never to return (watched)
     top_k: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(rows [B, top_k], scores [B, top_k], counts [B]): the best unexcluded index rows per
-    user, best first; row j of a user is valid for j < counts[user].
+    """(rows [B, min(top_k, n)], scores, counts [B]): the best unexcluded index rows per user,
+    best first; row j of a user is valid for j < counts[user].
 
-    The search over-fetches by the batch's longest exclusion list, so that after removing
-    excluded items every user still has min(top_k, available) candidates.
+    The first search over-fetches by the 90th percentile of the batch's exclusion lengths;
+    the users it leaves short of top_k (their exclusions took more of their best rows) are
+    searched again over-fetching by their own longest list, so every user gets
+    min(top_k, available) items without one heavy watcher making the whole batch fetch
+    thousands of rows.
     """
+    num_users, total = len(queries), int(index.ntotal)
+    lengths = pc.list_value_length(excluded).to_numpy(zero_copy_only=False)
+    lengths = np.nan_to_num(lengths.astype(np.float64)).astype(np.int64)
+    width = min(top_k, total)
+    rows = np.full((num_users, width), -1, np.int64)
+    scores = np.full((num_users, width), -np.inf, np.float32)
+    counts = np.zeros(num_users, np.int64)
+    pending = np.arange(num_users)
+    fetch = top_k + (int(np.quantile(lengths, FETCH_QUANTILE)) if num_users else 0)
+    while len(pending):
+        fetch = min(fetch, total)
+        found = _best_unexcluded(index, queries[pending], row_item_index, excluded.take(pa.array(pending)),
+                                 lengths[pending], top_k, fetch)
+        rows[pending], scores[pending], counts[pending] = found
+        if fetch == total or fetch >= top_k + lengths[pending].max():
+            break  # every pending user's exclusions fitted in what was fetched
+        pending = pending[counts[pending] < top_k]
+        fetch = top_k + int(lengths[pending].max(initial=0))  # enough for every one of them
+    return rows, scores, counts
+
+
+def _best_unexcluded(
+    index: faiss.Index, queries: np.ndarray, row_item_index: np.ndarray, excluded: pa.ListArray,
+    lengths: np.ndarray, top_k: int, fetch: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One search for the top `fetch` rows, excluded items removed: (rows, scores) cut to
+    min(top_k, fetch) columns, and how many of them are valid."""
     num_users = len(queries)
-    excluded_lengths = pc.list_value_length(excluded).to_numpy(zero_copy_only=False)
-    excluded_lengths = np.nan_to_num(excluded_lengths.astype(np.float64)).astype(np.int64)
-    fetch = int(min(index.ntotal, top_k + (excluded_lengths.max() if num_users else 0)))
     scores, rows = index.search(queries, fetch)
     candidates = np.where(rows >= 0, row_item_index[np.maximum(rows, 0)], -1)
 
     # excluded[(user, item)] as one int64 key per pair, so one np.isin masks the whole batch
-    owners = np.repeat(np.arange(num_users, dtype=np.int64), excluded_lengths)
+    owners = np.repeat(np.arange(num_users, dtype=np.int64), lengths)
     excluded_items = excluded.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
     stride = np.int64(max(int(row_item_index.max(initial=0)), int(excluded_items.max(initial=0))) + 2)
     keys = np.arange(num_users, dtype=np.int64)[:, None] * stride + candidates

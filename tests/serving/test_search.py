@@ -54,3 +54,28 @@ def test_bias_dimension_adds_the_item_bias_to_the_score():
     queries = user_queries(np.array([[2.0, 3.0]], dtype=np.float32))
     _, scores, _ = search_excluding(exact(items), queries, np.array([1, 2]), pa.array([[]], pa.list_(pa.int32())), 2)
     assert np.allclose(scores[0], [2.5, 1.0])
+
+
+def test_a_heavy_watcher_is_searched_again_and_the_others_are_not_affected():
+    rng = np.random.default_rng(1)
+    n, d, k = 400, 8, 10
+    vectors = rng.normal(size=(n, d)).astype(np.float32)
+    row_index = np.arange(n)
+    queries = rng.normal(size=(30, d)).astype(np.float32)
+    # user 0 watched its own 150 best items, far beyond the batch's 90th percentile (0)
+    heavy = np.argsort(-(vectors @ queries[0]))[:150].tolist()
+    excluded = [heavy] + [[] for _ in range(29)]
+    searched = []
+
+    class Counting:
+        ntotal = n
+
+        def search(self, q, fetch):
+            searched.append((len(q), fetch))
+            return exact(vectors).search(q, fetch)
+
+    rows, _, counts = search_excluding(Counting(), queries, row_index, pa.array(excluded, pa.list_(pa.int32())), k)
+    assert searched == [(30, k), (1, k + 150)]
+    assert (counts == k).all()
+    expected = brute_force(queries, vectors, row_index, excluded, k)
+    assert [list(r) for r in rows] == expected
