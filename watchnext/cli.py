@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # FAISS's loader logs every instruction set it tries before the one it loads
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING if not args.verbose else logging.DEBUG)
     try:
         if args.command == "generate":
             return _generate(args)
