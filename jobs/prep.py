@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 
 from jobs.sources import Sources, read_sources
 from jobs.continuous import minmax_statistics, normalized
-from jobs.item_features import item_categorical_columns, item_feature_table, item_vocabularies
+from jobs.item_features import SECONDS_PER_DAY, item_categorical_columns, item_feature_table, item_vocabularies
 from jobs.negatives import unigram_table, with_negatives
 from jobs.sampling import per_user_sums, with_drop_reason
 from jobs.split import first_per_user, is_left_out_last, time_period
@@ -96,9 +96,10 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
         raise ValueError(f"{data_dir}: no training events left after validation and the split (see {out('rejected')})")
     train = fated.where(F.col("fate") == "train").select("user_id", "item_id", "ts", "weight")
     previous = partial(_previous_vocabulary, spark, cfg.previous_vocab)
-    items = item_vocabulary(train, previous("items")).persist(StorageLevel.MEMORY_AND_DISK)
     # example age is measured from the end of the training window
     age_anchor = float(last_ts) if cfg.split == "leave_last_out" else cfg.split_time.timestamp()
+    recent = event_seconds(F.col("ts")) > F.lit(age_anchor - cfg.recent_days * SECONDS_PER_DAY)
+    items = item_vocabulary(train, previous("items"), recent).persist(StorageLevel.MEMORY_AND_DISK)
     # at least an hour, so that a log of one burst of events does not blow the ages up
     window_seconds = max(age_anchor - float(first_ts), 3600.0)
     _write_targets(fated, train, items, out("eval"), cfg)

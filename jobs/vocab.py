@@ -22,11 +22,13 @@ from watchnext.contract import CATEGORY_MISSING, CATEGORY_UNKNOWN
 
 
 def ranked_vocabulary(counts: DataFrame, key: str, first_index: int, previous: DataFrame | None = None) -> DataFrame:
-    """key, index, count: new keys numbered from first_index (or after previous's largest
-    index) by count desc, then key; previous's keys keep their index."""
+    """key, index, count and counts' other columns: new keys numbered from first_index (or
+    after previous's largest index) by count desc, then key; previous's keys keep their
+    index (with zero counts where they were not seen)."""
+    values = [c for c in counts.columns if c != key]
     rank = Window.orderBy(F.col("count").desc(), F.col(key))
     if previous is None:
-        return counts.select(key, (F.row_number().over(rank) + (first_index - 1)).cast("int").alias("index"), "count")
+        return counts.select(key, (F.row_number().over(rank) + (first_index - 1)).cast("int").alias("index"), *values)
     previous = previous.select(key, "index")
     lowest = previous.agg(F.min("index")).first()[0]
     if lowest is not None and lowest < first_index:
@@ -35,15 +37,23 @@ def ranked_vocabulary(counts: DataFrame, key: str, first_index: int, previous: D
             "built with fewer OOV buckets (prep.oov_buckets); keep the previous run's setting"
         )
     offset = previous.agg(F.coalesce(F.max("index"), F.lit(first_index - 1)).alias("offset"))
-    kept = previous.join(counts, key, "left").select(key, "index", F.coalesce("count", F.lit(0)).cast("long").alias("count"))
+    kept = previous.join(counts, key, "left").select(
+        key, "index", *(F.coalesce(c, F.lit(0)).cast("long").alias(c) for c in values)
+    )
     new = counts.join(previous, key, "left_anti").crossJoin(offset)
-    appended = new.select(key, (F.row_number().over(rank) + F.col("offset")).cast("int").alias("index"), "count")
+    appended = new.select(key, (F.row_number().over(rank) + F.col("offset")).cast("int").alias("index"), *values)
     return kept.unionByName(appended)
 
 
-def item_vocabulary(train_events: DataFrame, previous: DataFrame | None = None) -> DataFrame:
-    """item_id, index (1 .. n by count desc, then id; or stable with previous), count."""
-    counts = train_events.groupBy("item_id").agg(F.count(F.lit(1)).alias("count"))
+def item_vocabulary(train_events: DataFrame, previous: DataFrame | None = None,
+                    recent_since: Column | None = None) -> DataFrame:
+    """item_id, index (1 .. n by count desc, then id; or stable with previous), count, and
+    recent_count: the events for which `recent_since` holds (the recently-popular
+    baseline's counts; every event when None)."""
+    recent = F.lit(True) if recent_since is None else recent_since
+    counts = train_events.groupBy("item_id").agg(
+        F.count(F.lit(1)).alias("count"), F.count(F.when(recent, 1)).alias("recent_count")
+    )
     return ranked_vocabulary(counts, "item_id", 1, previous)
 
 

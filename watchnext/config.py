@@ -104,6 +104,9 @@ class PrepConfig(_Section):
     # a previous run's prep directory: its item and categorical indices are kept and new
     # values appended, so that a warm-started model keeps its rows; None = fresh indices
     previous_vocab: str | None = None
+    # "recent" for the evaluation: the recently-popular baseline counts the watches of the
+    # last recent_days of the training window, and fresh items were uploaded within them
+    recent_days: float = Field(7.0, gt=0)
     # negatives are sampled in proportion to count^alpha (written beside the vocabulary)
     negative_alpha: float = Field(0.75, ge=0)
     # k negatives pre-drawn from that table into each example (negsample=k), for trainers

@@ -57,6 +57,8 @@ ITEM_VOCAB = pa.schema(
         pa.field("item_id", pa.string(), nullable=False),
         pa.field("index", pa.int32(), nullable=False),  # 1 .. n, by training count desc
         pa.field("count", pa.int64(), nullable=False),  # training events of the item
+        # of them, those in the last prep.recent_days of the training window
+        pa.field("recent_count", pa.int64(), nullable=False),
     ]
 )
 

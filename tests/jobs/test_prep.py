@@ -112,8 +112,10 @@ def test_held_out_events_never_appear_in_training(prepped):
 def test_item_vocabulary_is_ranked_by_training_count(prepped):
     prep_dir, _ = prepped
     vocab = read(prep_dir, "vocab/items").to_pylist()
-    # training events: x three times (a, b, c), y twice (a, b), z once (a)
-    assert [(v["item_id"], v["index"], v["count"]) for v in vocab] == [("x", 1, 3), ("y", 2, 2), ("z", 3, 1)]
+    # training events: x three times (a, b, c), y twice (a, b), z once (a); all of them in the
+    # last prep.recent_days (7) of the window
+    assert [(v["item_id"], v["index"], v["count"], v["recent_count"]) for v in vocab] == [
+        ("x", 1, 3, 3), ("y", 2, 2, 2), ("z", 3, 1, 1)]
 
 
 def test_serving_features_hold_the_latest_history_and_every_watched_item(prepped):

@@ -12,7 +12,8 @@ from watchnext.contract import CATEGORY_MISSING
 
 def test_items_are_ranked_by_count_then_id(spark):
     events = spark.createDataFrame([("b",), ("a",), ("c",), ("c",), ("b",)], "item_id string")
-    expected = spark.createDataFrame([("b", 1, 2), ("c", 2, 2), ("a", 3, 1)], "item_id string, index int, count long")
+    expected = spark.createDataFrame([("b", 1, 2, 2), ("c", 2, 2, 2), ("a", 3, 1, 1)],
+                                     "item_id string, index int, count long, recent_count long")
     assertDataFrameEqual(item_vocabulary(events), expected)
 
 
@@ -20,10 +21,19 @@ def test_known_items_keep_their_index_and_new_ones_are_appended(spark):
     previous = spark.createDataFrame([("a", 1, 9), ("b", 2, 5), ("gone", 3, 1)], "item_id string, index int, count long")
     events = spark.createDataFrame([(i,) for i in ["b", "b", "b", "new1", "new2", "new2", "a"]], "item_id string")
     expected = spark.createDataFrame(
-        [("a", 1, 1), ("b", 2, 3), ("gone", 3, 0), ("new2", 4, 2), ("new1", 5, 1)],
-        "item_id string, index int, count long",
+        [("a", 1, 1, 1), ("b", 2, 3, 3), ("gone", 3, 0, 0), ("new2", 4, 2, 2), ("new1", 5, 1, 1)],
+        "item_id string, index int, count long, recent_count long",
     )
     assertDataFrameEqual(item_vocabulary(events, previous), expected)
+
+
+def test_recent_counts_hold_only_the_events_since_the_cutoff(spark):
+    events = spark.createDataFrame([("a", 1), ("a", 5), ("a", 9), ("b", 8), ("b", 9), ("c", 2)],
+                                   "item_id string, day int")
+    vocab = item_vocabulary(events, recent_since=F.col("day") > 7)
+    got = {r["item_id"]: (r["index"], r["count"], r["recent_count"]) for r in vocab.collect()}
+    # ranked by the whole window's count; the recently-popular order would be b, a, c
+    assert got == {"a": (1, 3, 1), "b": (2, 2, 2), "c": (3, 1, 0)}
 
 
 def test_categorical_values_are_stable_too(spark):
