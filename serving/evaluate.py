@@ -1,10 +1,14 @@
-"""Evaluation on the held-out events: the recall table against most-popular and item-kNN.
+"""Evaluation on the held-out events: the recall table against most-popular, recently-popular
+and item-kNN.
 
 Each evaluated user has one held-out watch (leave-last-out). Its rank r (0-based) in the
 user's recommendation list gives HR@K = P(r < K), NDCG@K = E[1 / log2(r + 2) ; r < K] and,
 with one relevant item per user, Recall@K = HR@K. Items the user already watched are excluded
-from every list, the baseline's included, so both are judged by the same protocol.
-"""
+from every list, the baselines' included, so all are judged by the same protocol. HR@50 and
+NDCG@10 come with percentile bootstrap intervals over users (1,000 resamples, seeded). The
+recommended items are described by catalog coverage, their popularity (mean and distribution
+beside the catalog's) and the share of fresh items (uploaded within prep.recent_days of the
+end of the training window) beside the catalog's."""
 
 from __future__ import annotations
 
@@ -26,7 +30,24 @@ KS = (10, 50, 100, 200)
 KNN_RECENT = 3  # item-kNN scores candidates against the last 3 watches (best of 1-50 on ml-100k)
 KNN_MAX_USERS = 20_000  # item-kNN costs O(watches x users): a seeded sample beyond this
 KNN_SEED = 0
+CI_METRICS = ("hr@50", "ndcg@10")  # with bootstrap intervals in the report
+BOOTSTRAP_SAMPLES = 1000
+BOOTSTRAP_SEED = 0
+DEFAULT_RECENT_DAYS = 7.0  # prep.recent_days of runs that predate it
+POPULARITY_BUCKETS = 12  # watch counts 0, 1, 2-3, 4-7, ..., >= 1024
 MISS = np.iinfo(np.int64).max  # rank of an item that is not in the list at all
+
+
+def per_user(ranks: np.ndarray, metric: str) -> np.ndarray:
+    """Each user's term of hr@K or ndcg@K (their mean is the metric), from 0-based ranks."""
+    name, k = metric.split("@")
+    ranks = np.asarray(ranks, dtype=np.int64)
+    hit = ranks < int(k)
+    if name in ("hr", "recall"):  # one relevant item per user
+        return hit.astype(np.float64)
+    if name == "ndcg":
+        return np.where(hit, 1.0 / np.log2(np.minimum(ranks, int(k)) + 2.0), 0.0)
+    raise ValueError(f"no per-user form of {metric!r}")
 
 
 def ranking_metrics(ranks: np.ndarray, max_k: int | None = None) -> dict[str, float]:
@@ -35,28 +56,75 @@ def ranking_metrics(ranks: np.ndarray, max_k: int | None = None) -> dict[str, fl
     ranks = np.asarray(ranks, dtype=np.int64)
     if len(ranks) == 0:
         raise ValueError("no evaluated users")
-    clipped = np.minimum(ranks, MISS - 1)
     metrics = {}
     for k in (k for k in KS if max_k is None or k <= max_k):
-        metrics[f"hr@{k}"] = float(np.mean(ranks < k))
+        metrics[f"hr@{k}"] = float(per_user(ranks, f"hr@{k}").mean())
         metrics[f"recall@{k}"] = metrics[f"hr@{k}"]  # one relevant item per user
-        metrics[f"ndcg@{k}"] = float(np.where(ranks < k, 1.0 / np.log2(np.minimum(clipped, k) + 2.0), 0.0).mean())
-    metrics["mrr"] = float(np.where(ranks < MISS, 1.0 / (clipped + 1.0), 0.0).mean())
+        metrics[f"ndcg@{k}"] = float(per_user(ranks, f"ndcg@{k}").mean())
+    metrics["mrr"] = float(np.where(ranks < MISS, 1.0 / (np.minimum(ranks, MISS - 1) + 1.0), 0.0).mean())
     return metrics
 
 
-def list_statistics(item_lists: pa.ListArray, popularity: dict[str, int], catalog: int) -> dict[str, float]:
-    """Catalog coverage (distinct recommended items / items that could be recommended) and
-    the mean training popularity (watch count) of the recommended items, every slot counted,
-    beside the catalog's mean."""
-    flat = pc.list_flatten(item_lists).to_numpy(zero_copy_only=False)
-    counts = pd.Series(flat, dtype=object).map(popularity).fillna(0).to_numpy(dtype=np.float64)
-    catalog_mean = sum(popularity.values()) / max(len(popularity), 1)
-    return {
-        "coverage": len(np.unique(flat)) / max(catalog, 1),
-        "mean_popularity": float(counts.mean()) if len(counts) else 0.0,
-        "catalog_mean_popularity": float(catalog_mean),
+def bootstrap_intervals(ranks: np.ndarray, metrics: tuple[str, ...] = CI_METRICS, samples: int = BOOTSTRAP_SAMPLES,
+                        seed: int = BOOTSTRAP_SEED, level: float = 0.95) -> dict[str, list[float]]:
+    """Percentile bootstrap intervals of the metrics over users: "<metric>_ci95": [low, high],
+    from `samples` resamples of the users with replacement (seeded)."""
+    values = np.stack([per_user(ranks, m) for m in metrics])  # [metrics, users]
+    n = values.shape[1]
+    rng = np.random.default_rng(seed)
+    means = np.empty((samples, len(metrics)))
+    for b in range(samples):
+        means[b] = values @ np.bincount(rng.integers(0, n, n), minlength=n) / n
+    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    suffix = f"_ci{round(level * 100)}"
+    return {m + suffix: [float(lo), float(hi)] for m, lo, hi in zip(metrics, low, high)}
+
+
+def list_statistics(item_lists: pa.ListArray, item_ids: pa.Array, counts: np.ndarray, catalog: int,
+                    fresh: np.ndarray | None = None) -> dict[str, Any]:
+    """Catalog coverage (distinct recommended items / items that could be recommended), the
+    training popularity (watch count) of the recommended items, every slot counted: its mean
+    beside the catalog's and its distribution over log2 buckets beside the catalog's, and,
+    given which items are fresh, their share of the slots beside their share of the catalog.
+    item_ids, counts and fresh describe the vocabulary row by row; an item outside it counts 0."""
+    flat = pc.list_flatten(item_lists)
+    rows = pc.index_in(flat, value_set=item_ids).to_numpy(zero_copy_only=False)  # NaN: not in the vocabulary
+    known = ~np.isnan(rows)
+    rows = np.where(known, rows, 0).astype(np.int64)
+    slot_counts = np.where(known, np.asarray(counts, dtype=np.float64)[rows], 0.0)
+    stats: dict[str, Any] = {
+        "coverage": pc.count_distinct(flat).as_py() / max(catalog, 1),
+        "mean_popularity": float(slot_counts.mean()) if len(flat) else 0.0,
+        "catalog_mean_popularity": float(np.mean(counts)) if len(counts) else 0.0,
+        "popularity_distribution": {
+            "buckets": popularity_buckets(),
+            "recommended": _shares(popularity_bucket(slot_counts)),
+            "catalog": _shares(popularity_bucket(counts)),
+        },
     }
+    if fresh is not None:
+        stats["fresh_share"] = float((known & fresh[rows]).mean()) if len(flat) else 0.0
+        stats["catalog_fresh_share"] = float(np.mean(fresh)) if len(fresh) else 0.0
+    return stats
+
+
+def popularity_bucket(counts: np.ndarray) -> np.ndarray:
+    """Bucket b of each watch count: 0 for 0, then b = 1 + floor(log2(count)), capped."""
+    counts = np.asarray(counts, dtype=np.float64)
+    buckets = np.where(counts > 0, 1 + np.floor(np.log2(np.maximum(counts, 1))), 0)
+    return np.minimum(buckets, POPULARITY_BUCKETS - 1).astype(np.int64)
+
+
+def popularity_buckets() -> list[str]:
+    """The buckets' labels: "0", "1", "2-3", ..., ">=1024"."""
+    labels = ["0"] + [str(2 ** (b - 1)) if b == 1 else f"{2 ** (b - 1)}-{2 ** b - 1}"
+                      for b in range(1, POPULARITY_BUCKETS - 1)]
+    return labels + [f">={2 ** (POPULARITY_BUCKETS - 2)}"]
+
+
+def _shares(buckets: np.ndarray) -> list[float]:
+    counts = np.bincount(buckets, minlength=POPULARITY_BUCKETS)
+    return (counts / max(counts.sum(), 1)).tolist()
 
 
 def ranks_in_lists(lists: pa.ListArray, targets: np.ndarray) -> np.ndarray:
@@ -72,21 +140,42 @@ def ranks_in_lists(lists: pa.ListArray, targets: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def most_popular_ranks(target_index: np.ndarray, watched: pa.ListArray) -> np.ndarray:
-    """Rank of each target in the popularity list with the user's watched items removed.
+def most_popular_ranks(target_index: np.ndarray, watched: pa.ListArray,
+                       position: np.ndarray | None = None) -> np.ndarray:
+    """Rank of each target in a popularity list with the user's watched items removed.
 
-    Item index i is the i-th most-watched item in training, so the target's rank among all
-    items is index - 1, less the watched items ranked above it; a watched or unknown target
-    is never recommended.
+    position[i] is item i's place in the list (0 = first); by default item index i is the
+    i-th most-watched item in training, so position = index - 1. The target's rank is its
+    position less the watched items placed above it; a watched or unknown target is never
+    recommended.
     """
+    if position is None:
+        position = np.arange(-1, int(max(target_index.max(initial=0), _max_item(watched))) + 1)
     known = target_index > 0
     flat = pc.list_flatten(watched).to_numpy(zero_copy_only=False).astype(np.int64)
     parents = pc.list_parent_indices(watched).to_numpy()
-    above = np.bincount(parents[flat < target_index[parents]], minlength=len(target_index))
+    target_position = position[target_index]
+    above = np.bincount(parents[position[flat] < target_position[parents]], minlength=len(target_index))
     watched_target = np.zeros(len(target_index), dtype=bool)
     watched_target[parents[flat == target_index[parents]]] = True
-    ranks = target_index - 1 - above
+    ranks = target_position - above
     return np.where(known & ~watched_target, ranks, MISS)
+
+
+def recent_positions(recent_count: np.ndarray) -> np.ndarray:
+    """position[i] of each item index in the recently-popular list: by recent_count desc,
+    ties by overall popularity (the lower index); recent_count[0] is the padding's."""
+    order = np.lexsort((np.arange(len(recent_count)), -recent_count))  # padding sorts with the zeros
+    order = order[order != 0]
+    position = np.empty(len(recent_count), dtype=np.int64)
+    position[order] = np.arange(len(order))
+    position[0] = len(recent_count)  # never recommended
+    return position
+
+
+def _max_item(watched: pa.ListArray) -> int:
+    flat = pc.list_flatten(watched)
+    return int(pc.max(flat).as_py() or 0) if len(flat) else 0
 
 
 def evaluate(run_dir: str) -> dict[str, Any]:
@@ -108,13 +197,22 @@ def evaluate(run_dir: str) -> dict[str, Any]:
     target_ids = targets.column("item_id").to_numpy(zero_copy_only=False)
 
     top_k = int(recall["config"]["top_k"])
-    model = ranking_metrics(ranks_in_lists(item_lists, target_ids), max_k=top_k)
-    vocab = _read(storage.join(prep_dir, "vocab", "items"), ["item_id", "count"])
-    popularity = dict(zip(vocab.column("item_id").to_pylist(), vocab.column("count").to_pylist()))
-    model.update(list_statistics(table.column("item_ids").combine_chunks(), popularity,
-                                 int(recall["index"]["items"])))
-    popular = ranking_metrics(most_popular_ranks(target_index, watched))
-    knn = _item_knn(target_index, watched, _lookup(targets, features, "history"), prep["features"])
+    recent_days = float(prep["config"].get("recent_days", DEFAULT_RECENT_DAYS))
+    model_ranks = ranks_in_lists(item_lists, target_ids)
+    model = {**ranking_metrics(model_ranks, max_k=top_k), **bootstrap_intervals(model_ranks)}
+    vocab = _read(storage.join(prep_dir, "vocab", "items"), None)
+    model.update(list_statistics(table.column("item_ids").combine_chunks(), vocab.column("item_id").combine_chunks(),
+                                 vocab.column("count").to_numpy(), int(recall["index"]["items"]),
+                                 _fresh_items(prep_dir, vocab, recent_days)))
+    popular_ranks = most_popular_ranks(target_index, watched)
+    baselines = {"most_popular": {**ranking_metrics(popular_ranks), **bootstrap_intervals(popular_ranks)}}
+    if "recent_count" in vocab.column_names:
+        recent = np.zeros(int(prep["features"]["item_vocab_size"]), dtype=np.int64)
+        recent[vocab.column("index").to_numpy()] = vocab.column("recent_count").to_numpy()
+        recent_ranks = most_popular_ranks(target_index, watched, recent_positions(recent))
+        baselines["recently_popular"] = {**ranking_metrics(recent_ranks), **bootstrap_intervals(recent_ranks),
+                                         "days": recent_days}
+    baselines["item_knn"] = _item_knn(target_index, watched, _lookup(targets, features, "history"), prep["features"])
     report = {
         "dataset": prep["inputs"]["dataset"],
         "users": targets.num_rows,
@@ -122,8 +220,9 @@ def evaluate(run_dir: str) -> dict[str, Any]:
         "top_k": top_k,
         "index": {k: v for k, v in recall["index"].items() if k in ("type", "shards", "items")
                   or k.startswith("ann_recall@")},
+        "recent_days": recent_days,
         "model": model,
-        "baselines": {"most_popular": popular, "item_knn": knn},
+        "baselines": baselines,
     }
     storage.write_text(storage.join(report_dir, "report.json"), json.dumps(report, indent=2) + "\n")
     storage.finish_stage(report_dir, started, {"inputs": {"prep": prep_dir, "recall": recall_dir},
@@ -143,10 +242,20 @@ def _item_knn(target_index: np.ndarray, watched: pa.ListArray, history: pa.ListA
     last[present] = fixed_lists(history.filter(pa.array(present)), history_len)
     ranks = item_knn_ranks(target_index[users], watched.take(pa.array(users)), last,
                            int(features["item_vocab_size"]), recent=KNN_RECENT)
-    return {**ranking_metrics(ranks), "users": int(len(users)), "recent": KNN_RECENT}
+    return {**ranking_metrics(ranks), **bootstrap_intervals(ranks), "users": int(len(users)), "recent": KNN_RECENT}
 
 
-def _read(path: str, columns: list[str]) -> pa.Table:
+def _fresh_items(prep_dir: str, vocab: pa.Table, recent_days: float) -> np.ndarray | None:
+    """Per vocabulary row: was the item uploaded within the last recent_days of the training
+    window (None when the catalog has no upload times)."""
+    ages = _read(storage.join(prep_dir, "vocab", "item_features"), ["index", "age_days"])
+    if ages.column("age_days").null_count == ages.num_rows:
+        return None
+    fresh_index = ages.filter(pc.less_equal(ages.column("age_days"), recent_days)).column("index")
+    return pc.is_in(vocab.column("index"), value_set=fresh_index.combine_chunks()).to_numpy(zero_copy_only=False)
+
+
+def _read(path: str, columns: list[str] | None) -> pa.Table:
     fs, local = storage.filesystem(path)
     return pads.dataset(local, filesystem=fs, format="parquet", partitioning="hive").to_table(columns=columns)
 

@@ -164,13 +164,19 @@ def _print_report(report: dict[str, Any]) -> None:
     keys = [k for k in REPORT_COLUMNS if k in model]
     rows = [("model", model)] + list(report["baselines"].items())
     print(f"\n{report['dataset']}: {report['users']} users, held-out last event each")
-    print(f"{'':<14}" + "".join(f"{k:>11}" for k in keys))
+    print(f"{'':<18}" + "".join(f"{k:>11}" for k in keys))
     for name, metrics in rows:
-        print(f"{name:<14}" + "".join(f"{metrics[k]:>11.4f}" if k in metrics else f"{'-':>11}" for k in keys))
+        print(f"{name:<18}" + "".join(f"{metrics[k]:>11.4f}" if k in metrics else f"{'-':>11}" for k in keys))
+    intervals = [f"{m} [{model[m + '_ci95'][0]:.4f}, {model[m + '_ci95'][1]:.4f}]"
+                 for m in ("hr@50", "ndcg@10") if m + "_ci95" in model]
+    if intervals:
+        print("model, 95% bootstrap intervals: " + ", ".join(intervals))
     index = report.get("index", {})
     ann = "".join(f", {k} {v:.4f} against exact" for k, v in index.items() if k.startswith("ann_recall@"))
+    fresh = (f", fresh items {model['fresh_share']:.3f} of the slots (catalog {model['catalog_fresh_share']:.3f})"
+             if "fresh_share" in model else "")
     print(f"model: catalog coverage {model['coverage']:.3f}, mean popularity of recommended items "
-          f"{model['mean_popularity']:.1f} (catalog {model['catalog_mean_popularity']:.1f}); "
+          f"{model['mean_popularity']:.1f} (catalog {model['catalog_mean_popularity']:.1f}){fresh}; "
           f"index {index.get('type', '?')} x{index.get('shards', 1)}{ann}\n")
 
 

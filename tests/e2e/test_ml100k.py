@@ -59,6 +59,19 @@ def test_item_knn_baseline_is_scored_on_every_user(run_dir):
     assert knn["hr@50"] > popular["hr@50"] + 0.1, report
 
 
+def test_report_has_the_recent_baseline_intervals_and_the_popularity_of_the_lists(run_dir):
+    report = json.loads((run_dir / "report" / "report.json").read_text())
+    model, recent = report["model"], report["baselines"]["recently_popular"]
+    assert recent["days"] == report["recent_days"] == 7.0 and 0 < recent["hr@50"] < 1
+    for metrics in (model, recent, report["baselines"]["most_popular"], report["baselines"]["item_knn"]):
+        for m in ("hr@50", "ndcg@10"):
+            low, high = metrics[f"{m}_ci95"]
+            assert low <= metrics[m] <= high and high - low < 0.15
+    dist = model["popularity_distribution"]
+    assert len(dist["buckets"]) == len(dist["recommended"]) == len(dist["catalog"])
+    assert abs(sum(dist["recommended"]) - 1) < 1e-9 and abs(sum(dist["catalog"]) - 1) < 1e-9
+
+
 def test_validation_of_every_user_agrees_with_the_recall_evaluation(run_dir):
     # ml-100k has fewer users than train.val_users: the last epoch's validation ranks the same
     # targets by the same scores as the exact FAISS search, in another implementation
