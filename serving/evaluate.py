@@ -23,6 +23,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from serving.baselines import item_knn_ranks
+from serving.report_html import render
 from watchnext import storage
 from watchnext.contract import fixed_lists
 
@@ -225,8 +226,11 @@ def evaluate(run_dir: str) -> dict[str, Any]:
         "baselines": baselines,
     }
     storage.write_text(storage.join(report_dir, "report.json"), json.dumps(report, indent=2) + "\n")
+    metrics_path = storage.join(run_dir, "model", "metrics.json")
+    metrics = json.loads(storage.read_text(metrics_path)) if storage.exists(metrics_path) else None
+    storage.write_text(storage.join(report_dir, "report.html"), render(report, metrics, prep, recall))
     storage.finish_stage(report_dir, started, {"inputs": {"prep": prep_dir, "recall": recall_dir},
-                                               "outputs": ["report.json"], "users": targets.num_rows})
+                                               "outputs": ["report.json", "report.html"], "users": targets.num_rows})
     return report
 
 

@@ -55,8 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
             stage.add_argument("--resume", action="store_true",
                                help="continue from the latest checkpoint in RUN_DIR/model/checkpoints")
 
-    evaluate = sub.add_parser("evaluate", help="metrics of the recall table vs baselines")
-    evaluate.add_argument("--run", required=True, help="RUN_DIR")
+    for name in ("evaluate", "report"):
+        stage = sub.add_parser(name, help="metrics of the recall table vs baselines: report/report.json and "
+                                          "report/report.html")
+        stage.add_argument("--run", required=True, help="RUN_DIR")
 
     run = _configured(sub.add_parser("run", help="prep, train, recall and evaluate"))
     run.add_argument("--data", required=True, help="DATA_DIR: canonical layout or MovieLens")
@@ -75,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "generate":
             return _generate(args)
-        if args.command == "evaluate":
+        if args.command in ("evaluate", "report"):
             _print_report(_evaluate(args.run))
+            print(f"report: {storage.join(storage.absolute(args.run), 'report', 'report.html')}")
             return 0
         cfg = load_config(args.config, args.overrides)
         if args.command == "prep":
@@ -152,7 +155,7 @@ def _run(data: str, run_dir: str, cfg: Config) -> None:
     _print_report(report)
     run_dir = storage.absolute(run_dir)
     print(f"recall table: {storage.join(run_dir, 'recall', 'table')}")
-    print(f"report:       {storage.join(run_dir, 'report', 'report.json')}")
+    print(f"report:       {storage.join(run_dir, 'report', 'report.html')} (and report.json)")
     print(f"total time:   {time.time() - started:.0f}s")
 
 

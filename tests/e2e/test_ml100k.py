@@ -70,6 +70,8 @@ def test_report_has_the_recent_baseline_intervals_and_the_popularity_of_the_list
     dist = model["popularity_distribution"]
     assert len(dist["buckets"]) == len(dist["recommended"]) == len(dist["catalog"])
     assert abs(sum(dist["recommended"]) - 1) < 1e-9 and abs(sum(dist["catalog"]) - 1) < 1e-9
+    page = (run_dir / "report" / "report.html").read_text()
+    assert page.count("<svg") == 4 and "recently_popular" in page and f"{model['hr@50']:.4f}" in page
 
 
 def test_validation_of_every_user_agrees_with_the_recall_evaluation(run_dir):

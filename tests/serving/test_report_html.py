@@ -1,0 +1,76 @@
+"""The HTML report: self-contained, every section drawn from report.json and the run's files."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+from serving.report_html import bar_chart, line_chart, render
+
+
+class Elements(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.attrs, self.text = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.attrs += attrs
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def metrics(hr50, ndcg10, ci=True):
+    m = {"hr@10": hr50 / 2, "hr@50": hr50, "hr@100": hr50 * 1.3, "ndcg@10": ndcg10, "ndcg@50": ndcg10 * 1.4,
+         "mrr": ndcg10 * 0.8}
+    if ci:
+        m.update({"hr@50_ci95": [hr50 - 0.02, hr50 + 0.02], "ndcg@10_ci95": [ndcg10 - 0.01, ndcg10 + 0.01]})
+    return m
+
+
+REPORT = {
+    "dataset": "<ml & co>", "users": 943, "model_version": "v1", "top_k": 100, "recent_days": 7.0,
+    "index": {"type": "flat", "shards": 1, "items": 1681},
+    "model": {**metrics(0.45, 0.09), "coverage": 0.31, "mean_popularity": 120.5, "catalog_mean_popularity": 48.2,
+              "popularity_distribution": {"buckets": ["0", "1", "2-3"], "recommended": [0.0, 0.25, 0.75],
+                                          "catalog": [0.1, 0.5, 0.4]},
+              "fresh_share": 0.12, "catalog_fresh_share": 0.05},
+    "baselines": {"most_popular": metrics(0.19, 0.03), "item_knn": metrics(0.40, 0.087)},
+}
+TRAINING = {"device": "cpu", "workers": 2, "examples_per_second": 23000.0,
+            "epochs": [{"epoch": 1, "loss": 7.1, "val_hr@50": 0.2}, {"epoch": 2, "loss": 6.5, "val_hr@50": 0.3}]}
+PREP = {"counts": {"events_in": 100000, "examples": 26244, "users": 943, "items": 1681}, "config": {"seed": 42}}
+RECALL = {"users_per_second": 5000.0, "config": {"top_k": 100}}
+
+
+def test_the_page_is_self_contained_and_has_every_section():
+    page = render(REPORT, TRAINING, PREP, RECALL)
+    parsed = Elements()
+    parsed.feed(page)
+    assert "script" not in parsed.tags and "img" not in parsed.tags and "link" not in parsed.tags
+    assert not [v for k, v in parsed.attrs if k in ("src", "href")]
+    assert parsed.tags.count("svg") == 4  # HR@K, loss, validation HR@50, popularity
+    text = " ".join(parsed.text)
+    for expected in ("<ml & co>", "most_popular", "item_knn", "0.4500", "[0.4300, 0.4700]", "[0.0800, 0.1000]",
+                     "12.0% of the slots", "5.0% of the catalog", "26,244", "2 epochs on cpu x2"):
+        assert expected in text, expected
+    assert "&lt;ml &amp; co&gt;" in page  # escaped in the markup
+
+
+def test_without_training_metrics_or_upload_times_those_parts_are_left_out():
+    model = {k: v for k, v in REPORT["model"].items() if not k.endswith("fresh_share")}
+    page = render({**REPORT, "model": model}, None, PREP, RECALL)
+    assert page.count("<svg") == 2 and "Training" not in page and "Fresh items" not in page
+
+
+def test_a_line_chart_places_each_point_on_its_value():
+    svg = line_chart({"a": [(10, 0.0), (100, 0.5)]}, "K", "HR", log_x=True)
+    (x0, y0), (x1, y1) = [(float(x), float(y)) for x, y in re.findall(r'<circle cx="([^"]+)" cy="([^"]+)"', svg)]
+    assert x0 < x1 and y1 < y0  # K grows to the right, 0.5 is drawn above 0
+
+
+def test_bars_are_as_tall_as_their_shares():
+    svg = bar_chart(["x", "y"], {"s": [0.2, 0.4]}, "share")
+    heights = [float(h) for h in re.findall(r'height="([^"]+)" fill="[^"]+"><title>s ', svg)]
+    assert len(heights) == 2 and abs(heights[1] - 2 * heights[0]) < 0.2
