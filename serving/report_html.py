@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 SERIES_COLOURS = ("#1f6feb", "#d1242f", "#1a7f37", "#8250df", "#bf8700")
+# the metrics table's columns (report.html and the command line's summary)
 TABLE_METRICS = ("hr@10", "hr@50", "hr@100", "hr@200", "ndcg@10", "ndcg@50", "mrr")
 WIDTH, HEIGHT, MARGIN = 460, 260, 48
 

@@ -159,19 +159,19 @@ def _run(data: str, run_dir: str, cfg: Config) -> None:
     print(f"total time:   {time.time() - started:.0f}s")
 
 
-REPORT_COLUMNS = ("hr@10", "hr@50", "hr@100", "hr@200", "ndcg@10", "ndcg@50", "mrr")
-
-
 def _print_report(report: dict[str, Any]) -> None:
+    from serving.evaluate import CI_METRICS
+    from serving.report_html import TABLE_METRICS
+
     model = report["model"]
-    keys = [k for k in REPORT_COLUMNS if k in model]
+    keys = [k for k in TABLE_METRICS if k in model]
     rows = [("model", model)] + list(report["baselines"].items())
     print(f"\n{report['dataset']}: {report['users']} users, held-out last event each")
     print(f"{'':<18}" + "".join(f"{k:>11}" for k in keys))
     for name, metrics in rows:
         print(f"{name:<18}" + "".join(f"{metrics[k]:>11.4f}" if k in metrics else f"{'-':>11}" for k in keys))
     intervals = [f"{m} [{model[m + '_ci95'][0]:.4f}, {model[m + '_ci95'][1]:.4f}]"
-                 for m in ("hr@50", "ndcg@10") if m + "_ci95" in model]
+                 for m in CI_METRICS if m + "_ci95" in model]
     if intervals:
         print("model, 95% bootstrap intervals: " + ", ".join(intervals))
     index = report.get("index", {})
