@@ -38,6 +38,7 @@ class ModelSpec:
     model: str = "youtube_dnn"  # youtube_dnn | two_tower | dssm (ray_train.two_tower)
     item_categorical_sizes: tuple[int, ...] = ()  # the item tower's categoricals
     temperature: float = 0.05  # two_tower / dssm: logits are cosines / temperature
+    example_age: bool = True  # the tower reads example age (False: the ablation without it)
 
     @property
     def user_dim(self) -> int:
@@ -60,6 +61,7 @@ class ModelSpec:
             model=str(d.get("model", "youtube_dnn")),
             item_categorical_sizes=tuple(int(n) for n in d.get("item_categorical_sizes", ())),
             temperature=float(d.get("temperature", 0.05)),
+            example_age=bool(d.get("example_age", True)),
         )
 
 
@@ -134,14 +136,17 @@ class UserTower(nn.Module):
             nn.Embedding(n, categorical_dim(n, spec.embedding_dim)) for n in spec.categorical_sizes
         )
         self.recent = RecentWatches(spec.recent_items) if spec.recent_items > 0 else None
+        self.example_age = spec.example_age
         width = spec.embedding_dim * (1 + (self.search is not None) + (spec.recent_items > 0))
-        width += sum(e.embedding_dim for e in self.demographics) + 3 + 3 * spec.num_continuous
+        width += sum(e.embedding_dim for e in self.demographics) + 3 * spec.example_age + 3 * spec.num_continuous
         self.mlp = relu_tower(width, spec.hidden_layers)
 
     def forward(self, history: torch.Tensor, search_tokens: torch.Tensor, demographics: torch.Tensor,
                 continuous: torch.Tensor, example_age: torch.Tensor) -> torch.Tensor:
-        age = example_age.unsqueeze(-1)
-        parts = [mean_bag(self.history, history), age, age * age, age.clamp(min=0).sqrt()]
+        parts = [mean_bag(self.history, history)]
+        if self.example_age:
+            age = example_age.unsqueeze(-1)
+            parts += [age, age * age, age.clamp(min=0).sqrt()]
         if self.recent is not None:
             parts.append(self.recent(self.history, history))
         parts += [continuous, continuous * continuous, continuous.clamp(min=0).sqrt()]

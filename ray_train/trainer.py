@@ -76,6 +76,7 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]
         model=train_cfg.model,
         item_categorical_sizes=tuple(features.get("item_categorical_sizes", ())),
         temperature=train_cfg.temperature,
+        example_age=train_cfg.example_age,
     )
     widths = Widths.from_prep_features(features)
     checkpoints = storage.join(model_dir, CHECKPOINTS)

@@ -173,6 +173,9 @@ class TrainConfig(_Section):
     # a second bag over the last R watches beside the mean of the whole history (0 = the
     # paper's tower): what the user watched just now, which mean pooling forgets
     recent_items: int = Field(0, ge=0)
+    # example age (x, x^2, sqrt x) as a tower input, 0 at serving: the model learns how
+    # popularity moves in time and serves "now" (false only to measure what it is worth)
+    example_age: bool = True
     # negatives shared by the whole batch in sampled softmax (capped at the corpus size)
     num_negatives: int = Field(2048, ge=1)
     # uniform: every item alike;

@@ -86,6 +86,19 @@ def test_recent_items_bag_sees_the_order_that_the_mean_forgets():
     assert ModelSpec.from_dict(spec.to_dict()) == spec
 
 
+def test_a_tower_without_example_age_ignores_it_and_has_no_weights_for_it():
+    spec = ModelSpec(**{**SPEC.to_dict(), "example_age": False})
+    model, paper = YouTubeDNN(spec).eval(), YouTubeDNN(SPEC).eval()
+    history, demo = torch.tensor([[3, 4, 0]]), torch.tensor([[1, 1]])
+    young, old = torch.tensor([0.0]), torch.tensor([5.0])
+    assert torch.equal(model(history, NO_TOKENS, demo, C, young), model(history, NO_TOKENS, demo, C, old))
+    assert not torch.allclose(paper(history, NO_TOKENS, demo, C, young), paper(history, NO_TOKENS, demo, C, old))
+    first = model.user_tower.mlp[0]
+    assert first.in_features == paper.user_tower.mlp[0].in_features - 3  # age, age^2, sqrt(age)
+    assert ModelSpec.from_dict(spec.to_dict()) == spec
+    assert ModelSpec.from_dict({k: v for k, v in SPEC.to_dict().items() if k != "example_age"}).example_age
+
+
 def test_recent_watches_start_as_the_mean_of_the_last_r_and_learn_position_weights():
     from ray_train.model import RecentWatches
 
