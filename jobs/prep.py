@@ -43,10 +43,10 @@ from jobs.vocab import (
     missing_demographics,
     negative_sampling_table,
 )
-from jobs.windows import SECONDS_PER_UNIT, event_seconds, history_lengths, windowed_examples, with_example_age
+from jobs.windows import event_seconds, history_lengths, windowed_examples, with_example_age
 from watchnext import storage
 from watchnext.config import PrepConfig
-from watchnext.contract import ITEMS_KEY, ITEMS_TITLE, USERS_KEY
+from watchnext.contract import ITEMS_KEY, ITEMS_TITLE, SECONDS_PER_UNIT, USERS_KEY
 
 log = logging.getLogger(__name__)
 

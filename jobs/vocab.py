@@ -24,7 +24,7 @@ from watchnext.contract import CATEGORY_MISSING, CATEGORY_UNKNOWN
 def ranked_vocabulary(counts: DataFrame, key: str, first_index: int, previous: DataFrame | None = None) -> DataFrame:
     """key, index, count and counts' other columns: new keys numbered from first_index (or
     after previous's largest index) by count desc, then key; previous's keys keep their
-    index (with zero counts where they were not seen)."""
+    index (where they were not seen, with zero in the *count columns and null in the rest)."""
     values = [c for c in counts.columns if c != key]
     rank = Window.orderBy(F.col("count").desc(), F.col(key))
     if previous is None:
@@ -38,7 +38,8 @@ def ranked_vocabulary(counts: DataFrame, key: str, first_index: int, previous: D
         )
     offset = previous.agg(F.coalesce(F.max("index"), F.lit(first_index - 1)).alias("offset"))
     kept = previous.join(counts, key, "left").select(
-        key, "index", *(F.coalesce(c, F.lit(0)).cast("long").alias(c) for c in values)
+        key, "index", *(F.coalesce(c, F.lit(0)).cast("long").alias(c) if c.endswith("count") else F.col(c)
+                        for c in values)
     )
     new = counts.join(previous, key, "left_anti").crossJoin(offset)
     appended = new.select(key, (F.row_number().over(rank) + F.col("offset")).cast("int").alias("index"), *values)
@@ -47,12 +48,14 @@ def ranked_vocabulary(counts: DataFrame, key: str, first_index: int, previous: D
 
 def item_vocabulary(train_events: DataFrame, previous: DataFrame | None = None,
                     recent_since: Column | None = None) -> DataFrame:
-    """item_id, index (1 .. n by count desc, then id; or stable with previous), count, and
+    """item_id, index (1 .. n by count desc, then id; or stable with previous), count,
     recent_count: the events for which `recent_since` holds (the recently-popular
-    baseline's counts; every event when None)."""
+    baseline's counts; every event when None), and, when the events have a ts, first_ts:
+    the item's first training watch (its age where the catalog has no upload time)."""
     recent = F.lit(True) if recent_since is None else recent_since
+    first = [F.min("ts").alias("first_ts")] if "ts" in train_events.columns else []
     counts = train_events.groupBy("item_id").agg(
-        F.count(F.lit(1)).alias("count"), F.count(F.when(recent, 1)).alias("recent_count")
+        F.count(F.lit(1)).alias("count"), F.count(F.when(recent, 1)).alias("recent_count"), *first
     )
     return ranked_vocabulary(counts, "item_id", 1, previous)
 

@@ -11,9 +11,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from jobs.order import in_event_order, so_far
-
-
-SECONDS_PER_UNIT = {"seconds": 1.0, "minutes": 60.0, "hours": 3600.0, "days": 86400.0}
+from watchnext.contract import SECONDS_PER_UNIT
 
 
 def padded(items: Column, length: int) -> Column:

@@ -59,6 +59,8 @@ ITEM_VOCAB = pa.schema(
         pa.field("count", pa.int64(), nullable=False),  # training events of the item
         # of them, those in the last prep.recent_days of the training window
         pa.field("recent_count", pa.int64(), nullable=False),
+        # the first training watch; null for an item of the previous vocabulary not seen now
+        pa.field("first_ts", pa.timestamp("us", tz="UTC")),
     ]
 )
 
@@ -92,6 +94,7 @@ CATEGORY_MISSING = 0
 CATEGORY_UNKNOWN = 1  # the first hashed bucket of rare or unseen values
 
 # examples/: one row per training example (a label watch and what came before it)
+SECONDS_PER_UNIT = {"seconds": 1.0, "minutes": 60.0, "hours": 3600.0, "days": 86400.0}  # of example_age_raw
 EXAMPLES = pa.schema(
     [
         pa.field("user_id", pa.string(), nullable=False),

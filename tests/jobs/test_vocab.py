@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
@@ -34,6 +36,17 @@ def test_recent_counts_hold_only_the_events_since_the_cutoff(spark):
     got = {r["item_id"]: (r["index"], r["count"], r["recent_count"]) for r in vocab.collect()}
     # ranked by the whole window's count; the recently-popular order would be b, a, c
     assert got == {"a": (1, 3, 1), "b": (2, 2, 2), "c": (3, 1, 0)}
+
+
+def test_first_ts_is_the_first_training_watch_and_null_for_an_item_not_seen_now(spark):
+    previous = spark.createDataFrame([("gone", 1, 4)], "item_id string, index int, count long")
+    events = spark.createDataFrame(
+        [("a", dt.datetime(2026, 3, 2, tzinfo=dt.timezone.utc)), ("a", dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)),
+         ("b", dt.datetime(2026, 3, 5, tzinfo=dt.timezone.utc))], "item_id string, ts timestamp")
+    got = {r["item_id"]: (r["index"], r["count"], r["first_ts"]) for r in item_vocabulary(events, previous).collect()}
+    assert {k: (i, n, ts and ts.astimezone(dt.timezone.utc).date()) for k, (i, n, ts) in got.items()} == {
+        "gone": (1, 0, None), "a": (2, 2, dt.date(2026, 3, 1)), "b": (3, 1, dt.date(2026, 3, 5)),
+    }
 
 
 def test_categorical_values_are_stable_too(spark):
