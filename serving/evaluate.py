@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from serving.age_effect import example_age_effect
 from serving.baselines import item_knn_ranks
 from serving.report_html import render
 from watchnext import storage
@@ -225,6 +225,9 @@ def evaluate(run_dir: str) -> dict[str, Any]:
         "model": model,
         "baselines": baselines,
     }
+    effect = example_age_effect(run_dir, prep)
+    if effect is not None:
+        report["example_age_effect"] = effect
     storage.write_text(storage.join(report_dir, "report.json"), json.dumps(report, indent=2) + "\n")
     metrics_path = storage.join(run_dir, "model", "metrics.json")
     metrics = json.loads(storage.read_text(metrics_path)) if storage.exists(metrics_path) else None
@@ -260,8 +263,7 @@ def _fresh_items(prep_dir: str, vocab: pa.Table, recent_days: float) -> np.ndarr
 
 
 def _read(path: str, columns: list[str] | None) -> pa.Table:
-    fs, local = storage.filesystem(path)
-    return pads.dataset(local, filesystem=fs, format="parquet", partitioning="hive").to_table(columns=columns)
+    return storage.parquet_dataset(path).to_table(columns=columns)
 
 
 def _lookup(left: pa.Table, right: pa.Table, column: str) -> pa.Array:

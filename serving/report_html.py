@@ -3,7 +3,8 @@ scripts, no external files), for reviewers who open it offline.
 
 Sections: the metrics against the baselines with bootstrap intervals; HR@K curves; training
 loss and validation HR@50 per epoch; the recommended items' popularity beside the
-catalog's, with the share of fresh items; the run's data counts and configuration.
+catalog's, with the share of fresh items; the example-age effect (serving/age_effect.py);
+the run's data counts and configuration.
 """
 
 from __future__ import annotations
@@ -87,6 +88,11 @@ def render(report: dict[str, Any], metrics: dict[str, Any] | None, prep: dict[st
                     "Share of recommendation slots and of catalog items by the item's number of training "
                     "watches (log2 buckets)."),
         ]
+    effect = report.get("example_age_effect")
+    if effect:
+        name = f"model (example age {'on' if effect['example_age'] else 'off'})"
+        parts += ["<h2>Example age and freshness</h2>",
+                  age_effect_figure(effect, {name: effect["predicted"]})]
     counts = prep.get("counts", {})
     parts += [
         "<h2>Run</h2>",
@@ -98,6 +104,19 @@ def render(report: dict[str, Any], metrics: dict[str, Any] | None, prep: dict[st
         "</details></body></html>",
     ]
     return "\n".join(parts) + "\n"
+
+
+def age_effect_figure(effect: dict[str, Any], predicted: dict[str, list[float]]) -> str:
+    """The paper's figure 4 as bars: the share of training watches by the item's age at the
+    watch beside each model's predicted share (report.json's example_age_effect)."""
+    caption = ("Share of watches by the item's age (days since its first watch in the log) at the time of the "
+               "example: the training examples' "
+               f"labels ({effect['empirical_examples']:,} examples) and the softmax mass the model gives each "
+               f"age ({effect['predicted_examples']:,} examples, the tower at the example's own age). Without "
+               "example age a model predicts the window's average popularity at every instant, mass on items "
+               "not in the log yet included.")
+    return _figure(bar_chart(effect["buckets"], {"training watches": effect["empirical"], **predicted}, "share"),
+                   caption)
 
 
 def _ann(index: dict[str, Any]) -> str:

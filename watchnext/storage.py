@@ -14,6 +14,7 @@ import time
 from typing import Any
 from urllib.parse import urlparse
 
+import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
 from watchnext import __version__
@@ -40,6 +41,12 @@ def join(base: str, *parts: str) -> str:
 
 def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
     return pafs.FileSystem.from_uri(absolute(path))
+
+
+def parquet_dataset(path: str) -> pads.Dataset:
+    """A stage's folder of Parquet files (hive-partitioned where it is) as one dataset."""
+    fs, local = filesystem(path)
+    return pads.dataset(local, filesystem=fs, format="parquet", partitioning="hive")
 
 
 def exists(path: str) -> bool:

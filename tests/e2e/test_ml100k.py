@@ -71,7 +71,18 @@ def test_report_has_the_recent_baseline_intervals_and_the_popularity_of_the_list
     assert len(dist["buckets"]) == len(dist["recommended"]) == len(dist["catalog"])
     assert abs(sum(dist["recommended"]) - 1) < 1e-9 and abs(sum(dist["catalog"]) - 1) < 1e-9
     page = (run_dir / "report" / "report.html").read_text()
-    assert page.count("<svg") == 4 and "recently_popular" in page and f"{model['hr@50']:.4f}" in page
+    assert page.count("<svg") == 5 and "recently_popular" in page and f"{model['hr@50']:.4f}" in page
+
+
+def test_the_example_age_effect_compares_predicted_and_empirical_watches_by_item_age(run_dir):
+    effect = json.loads((run_dir / "report" / "report.json").read_text())["example_age_effect"]
+    assert effect["example_age"] and effect["predicted_examples"] == 2000
+    prep = json.loads((run_dir / "prep" / "_manifest.json").read_text())
+    assert effect["empirical_examples"] == prep["counts"]["examples"]  # fewer than the sample size: all of them
+    assert effect["empirical"][0] == 0.0  # a label's item has been watched by the label's time
+    assert sum(effect["empirical"]) == pytest.approx(1) and sum(effect["predicted"]) == pytest.approx(1)
+    # most of MovieLens' ratings are of items first rated months earlier, and the model knows it
+    assert sum(effect["empirical"][-3:]) > 0.6 and sum(effect["predicted"][-3:]) > 0.6
 
 
 def test_validation_of_every_user_agrees_with_the_recall_evaluation(run_dir):

@@ -30,10 +30,10 @@ def test_the_report_renders_its_tables_and_charts_in_chromium(tmp_path):
     page = tmp_path / "report.html"
     page.write_text(render(REPORT, TRAINING, PREP, RECALL))
     dom = headless("--dump-dom", page.as_uri()).stdout
-    assert dom.count("<svg") == 4 and dom.count("<tr>") >= 4 and "item_knn" in dom
+    assert dom.count("<svg") == 5 and dom.count("<tr>") >= 4 and "item_knn" in dom
 
     shot = tmp_path / "report.png"
-    headless("--window-size=1100,1900", f"--screenshot={shot}", page.as_uri())
+    headless("--window-size=1100,2300", f"--screenshot={shot}", page.as_uri())
     counts = Counter({colour: n for n, colour in Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 24)})
     # the model's series (blue: lines, dots, bars) and the first baseline's (red) are drawn
     assert pixels_near(counts, SERIES_COLOURS[0]) > 1500

@@ -37,6 +37,9 @@ REPORT = {
                                           "catalog": [0.1, 0.5, 0.4]},
               "fresh_share": 0.12, "catalog_fresh_share": 0.05},
     "baselines": {"most_popular": metrics(0.19, 0.03), "item_knn": metrics(0.40, 0.087)},
+    "example_age_effect": {"buckets": ["not yet", "<1", "1-2", ">=2"], "empirical": [0.0, 0.5, 0.3, 0.2],
+                           "predicted": [0.05, 0.45, 0.3, 0.2], "empirical_examples": 26244,
+                           "predicted_examples": 2000, "example_age": True},
 }
 TRAINING = {"device": "cpu", "workers": 2, "examples_per_second": 23000.0,
             "epochs": [{"epoch": 1, "loss": 7.1, "val_hr@50": 0.2}, {"epoch": 2, "loss": 6.5, "val_hr@50": 0.3}]}
@@ -50,18 +53,21 @@ def test_the_page_is_self_contained_and_has_every_section():
     parsed.feed(page)
     assert "script" not in parsed.tags and "img" not in parsed.tags and "link" not in parsed.tags
     assert not [v for k, v in parsed.attrs if k in ("src", "href")]
-    assert parsed.tags.count("svg") == 4  # HR@K, loss, validation HR@50, popularity
+    assert parsed.tags.count("svg") == 5  # HR@K, loss, validation HR@50, popularity, example age
     text = " ".join(parsed.text)
     for expected in ("<ml & co>", "most_popular", "item_knn", "0.4500", "[0.4300, 0.4700]", "[0.0800, 0.1000]",
-                     "12.0% of the slots", "5.0% of the catalog", "26,244", "2 epochs on cpu x2"):
+                     "12.0% of the slots", "5.0% of the catalog", "26,244", "2 epochs on cpu x2",
+                     "model (example age on)", "training watches", "(26,244 examples)"):
         assert expected in text, expected
     assert "&lt;ml &amp; co&gt;" in page  # escaped in the markup
 
 
-def test_without_training_metrics_or_upload_times_those_parts_are_left_out():
+def test_without_training_metrics_upload_times_or_first_watches_those_parts_are_left_out():
     model = {k: v for k, v in REPORT["model"].items() if not k.endswith("fresh_share")}
-    page = render({**REPORT, "model": model}, None, PREP, RECALL)
+    report = {k: v for k, v in REPORT.items() if k != "example_age_effect"}
+    page = render({**report, "model": model}, None, PREP, RECALL)
     assert page.count("<svg") == 2 and "Training" not in page and "Fresh items" not in page
+    assert "Example age" not in page
 
 
 def test_a_line_chart_places_each_point_on_its_value():
