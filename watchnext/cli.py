@@ -6,6 +6,7 @@
     watchnext recall   --run RUN_DIR   [--config F] [--set k=v ...]
     watchnext evaluate --run RUN_DIR
     watchnext run      --data DATA_DIR --out RUN_DIR [--config F] [--set k=v ...]
+    watchnext ablate   --data DATA_DIR --out OUT --grid GRID [--repeats R] [--config F] [--set k=v ...]
 """
 
 from __future__ import annotations
@@ -63,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = _configured(sub.add_parser("run", help="prep, train, recall and evaluate"))
     run.add_argument("--data", required=True, help="DATA_DIR: canonical layout or MovieLens")
     run.add_argument("--out", required=True, help="RUN_DIR")
+
+    ablate = _configured(sub.add_parser("ablate", help="run a grid of variants of the configuration and tabulate "
+                                                       "them: OUT/ablation.md, .json, .html"))
+    ablate.add_argument("--data", required=True, help="DATA_DIR: canonical layout or MovieLens")
+    ablate.add_argument("--out", required=True, help="local directory for the variants' runs and the table")
+    ablate.add_argument("--grid", required=True, help="YAML file of variants (configs/ablations.yaml)")
+    ablate.add_argument("--repeats", type=int, default=1, help="trainings per variant, seeds train.seed + r")
     return parser
 
 
@@ -78,18 +86,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "generate":
             return _generate(args)
         if args.command in ("evaluate", "report"):
-            _print_report(_evaluate(args.run))
+            _print_report(evaluate_stage(args.run))
             print(f"report: {storage.join(storage.absolute(args.run), 'report', 'report.html')}")
             return 0
         cfg = load_config(args.config, args.overrides)
         if args.command == "prep":
-            _prep(args.data, args.out, cfg)
+            prep_stage(args.data, args.out, cfg)
         elif args.command == "train":
-            _train(args.run, cfg, resume=args.resume)
+            train_stage(args.run, cfg, resume=args.resume)
         elif args.command == "recall":
-            _recall(args.run, cfg)
+            recall_stage(args.run, cfg)
         elif args.command == "run":
             _run(args.data, args.out, cfg)
+        elif args.command == "ablate":
+            _ablate(args, cfg)
         return 0
     except (ConfigError, storage.StageNotFinished, FileNotFoundError, ValueError) as err:
         # errors at the boundary are the user's to fix: say what, not a stack trace
@@ -106,7 +116,7 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prep(data: str, run_dir: str, cfg: Config) -> dict[str, Any]:
+def prep_stage(data: str, run_dir: str, cfg: Config) -> dict[str, Any]:
     from jobs.prep import run_prep
     from jobs.spark import spark_session
 
@@ -121,7 +131,7 @@ def _prep(data: str, run_dir: str, cfg: Config) -> dict[str, Any]:
     return manifest
 
 
-def _train(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]:
+def train_stage(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]:
     from ray_train.trainer import run_train
 
     manifest = run_train(run_dir, cfg, resume=resume)
@@ -131,7 +141,7 @@ def _train(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]:
     return manifest
 
 
-def _recall(run_dir: str, cfg: Config) -> dict[str, Any]:
+def recall_stage(run_dir: str, cfg: Config) -> dict[str, Any]:
     from serving.recall import run_recall
 
     manifest = run_recall(run_dir, cfg)
@@ -140,7 +150,7 @@ def _recall(run_dir: str, cfg: Config) -> dict[str, Any]:
     return manifest
 
 
-def _evaluate(run_dir: str) -> dict[str, Any]:
+def evaluate_stage(run_dir: str) -> dict[str, Any]:
     from serving.evaluate import evaluate
 
     return evaluate(run_dir)
@@ -148,15 +158,27 @@ def _evaluate(run_dir: str) -> dict[str, Any]:
 
 def _run(data: str, run_dir: str, cfg: Config) -> None:
     started = time.time()
-    _prep(data, run_dir, cfg)
-    _train(run_dir, cfg)
-    _recall(run_dir, cfg)
-    report = _evaluate(run_dir)
+    prep_stage(data, run_dir, cfg)
+    train_stage(run_dir, cfg)
+    recall_stage(run_dir, cfg)
+    report = evaluate_stage(run_dir)
     _print_report(report)
     run_dir = storage.absolute(run_dir)
     print(f"recall table: {storage.join(run_dir, 'recall', 'table')}")
     print(f"report:       {storage.join(run_dir, 'report', 'report.html')} (and report.json)")
     print(f"total time:   {time.time() - started:.0f}s")
+
+
+def _ablate(args: argparse.Namespace, cfg: Config) -> None:
+    from watchnext.ablate import read_grid, run_grid
+
+    if args.repeats < 1:
+        raise ConfigError(f"--repeats needs at least 1, got {args.repeats}")
+    stages = {"prep": prep_stage, "train": train_stage, "recall": recall_stage, "evaluate": evaluate_stage}
+    run_grid(args.data, args.out, cfg, read_grid(args.grid), args.repeats, stages)
+    out = storage.absolute(args.out)
+    print(storage.read_text(storage.join(out, "ablation.md")))
+    print(f"ablations: {storage.join(out, 'ablation.html')} (and ablation.json, ablation.md)")
 
 
 def _print_report(report: dict[str, Any]) -> None:
