@@ -1,10 +1,26 @@
-"""Stage directories: unfinished until the manifest, emptied before a rerun."""
+"""Stage directories: unfinished until the manifest, emptied before a rerun, one writer at a
+time."""
 
 from __future__ import annotations
 
+import json
+import socket
+import subprocess
+import sys
+import time
+
 import pytest
 
-from watchnext import storage
+from watchnext import locks, storage
+
+HOLD = "import sys, time; from watchnext import storage; storage.begin_stage(sys.argv[1]); print('held', flush=True); "
+
+
+def holder(stage, then: str = "time.sleep(120)") -> subprocess.Popen:
+    """Another process that takes the stage's lock (and then does `then`)."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD + then, str(stage)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
 
 
 def test_begin_stage_unfinishes_and_empties_all_but_what_it_keeps(tmp_path):
@@ -15,9 +31,48 @@ def test_begin_stage_unfinishes_and_empties_all_but_what_it_keeps(tmp_path):
     (stage / "old_dir").mkdir()
     storage.finish_stage(str(stage), 0.0, {})
     storage.begin_stage(str(stage), keep=("checkpoints",))
-    assert sorted(p.name for p in stage.iterdir()) == ["checkpoints"]
+    assert sorted(p.name for p in stage.iterdir()) == [locks.LOCK, "checkpoints"]
     assert (stage / "checkpoints" / "train" / "model.pt").read_bytes() == b"weights"
     with pytest.raises(storage.StageNotFinished):
         storage.read_manifest(str(stage))
     storage.begin_stage(str(stage))
-    assert list(stage.iterdir()) == []
+    assert [p.name for p in stage.iterdir()] == [locks.LOCK]
+    storage.finish_stage(str(stage), 0.0, {})
+    assert [p.name for p in stage.iterdir()] == ["_manifest.json"]  # the lock is dropped
+
+
+def test_a_second_run_into_a_stage_being_written_is_refused_until_the_first_is_gone(tmp_path):
+    stage = tmp_path / "prep"
+    first = holder(stage)
+    try:
+        (stage / "part-0.parquet").write_bytes(b"the first run's output")
+        with pytest.raises(locks.StageBusy, match=f"being written by another run \\(pid {first.pid} on "
+                                                  f"{socket.gethostname()}"):
+            storage.begin_stage(str(stage))
+        assert (stage / "part-0.parquet").read_bytes() == b"the first run's output"  # nothing deleted
+    finally:
+        first.kill()
+        first.wait()
+    # killed without cleaning up: its lock names a process that is gone, so it is taken over
+    storage.begin_stage(str(stage))
+    assert [p.name for p in stage.iterdir()] == [locks.LOCK]
+    assert json.loads((stage / locks.LOCK).read_text())["pid"] != first.pid
+
+
+def test_a_process_that_exits_drops_its_locks(tmp_path):
+    stage = tmp_path / "recall"
+    done = holder(stage, then="pass")
+    assert done.wait() == 0
+    assert not (stage / locks.LOCK).exists()
+
+
+def test_a_lock_from_another_host_holds_for_a_day(tmp_path):
+    stage = tmp_path / "model"
+    stage.mkdir()
+    lock = {"host": "elsewhere", "pid": 1, "token": "t", "started": time.time() - 3600}
+    (stage / locks.LOCK).write_text(json.dumps(lock))
+    with pytest.raises(locks.StageBusy, match="pid 1 on elsewhere"):
+        storage.begin_stage(str(stage))
+    (stage / locks.LOCK).write_text(json.dumps({**lock, "started": time.time() - locks.STALE_AFTER - 60}))
+    storage.begin_stage(str(stage))
+    assert json.loads((stage / locks.LOCK).read_text())["host"] == socket.gethostname()

@@ -20,6 +20,7 @@ from typing import Any
 
 from watchnext import storage
 from watchnext.config import Config, ConfigError, load_config
+from watchnext.locks import StageBusy
 
 log = logging.getLogger("watchnext")
 
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "ablate":
             _ablate(args, cfg)
         return 0
-    except (ConfigError, storage.StageNotFinished, FileNotFoundError, ValueError) as err:
+    except (ConfigError, storage.StageNotFinished, StageBusy, FileNotFoundError, ValueError) as err:
         # errors at the boundary are the user's to fix: say what, not a stack trace
         log.error("%s", err)
         return 2

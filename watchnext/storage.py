@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
-from watchnext import __version__
+from watchnext import __version__, locks
 from watchnext.contract import MANIFEST
 
 
@@ -83,31 +83,29 @@ def write_text(path: str, text: str) -> None:
 
 
 def begin_stage(stage_dir: str, keep: tuple[str, ...] = ()) -> float:
-    """Unfinish and empty a stage directory before it is (re)written, all but the entries
-    named in `keep`; returns the start time."""
+    """Take the stage's lock (watchnext.locks: a second run into the same directory at once
+    is refused), then unfinish and empty the directory, all but the entries named in `keep`;
+    returns the start time."""
     fs, p = filesystem(stage_dir)
-    info = fs.get_file_info(p)
-    if info.type == pafs.FileType.Directory:
-        manifest = f"{p}/{MANIFEST}"
-        if fs.get_file_info(manifest).type != pafs.FileType.NotFound:
-            fs.delete_file(manifest)
-        if not keep:
-            fs.delete_dir_contents(p)
-        for entry in fs.get_file_info(pafs.FileSelector(p)):
-            if entry.base_name in keep:
-                continue
-            if entry.type == pafs.FileType.Directory:
-                fs.delete_dir(entry.path)
-            else:
-                fs.delete_file(entry.path)
-    elif info.type == pafs.FileType.File:
+    if fs.get_file_info(p).type == pafs.FileType.File:
         raise FileExistsError(f"{stage_dir} is a file, expected a stage directory")
     fs.create_dir(p, recursive=True)
+    locks.acquire(fs, p, stage_dir)
+    manifest = f"{p}/{MANIFEST}"
+    if fs.get_file_info(manifest).type != pafs.FileType.NotFound:
+        fs.delete_file(manifest)
+    for entry in fs.get_file_info(pafs.FileSelector(p)):
+        if entry.base_name in keep or entry.base_name == locks.LOCK:
+            continue
+        if entry.type == pafs.FileType.Directory:
+            fs.delete_dir(entry.path)
+        else:
+            fs.delete_file(entry.path)
     return time.time()
 
 
 def finish_stage(stage_dir: str, started: float, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Write the manifest, last: from now on readers accept the directory."""
+    """Write the manifest, last: from now on readers accept the directory; then drop the lock."""
     body = {
         "stage": stage_dir.rstrip("/").rsplit("/", 1)[-1],
         "watchnext_version": __version__,
@@ -116,6 +114,7 @@ def finish_stage(stage_dir: str, started: float, manifest: dict[str, Any]) -> di
         **manifest,
     }
     write_text(join(stage_dir, MANIFEST), json.dumps(body, indent=2, sort_keys=True) + "\n")
+    locks.release(*filesystem(stage_dir))
     return body
 
 

@@ -55,3 +55,17 @@ def test_a_stage_refuses_an_unfinished_input(tmp_path: Path):
     refused = watchnext("train", "--run", str(tmp_path))
     assert refused.returncode == 2
     assert "has no _manifest.json" in refused.stderr
+
+
+def test_a_second_run_into_the_same_output_at_once_refuses_with_a_clear_message(tmp_path: Path, ml100k):
+    from tests.test_storage import holder
+
+    first = holder(tmp_path / "run" / "prep")  # another run is writing RUN_DIR/prep
+    try:
+        second = watchnext("prep", "--data", ml100k, "--out", str(tmp_path / "run"))
+    finally:
+        first.kill()
+        first.wait()
+    assert second.returncode == 2
+    assert f"run/prep is being written by another run (pid {first.pid} on" in second.stderr
+    assert "Traceback" not in second.stderr
