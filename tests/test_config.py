@@ -56,3 +56,21 @@ def test_the_shipped_default_config_is_the_defaults():
     import yaml
 
     assert yaml.safe_load(shipped.read_text()) == Config().to_dict()
+
+
+def test_paths_outside_the_allowed_roots_are_refused(tmp_path):
+    data, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    (data / "log").mkdir(parents=True)
+    elsewhere.mkdir()
+    (data / "escape").symlink_to(elsewhere)
+    cfg = load_config(None, [f"paths.allowed_roots=['{data}', 's3://bucket/runs']"])
+    cfg.check_paths(**{"--data": str(data / "log"), "--out": "s3://bucket/runs/2026-12-02"})
+    for name, path in (("--data", str(data / "log" / ".." / ".." / "elsewhere")), ("--data", str(data / "escape")),
+                       ("--out", "s3://bucket/other"), ("--out", "s3://bucket/runs/../secrets"),
+                       ("--out", "gs://bucket/runs/x"), ("--out", str(data) + "-sibling")):
+        with pytest.raises(ConfigError, match=f"{name} .* is outside the allowed roots"):
+            cfg.check_paths(**{name: path})
+    warm = load_config(None, [f"paths.allowed_roots=['{data}']", f"train.warm_start={elsewhere}"])
+    with pytest.raises(ConfigError, match="train.warm_start"):
+        warm.check_paths()
+    load_config(None, [f"train.warm_start={elsewhere}"]).check_paths(**{"--out": "/anywhere"})  # no roots: any path

@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"report: {storage.join(storage.absolute(args.run), 'report', 'report.html')}")
             return 0
         cfg = load_config(args.config, args.overrides)
+        cfg.check_paths(**{f"--{name}": getattr(args, name, None) for name in ("data", "out", "run")})
         if args.command == "prep":
             prep_stage(args.data, args.out, cfg)
         elif args.command == "train":

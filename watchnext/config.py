@@ -1,6 +1,7 @@
 """Typed, frozen configuration for every stage, loaded from YAML and `--set key=value`.
 
-One YAML file may hold a section per stage (`spark:`, `ray:`, `prep:`, `train:`, `recall:`);
+One YAML file may hold a section per stage (`spark:`, `ray:`, `prep:`, `train:`, `recall:`)
+and `paths:`;
 every section and every key is optional, and every unknown key or bad value is an error that
 names the field. Defaults live here, each with the reason it was chosen.
 """
@@ -8,6 +9,7 @@ names the field. Defaults live here, each with the reason it was chosen.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -281,15 +283,56 @@ class RecallConfig(_Section):
         return value.isoformat() if isinstance(value, dt.date) else value
 
 
+class PathsConfig(_Section):
+    # when set, every path a command reads or writes (--data, --out, --run, prep.previous_vocab,
+    # train.warm_start, recall.exclude_items) must lie under one of these local folders or
+    # URI prefixes (s3://bucket/prefix); symbolic links and ".." are resolved first. Empty =
+    # anywhere.
+    allowed_roots: tuple[str, ...] = ()
+
+
 class Config(_Section):
     spark: SparkConfig = SparkConfig()
     ray: RayConfig = RayConfig()
     prep: PrepConfig = PrepConfig()
     train: TrainConfig = TrainConfig()
     recall: RecallConfig = RecallConfig()
+    paths: PathsConfig = PathsConfig()
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+    def check_paths(self, **paths: str | None) -> None:
+        """Raise ConfigError unless each given path, and each path in the configuration, lies
+        under paths.allowed_roots (when set); keywords name the paths in the message."""
+        roots = self.paths.allowed_roots
+        if not roots:
+            return
+        named = {**paths, "prep.previous_vocab": self.prep.previous_vocab, "train.warm_start": self.train.warm_start,
+                 "recall.exclude_items": self.recall.exclude_items}
+        for name, path in named.items():
+            if path is not None and not any(_under(path, root) for root in roots):
+                raise ConfigError(f"{name} {path} is outside the allowed roots (paths.allowed_roots: "
+                                  f"{', '.join(roots)})")
+
+
+def _under(path: str, root: str) -> bool:
+    """Is path inside root? Local paths are compared after resolving links and "..", URIs by
+    their normalized prefix; a local path is never under a URI root, nor the reverse."""
+    path_uri, root_uri = "://" in path, "://" in root
+    if path_uri != root_uri:
+        return False
+    if path_uri:
+        scheme, _, rest = path.partition("://")
+        root_scheme, _, root_rest = root.partition("://")
+        parts = [p for p in rest.split("/") if p not in ("", ".")]
+        if ".." in parts:
+            return False
+        root_parts = [p for p in root_rest.split("/") if p]
+        return scheme.lower() == root_scheme.lower() and parts[:len(root_parts)] == root_parts
+    resolved = os.path.realpath(os.path.expanduser(path))
+    base = os.path.realpath(os.path.expanduser(root))
+    return resolved == base or resolved.startswith(base.rstrip(os.sep) + os.sep)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:

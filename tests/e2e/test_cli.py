@@ -69,3 +69,11 @@ def test_a_second_run_into_the_same_output_at_once_refuses_with_a_clear_message(
     assert second.returncode == 2
     assert f"run/prep is being written by another run (pid {first.pid} on" in second.stderr
     assert "Traceback" not in second.stderr
+
+
+def test_an_output_outside_the_allowed_roots_is_refused_before_anything_runs(tmp_path: Path, ml100k):
+    refused = watchnext("prep", "--data", ml100k, "--out", str(tmp_path / "run"),
+                        "--set", f"paths.allowed_roots=[{Path(ml100k).parent}]")
+    assert refused.returncode == 2
+    assert f"--out {tmp_path / 'run'} is outside the allowed roots" in refused.stderr
+    assert not (tmp_path / "run").exists()

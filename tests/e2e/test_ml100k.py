@@ -17,6 +17,7 @@ from jobs.prep import run_prep
 from ray_train.trainer import run_train
 from serving.evaluate import evaluate
 from serving.recall import run_recall
+from watchnext import locks
 from watchnext.config import load_config
 from watchnext.contract import RECALL
 
@@ -245,3 +246,13 @@ def test_sharded_approximate_recall_with_an_exclusion_list(run_dir, tmp_path):
     similar = pads.dataset(run / "recall" / "similar", format="parquet", partitioning="hive").to_table()
     listed = {item for items in similar.column("similar_item_ids").to_pylist() for item in items}
     assert not (recommended | listed | set(similar.column("item_id").to_pylist())) & set(banned)
+
+
+def test_a_run_holds_no_pickle_and_every_torch_file_loads_as_plain_weights(run_dir):
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    assert not [p for p in files if p.suffix in (".pkl", ".pickle", ".joblib")]
+    torch_files = [p for p in files if p.suffix == ".pt"]
+    assert {p.name for p in torch_files} >= {"user_tower.pt", "model.pt", "optimizer.pt"}
+    for path in torch_files:
+        torch.load(path, weights_only=True)  # raises on anything but tensors and plain containers
+    assert not [p for p in run_dir.rglob(locks.LOCK)]  # every stage finished and let go
