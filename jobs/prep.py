@@ -417,6 +417,10 @@ def _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, continuous,
     accounted = sum(rejected.values()) + sum(filtered.values()) + n_examples
     if accounted != events_in:  # every input row must be an example, rejected or filtered
         raise RuntimeError(f"prep lost rows: {events_in} in, {accounted} accounted for")
+    if not n_examples:
+        raise ValueError(f"{data_dir}: no training examples are left; every training watch was filtered "
+                         f"({', '.join(f'{k}: {v}' for k, v in filtered.items() if v)}; a label needs "
+                         f"prep.min_history={cfg.min_history} earlier watches)")
     return {
         "inputs": {"data": storage.absolute(data_dir), "dataset": sources.name, "layout": sources.layout},
         "config": cfg.model_dump(mode="json"),

@@ -7,19 +7,29 @@ Parquet or CSV) or a MovieLens dataset, detected from its files:
 - ml-latest's ratings.csv / movies.csv (no users table).
 Ratings are taken as watches (MovieLens has no watch time); a movie's release year stands in
 for its upload time. Every reader returns string ids and a UTC `ts` timestamp; values that do
-not parse become nulls here and are rejected, with a reason, by validate.py.
+not parse become nulls here and are rejected, with a reason, by validate.py; a canonical CSV
+click row with more or fewer fields than the header keeps its raw text in _corrupt_record and
+is rejected as malformed. Parquet files whose column types disagree (integer ids in some,
+text in others) are read group by group, those columns as text.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from functools import reduce
 
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from py4j.protocol import Py4JJavaError
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from watchnext import storage
-from watchnext.contract import ITEMS_KEY, USERS_KEY
+from watchnext.contract import CORRUPT_RECORD, ITEMS_KEY, USERS_KEY
+
+log = logging.getLogger(__name__)
 
 
 class InputError(ValueError):
@@ -60,10 +70,10 @@ def read_sources(spark: SparkSession, data_dir: str) -> Sources:
 
 # ---------------------------------------------------------------- canonical layout
 def _read_canonical(spark: SparkSession, data_dir: str, names: list[str]) -> Sources:
-    def table(name: str) -> DataFrame | None:
-        return _read_table(spark, storage.join(data_dir, name)) if name in names else None
+    def table(name: str, quarantine: bool = False) -> DataFrame | None:
+        return _read_table(spark, storage.join(data_dir, name), quarantine) if name in names else None
 
-    clicks = table("clicks")
+    clicks = table("clicks", quarantine=True)
     searches = table("searches")
     items = _string_key(table("items"), ITEMS_KEY)
     return Sources(
@@ -87,14 +97,55 @@ def _string_key(table: DataFrame | None, key: str) -> DataFrame | None:
     return table.withColumn(key, ids(F.col(key)))
 
 
-def _read_table(spark: SparkSession, path: str) -> DataFrame:
-    """A folder (or file) of Parquet or CSV files; CSV is read as strings with a header."""
+def _read_table(spark: SparkSession, path: str, quarantine: bool = False) -> DataFrame:
+    """A folder (or file) of Parquet or CSV files; CSV is read as strings with a header, and
+    with `quarantine` a row that does not fit the header keeps its raw text in CORRUPT_RECORD."""
     names = storage.list_names(path) or [path.rsplit("/", 1)[-1]]
     if any(n.endswith(".parquet") for n in names):
-        return spark.read.parquet(path)
+        return _read_parquet(spark, path)
     if any(n.endswith(".csv") or n.endswith(".csv.gz") for n in names):
-        return spark.read.option("header", True).option("mode", "PERMISSIVE").csv(path)
+        reader = spark.read.option("header", True).option("mode", "PERMISSIVE")
+        header = reader.csv(path).schema  # the header line only: every column a string
+        if not quarantine or not header.fields:
+            return reader.csv(path)
+        schema = T.StructType([*header.fields, T.StructField(CORRUPT_RECORD, T.StringType())])
+        return reader.option("columnNameOfCorruptRecord", CORRUPT_RECORD).schema(schema).csv(path)
     raise InputError(f"{path}: expected Parquet (*.parquet) or CSV (*.csv) files")
+
+
+def _read_parquet(spark: SparkSession, path: str) -> DataFrame:
+    """Parquet files with their schemas merged (a column some files lack is null there); where
+    files disagree on a column's type, each group of files with one schema is read alone and
+    the disagreeing columns become text, so that integer and text ids meet as text."""
+    try:
+        return spark.read.option("mergeSchema", True).parquet(path)
+    except Py4JJavaError as err:
+        if "CANNOT_MERGE" not in str(err.java_exception):
+            raise
+    fs, local = storage.filesystem(path)
+    infos = fs.get_file_info(pafs.FileSelector(local, recursive=True))
+    files = sorted(f.path for f in infos if f.path.endswith(".parquet"))
+    groups: dict[tuple, list[str]] = {}
+    for file in files:
+        with fs.open_input_file(file) as f:
+            schema = pq.read_schema(f)
+        groups.setdefault(tuple((field.name, str(field.type)) for field in schema), []).append(file)
+    types: dict[str, set[str]] = {}
+    for schema in groups:
+        for name, kind in schema:
+            types.setdefault(name, set()).add(kind)
+    mixed = sorted(name for name, kinds in types.items() if len(kinds) > 1)
+    log.warning("%s: files disagree on the types of %s (%s); those columns are read as text", path,
+                ", ".join(mixed), "; ".join(f"{n}: {', '.join(sorted(types[n]))}" for n in mixed))
+    # the filesystem names a file without its scheme (bucket/key on an object store)
+    scheme = path.split("://", 1)[0] + "://" if storage.is_uri(path) else ""
+    frames = [
+        spark.read.parquet(*[scheme + f for f in group]).withColumns(
+            {c: F.col(c).cast("string") for c in mixed if any(c == name for name, _ in schema)}
+        )
+        for schema, group in groups.items()
+    ]
+    return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
 
 
 def parse_ts(df: DataFrame, name: str) -> DataFrame:

@@ -13,7 +13,11 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs.order import in_event_order
-from watchnext.contract import CLICKS_REQUIRED
+from watchnext.contract import CLICKS_REQUIRED, CORRUPT_RECORD
+
+# what a decoder writes for bytes that are not UTF-8: an id holding it was mis-encoded and
+# would not match the same id written correctly elsewhere
+REPLACEMENT_CHARACTER = "\ufffd"
 
 
 class SchemaError(ValueError):
@@ -23,7 +27,7 @@ class SchemaError(ValueError):
 WATCH_COLUMNS = ("watch_seconds", "watch_fraction")
 # the values of `reason`, in the order the checks run
 REJECTION_REASONS = (
-    "null_id", "bad_timestamp", "future_timestamp", "unknown_item", "bad_watch_time", "negative_watch_time",
+    "malformed_row", "null_id", "bad_encoding", "bad_timestamp", "future_timestamp", "unknown_item", "bad_watch_time", "negative_watch_time",
     "duplicate",
 )
 _ID_TYPES = (T.StringType, T.IntegerType, T.LongType, T.ShortType)
@@ -32,7 +36,7 @@ _TS_TYPES = (T.TimestampType, T.TimestampNTZType)
 
 def check_clicks_schema(clicks: DataFrame, source: str) -> None:
     """Fail at once, naming the column, when the click log cannot be read as (user, item, ts)."""
-    columns = dict((f.name, f.dataType) for f in clicks.schema.fields)
+    columns = dict((f.name, f.dataType) for f in clicks.schema.fields if f.name != CORRUPT_RECORD)
     for name in CLICKS_REQUIRED:
         if name not in columns:
             raise SchemaError(
@@ -76,6 +80,8 @@ def with_rejection_reason(
 ) -> DataFrame:
     """The clicks with a `reason` column (null = valid); the first failing check names it.
 
+    A CSV row that did not fit the header (CORRUPT_RECORD set by the reader) is malformed;
+    an id with bytes that were not UTF-8 is badly encoded.
     anchor: events after it are in the future (clock skew, bad producers) and rejected.
     known_items: when the items table exists, clicks on items it lacks are rejected.
     Rejected rows keep their raw values (as text), so they can be inspected and replayed.
@@ -85,10 +91,15 @@ def with_rejection_reason(
     watch = [c for c in WATCH_COLUMNS if c in clicks.columns]
     parsed = {f"{c}__parsed": F.col(c).try_cast("double") for c in watch}
     tagged = clicks.withColumns({**ids, **parsed})
-    reason = F.when(
-        F.col("user_id").isNull() | (F.col("user_id") == "") | F.col("item_id").isNull() | (F.col("item_id") == ""),
-        F.lit("null_id"),
-    ).when(F.col("ts").isNull(), F.lit("bad_timestamp"))
+    malformed = F.col(CORRUPT_RECORD).isNotNull() if CORRUPT_RECORD in clicks.columns else F.lit(False)
+    mis_encoded = F.col("user_id").contains(REPLACEMENT_CHARACTER) | F.col("item_id").contains(REPLACEMENT_CHARACTER)
+    reason = (
+        F.when(malformed, F.lit("malformed_row"))
+        .when(F.col("user_id").isNull() | (F.col("user_id") == "") | F.col("item_id").isNull()
+              | (F.col("item_id") == ""), F.lit("null_id"))
+        .when(mis_encoded, F.lit("bad_encoding"))
+        .when(F.col("ts").isNull(), F.lit("bad_timestamp"))
+    )
     if anchor is not None:
         reason = reason.when(F.col("ts") > F.lit(anchor), F.lit("future_timestamp"))
     if known_items is not None:

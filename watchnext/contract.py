@@ -30,6 +30,9 @@ CLICKS = pa.schema(
     ]
 )
 CLICKS_REQUIRED = ("user_id", "item_id", "ts")
+# a CSV click row that did not parse into the header's columns (too few or too many fields),
+# as it was written; set by the reader, rejected as malformed_row
+CORRUPT_RECORD = "_corrupt_record"
 
 SEARCHES = pa.schema(
     [

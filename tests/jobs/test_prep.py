@@ -205,7 +205,8 @@ def test_titles_stand_in_for_a_missing_search_log(prepped):
 def test_a_rerun_with_the_previous_vocabulary_keeps_every_index(spark, prepped, tmp_path):
     prep_dir, _ = prepped
     data = write_dataset(tmp_path / "data", clicks=CLICKS + "e,v,2026-01-01T06:00:00Z,10\ne,v,2026-01-01T07:00:00Z,10\ne,v,2026-01-01T08:00:00Z,10\n")
-    cfg = PrepConfig(anchor="2026-06-01T00:00:00Z", max_rejected_fraction=0.5, previous_vocab=str(prep_dir))
+    cfg = PrepConfig(anchor="2026-06-01T00:00:00Z", max_rejected_fraction=0.5, previous_vocab=str(prep_dir),
+                     subsample_threshold=None)  # on a log this small, down-sampling would leave no example
     run_prep(spark, data, str(tmp_path / "run" / "prep"), cfg)
     before = {r["item_id"]: r["index"] for r in read(prep_dir, "vocab/items").to_pylist()}
     after = {r["item_id"]: r["index"] for r in read(tmp_path / "run" / "prep", "vocab/items").to_pylist()}
@@ -216,7 +217,8 @@ def test_a_rerun_with_the_previous_vocabulary_keeps_every_index(spark, prepped, 
 def test_continuous_user_features_are_min_max_normalized(spark, tmp_path):
     data = write_dataset(tmp_path / "data")
     (tmp_path / "data" / "users" / "part-0.csv").write_text("user_id,gender,age\na,F,20\nb,M,60\nc,F,30\n")
-    cfg = PrepConfig(anchor="2026-06-01T00:00:00Z", max_rejected_fraction=0.5, user_continuous=("age",))
+    cfg = PrepConfig(anchor="2026-06-01T00:00:00Z", max_rejected_fraction=0.5, user_continuous=("age",),
+                     subsample_threshold=None)
     manifest = run_prep(spark, data, str(tmp_path / "run" / "prep"), cfg)
     assert manifest["features"]["user_categoricals"] == ["gender"]
     assert manifest["features"]["continuous_stats"] == {"age": {"min": 20.0, "max": 60.0}}
