@@ -256,3 +256,46 @@ def test_a_run_holds_no_pickle_and_every_torch_file_loads_as_plain_weights(run_d
     for path in torch_files:
         torch.load(path, weights_only=True)  # raises on anything but tensors and plain containers
     assert not [p for p in run_dir.rglob(locks.LOCK)]  # every stage finished and let go
+
+
+def recall_rows(run: Path) -> dict[str, tuple]:
+    table = pads.dataset(run / "recall" / "table", partitioning="hive").to_table(columns=["user_id", "item_ids", "scores"])
+    users = table.column("user_id").to_pylist()
+    assert len(users) == len(set(users)), "a user written twice"
+    return {u: (items, [round(s, 4) for s in scores]) for u, items, scores in
+            zip(users, table.column("item_ids").to_pylist(), table.column("scores").to_pylist())}
+
+
+def test_a_recall_actor_killed_mid_run_is_replaced_and_no_user_is_lost_or_doubled(run_dir, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    run = tmp_path / "recall-killed"
+    run.mkdir()
+    for stage in ("prep", "model"):
+        (run / stage).symlink_to(run_dir / stage)
+    # batches of 4 users through one actor: ~240 calls, time to kill it in the middle
+    settings = ["recall.batch_size=4", f"recall.top_k={TOP_K}", "recall.run_date=2026-11-23", "recall.similar_items=0",
+                "recall.ann_check_users=0", "ray.num_cpus=3"]
+    command = [sys.executable, "-m", "watchnext.cli", "recall", "--run", str(run)]
+    driver = subprocess.Popen([*command, *(a for s in settings for a in ("--set", s))],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline, killed = time.time() + 300, None
+    while killed is None:
+        assert driver.poll() is None and time.time() < deadline, "recall ended before an actor was seen"
+        actors = [p for p in psutil.Process(driver.pid).children(recursive=True)
+                  if "RecallScorer" in " ".join(p.cmdline())]
+        if actors:
+            time.sleep(1.0)  # past the index load: scoring batches
+            actors[0].kill()
+            killed = actors[0]
+        time.sleep(0.05)
+    _, stderr = driver.communicate(timeout=600)
+    assert driver.returncode == 0, stderr[-3000:]
+    assert not killed.is_running()
+    # every user once, with the same list as the undisturbed run (the same model, exact search)
+    assert recall_rows(run) == recall_rows(run_dir)
+    assert json.loads((run / "recall" / "_manifest.json").read_text())["users"] == 943
