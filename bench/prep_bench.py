@@ -34,7 +34,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -43,13 +42,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from bench.memory import GIB, PeakRss, psutil  # psutil None: the Spark peak is reported as n/a
 from watchnext import synthetic
 from watchnext.config import PrepConfig, SparkConfig
-
-try:
-    import psutil
-except ImportError:  # the Spark peak is then reported as n/a; `pip install psutil` fixes it
-    psutil = None
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +53,6 @@ VARIANTS = ("spark", "spark-defaults", "pandas", "pandas-neg5")
 NEGSAMPLE = {"pandas": 0, "pandas-neg5": 5}
 # the child prints its result as one JSON line after this marker; Spark may print other lines
 RESULT_MARKER = "PREP_BENCH_RESULT "
-GIB = 1 << 30
 # both sides keep the same rollback window as watchnext's default
 HISTORY_LEN = PrepConfig().history_len
 
@@ -186,58 +180,6 @@ def prep_config(variant: str, max_per_user: int) -> PrepConfig:
             max_rejected_fraction=1.0,
         )
     return PrepConfig(max_rejected_fraction=1.0)
-
-
-class PeakRss:
-    """Peak of the summed RSS of this process and its descendants (the JVM), sampled in a
-    thread every interval_s."""
-
-    def __init__(self, interval_s: float = 0.2):
-        self.interval_s = interval_s
-        self.peak_bytes = 0
-        self.at_peak_gib: dict[str, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="peak-rss", daemon=True)
-
-    def __enter__(self) -> "PeakRss":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sample()
-
-    @property
-    def peak_gib(self) -> float:
-        return self.peak_bytes / GIB
-
-    def sample(self) -> None:
-        me = psutil.Process()
-        tree = {}
-        for proc in [me, *me.children(recursive=True)]:
-            try:
-                with proc.oneshot():
-                    tree[proc.pid] = (proc.ppid(), proc.name(), proc.exe(), proc.memory_info())
-            except psutil.NoSuchProcess:  # it exited between the listing and the read: no memory
-                continue
-        by_process = {}
-        for pid, (ppid, name, exe, memory) in tree.items():
-            parent = tree.get(ppid)
-            # the JVM spawns helpers (Hadoop's chmod) with vfork: until they exec they share its
-            # address space (same executable, same virtual size) and report its RSS as theirs
-            if pid != me.pid and parent is not None and (parent[2], parent[3].vms) == (exe, memory.vms):
-                continue
-            by_process[f"{name}:{pid}"] = memory.rss
-        total = sum(by_process.values())
-        if total > self.peak_bytes:
-            self.peak_bytes = total
-            # which processes made the peak, for the log
-            self.at_peak_gib = {k: round(v / GIB, 3) for k, v in by_process.items() if v >= 1 << 20}
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self.sample()
 
 
 def run_spark(variant: str, data_dir: str, out_dir: str, max_per_user: int, driver_memory: str) -> dict[str, Any]:
