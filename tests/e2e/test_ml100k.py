@@ -17,6 +17,7 @@ from jobs.prep import run_prep
 from ray_train.trainer import run_train
 from serving.evaluate import evaluate
 from serving.recall import run_recall
+from tests.processes import descendants_named
 from watchnext import locks
 from watchnext.config import load_config
 from watchnext.contract import RECALL
@@ -166,8 +167,6 @@ def test_a_training_worker_killed_mid_run_resumes_from_its_checkpoint(run_dir, t
     import sys
     import time
 
-    import psutil
-
     run = tmp_path / "killed"
     run.mkdir()
     (run / "prep").symlink_to(run_dir / "prep")
@@ -182,8 +181,7 @@ def test_a_training_worker_killed_mid_run_resumes_from_its_checkpoint(run_dir, t
     while len(list(checkpoints.rglob("train_state.json"))) < 2:
         assert driver.poll() is None and time.time() < deadline, "training ended before its second checkpoint"
         time.sleep(0.5)
-    workers = [p for p in psutil.Process(driver.pid).children(recursive=True)
-               if "RayTrainWorker" in " ".join(p.cmdline())]
+    workers = descendants_named(driver.pid, "RayTrainWorker")
     assert workers, "no training worker found"
     workers[-1].kill()
     _, stderr = driver.communicate(timeout=900)
@@ -271,8 +269,6 @@ def test_a_recall_actor_killed_mid_run_is_replaced_and_no_user_is_lost_or_double
     import sys
     import time
 
-    import psutil
-
     run = tmp_path / "recall-killed"
     run.mkdir()
     for stage in ("prep", "model"):
@@ -286,8 +282,7 @@ def test_a_recall_actor_killed_mid_run_is_replaced_and_no_user_is_lost_or_double
     deadline, killed = time.time() + 300, None
     while killed is None:
         assert driver.poll() is None and time.time() < deadline, "recall ended before an actor was seen"
-        actors = [p for p in psutil.Process(driver.pid).children(recursive=True)
-                  if "RecallScorer" in " ".join(p.cmdline())]
+        actors = descendants_named(driver.pid, "RecallScorer")
         if actors:
             time.sleep(1.0)  # past the index load: scoring batches
             actors[0].kill()

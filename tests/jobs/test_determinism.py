@@ -1,16 +1,20 @@
 """The same input and seed give the same prep output, whatever the engine's partitioning:
-the embedded local[2] session against a local-cluster of two executor processes."""
+the embedded local[2] session against a local-cluster of two executor processes, and against
+one whose executor is killed mid-job."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from jobs.prep import run_prep
 from watchnext.config import PrepConfig
+from tests.processes import descendants_named
 from watchnext.synthetic import generate
 
 TABLES = {
@@ -30,20 +34,54 @@ def content(prep_dir: Path, name: str, keys: list[str]):
     return table.sort_by([(k, "ascending") for k in keys]).to_pylist()
 
 
-def test_local_cluster_gives_identical_output(spark, tmp_path):
-    data = tmp_path / "data"
-    generate(str(data), users=300, items=200, events=8000, seed=5)
+@pytest.fixture(scope="module")
+def local_prep(spark, tmp_path_factory) -> tuple[Path, Path]:
+    """(data, the embedded session's prep of it)."""
+    root = tmp_path_factory.mktemp("determinism")
+    generate(str(root / "data"), users=300, items=200, events=8000, seed=5)
     cfg = PrepConfig.model_validate({s.split("=")[0].split(".")[1]: s.split("=")[1] for s in SETTINGS})
-    run_prep(spark, str(data), str(tmp_path / "local" / "prep"), cfg)
+    run_prep(spark, str(root / "data"), str(root / "local" / "prep"), cfg)
+    return root / "data", root / "local" / "prep"
 
-    cluster = subprocess.run(
-        [sys.executable, "-m", "watchnext.cli", "prep", "--data", str(data), "--out", str(tmp_path / "cluster"),
+
+def cluster_prep(data: Path, out: Path) -> subprocess.Popen:
+    """`watchnext prep` on a local-cluster of two executor processes, 7 shuffle partitions."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "watchnext.cli", "prep", "--data", str(data), "--out", str(out),
          "--set", "spark.master=local-cluster[2,1,1024]", "--set", "spark.shuffle_partitions=7",
          *[arg for s in SETTINGS for arg in ("--set", s)]],
-        capture_output=True, text=True, timeout=600,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
-    assert cluster.returncode == 0, cluster.stderr[-3000:]
+
+
+def assert_same_output(local: Path, other: Path) -> None:
     for name, keys in TABLES.items():
-        local = content(tmp_path / "local" / "prep", name, keys)
-        assert local == content(tmp_path / "cluster" / "prep", name, keys), name
-    assert len(content(tmp_path / "local" / "prep", "examples", TABLES["examples"])) > 1000
+        assert content(local, name, keys) == content(other, name, keys), name
+    assert len(content(local, "examples", TABLES["examples"])) > 1000
+
+
+def test_local_cluster_gives_identical_output(local_prep, tmp_path):
+    data, local = local_prep
+    cluster = cluster_prep(data, tmp_path / "cluster")
+    _, stderr = cluster.communicate(timeout=600)
+    assert cluster.returncode == 0, stderr[-3000:]
+    assert_same_output(local, tmp_path / "cluster" / "prep")
+
+
+def test_a_killed_executor_is_replaced_and_the_output_is_the_same(local_prep, tmp_path):
+    data, local = local_prep
+    cluster = cluster_prep(data, tmp_path / "cluster")
+    deadline, killed = time.time() + 300, None
+    while killed is None:
+        assert cluster.poll() is None and time.time() < deadline, "prep ended before an executor was seen"
+        executors = descendants_named(cluster.pid, "CoarseGrainedExecutorBackend")
+        # once the job's tasks run (the session is up and the examples are being built)
+        if executors and (tmp_path / "cluster" / "prep" / "rejected").exists():
+            executors[0].kill()
+            killed = executors[0]
+        time.sleep(0.2)
+    _, stderr = cluster.communicate(timeout=600)
+    assert cluster.returncode == 0, stderr[-3000:]
+    assert not killed.is_running()
+    assert "Lost executor" in stderr or "lost executor" in stderr.lower(), stderr[-3000:]
+    assert_same_output(local, tmp_path / "cluster" / "prep")
