@@ -101,7 +101,7 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     for r in results:
         top = sorted(r["at_peak_gib"].items(), key=lambda kv: -kv[1])[:3]
         lines.append(f"| {r['stage']} | {r['seconds']:.0f} | {r['peak_gib']:.2f} | "
-                     + ", ".join(f"{name.split(':')[0]} {gib:.2f}" for name, gib in top) + " |")
+                     + ", ".join(f"{name.rsplit(':', 1)[0]} {gib:.2f}" for name, gib in top) + " |")
     return "\n".join(lines) + "\n"
 
 
