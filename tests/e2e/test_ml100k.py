@@ -17,7 +17,7 @@ from jobs.prep import run_prep
 from ray_train.trainer import run_train
 from serving.evaluate import evaluate
 from serving.recall import run_recall
-from tests.processes import descendants_named
+from tests.processes import descendants_named, kill_one
 from watchnext import locks
 from watchnext.config import load_config
 from watchnext.contract import RECALL
@@ -260,14 +260,28 @@ def recall_rows(run: Path) -> dict[str, tuple]:
     table = pads.dataset(run / "recall" / "table", partitioning="hive").to_table(columns=["user_id", "item_ids", "scores"])
     users = table.column("user_id").to_pylist()
     assert len(users) == len(set(users)), "a user written twice"
-    return {u: (items, [round(s, 4) for s in scores]) for u, items, scores in
-            zip(users, table.column("item_ids").to_pylist(), table.column("scores").to_pylist())}
+    return dict(zip(users, zip(table.column("item_ids").to_pylist(), table.column("scores").to_pylist())))
+
+
+def assert_same_lists(got: dict[str, tuple], expected: dict[str, tuple], tie: float = 1e-4) -> None:
+    """The same users, and for each the same scores and the same items, up to the order of
+    near-ties: another batch size sums the dot products in another order (float rounding)."""
+    assert got.keys() == expected.keys()
+    for user, (items, scores) in got.items():
+        want_items, want_scores = expected[user]
+        assert scores == pytest.approx(want_scores, abs=tie), user
+        last = min(scores[-1], want_scores[-1])
+        # an item may move past a near-tie, or across the list's end only when tied with its last
+        differ = set(items) ^ set(want_items)
+        score_of = {**dict(zip(want_items, want_scores)), **dict(zip(items, scores))}
+        assert all(score_of[i] - last < tie for i in differ), user
+        for position, (a, b) in enumerate(zip(items, want_items)):
+            assert a == b or abs(score_of[a] - score_of[b]) < tie, (user, position)
 
 
 def test_a_recall_actor_killed_mid_run_is_replaced_and_no_user_is_lost_or_doubled(run_dir, tmp_path):
     import subprocess
     import sys
-    import time
 
     run = tmp_path / "recall-killed"
     run.mkdir()
@@ -279,18 +293,10 @@ def test_a_recall_actor_killed_mid_run_is_replaced_and_no_user_is_lost_or_double
     command = [sys.executable, "-m", "watchnext.cli", "recall", "--run", str(run)]
     driver = subprocess.Popen([*command, *(a for s in settings for a in ("--set", s))],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline, killed = time.time() + 300, None
-    while killed is None:
-        assert driver.poll() is None and time.time() < deadline, "recall ended before an actor was seen"
-        actors = descendants_named(driver.pid, "RecallScorer")
-        if actors:
-            time.sleep(1.0)  # past the index load: scoring batches
-            actors[0].kill()
-            killed = actors[0]
-        time.sleep(0.05)
+    killed = kill_one(driver, "RecallScorer", delay_s=1.0)  # past the index load: scoring batches
     _, stderr = driver.communicate(timeout=600)
     assert driver.returncode == 0, stderr[-3000:]
     assert not killed.is_running()
     # every user once, with the same list as the undisturbed run (the same model, exact search)
-    assert recall_rows(run) == recall_rows(run_dir)
+    assert_same_lists(recall_rows(run), recall_rows(run_dir))
     assert json.loads((run / "recall" / "_manifest.json").read_text())["users"] == 943

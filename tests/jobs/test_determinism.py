@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -14,7 +13,7 @@ import pytest
 
 from jobs.prep import run_prep
 from watchnext.config import PrepConfig
-from tests.processes import descendants_named
+from tests.processes import kill_one
 from watchnext.synthetic import generate
 
 TABLES = {
@@ -71,15 +70,9 @@ def test_local_cluster_gives_identical_output(local_prep, tmp_path):
 def test_a_killed_executor_is_replaced_and_the_output_is_the_same(local_prep, tmp_path):
     data, local = local_prep
     cluster = cluster_prep(data, tmp_path / "cluster")
-    deadline, killed = time.time() + 300, None
-    while killed is None:
-        assert cluster.poll() is None and time.time() < deadline, "prep ended before an executor was seen"
-        executors = descendants_named(cluster.pid, "CoarseGrainedExecutorBackend")
-        # once the job's tasks run (the session is up and the examples are being built)
-        if executors and (tmp_path / "cluster" / "prep" / "rejected").exists():
-            executors[0].kill()
-            killed = executors[0]
-        time.sleep(0.2)
+    # once the job's tasks run (the session is up and the examples are being built)
+    killed = kill_one(cluster, "CoarseGrainedExecutorBackend",
+                      ready=lambda: (tmp_path / "cluster" / "prep" / "rejected").exists())
     _, stderr = cluster.communicate(timeout=600)
     assert cluster.returncode == 0, stderr[-3000:]
     assert not killed.is_running()
