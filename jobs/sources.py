@@ -141,7 +141,7 @@ def _read_parquet(spark: SparkSession, path: str) -> DataFrame:
     scheme = path.split("://", 1)[0] + "://" if storage.is_uri(path) else ""
     frames = [
         spark.read.parquet(*[scheme + f for f in group]).withColumns(
-            {c: F.col(c).cast("string") for c in mixed if any(c == name for name, _ in schema)}
+            {c: F.col(c).cast("string") for c in mixed if c in dict(schema)}
         )
         for schema, group in groups.items()
     ]

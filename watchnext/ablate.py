@@ -30,6 +30,7 @@ import yaml
 
 from watchnext import storage
 from watchnext.config import Config, ConfigError, config_from_dict
+from watchnext.contract import MANIFEST
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +106,8 @@ def _run_variant(data: str, run_dir: Path, cfg: Config, preps: dict[str, Path],
     prep_key = json.dumps({"data": data, "prep": resolved["prep"]}, sort_keys=True)
     marker = run_dir / VARIANT_FILE
     report = run_dir / "report" / "report.json"
-    finished = marker.exists() and json.loads(marker.read_text()) == resolved and storage.exists(
-        str(run_dir / "report" / "_manifest.json"))
+    finished = (marker.exists() and json.loads(marker.read_text()) == resolved
+                and (run_dir / "report" / MANIFEST).exists())
     if not finished:
         if run_dir.is_symlink() or run_dir.exists():
             shutil.rmtree(run_dir)

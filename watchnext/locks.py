@@ -115,7 +115,7 @@ def _read(fs: pafs.FileSystem, path: str) -> dict | None:
     try:
         with fs.open_input_stream(path) as f:
             raw = f.read()
-    except (FileNotFoundError, OSError):
+    except OSError:  # FileNotFoundError included: no lock
         return None
     try:
         return json.loads(raw)
