@@ -11,10 +11,15 @@ not parse become nulls here and are rejected, with a reason, by validate.py; a c
 click row with more or fewer fields than the header keeps its raw text in _corrupt_record and
 is rejected as malformed. Parquet files whose column types disagree (integer ids in some,
 text in others) are read group by group, those columns as text.
+
+A canonical clicks/ (and searches/) table may be partitioned by day, date=YYYY-MM-DD/
+folders as a nightly log lands; given a range of days, only those are read, and a day of
+clicks missing from the range is an error (a searches day may be absent: nobody searched).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
 from functools import reduce
@@ -36,6 +41,9 @@ class InputError(ValueError):
     """A DATA_DIR that cannot be read as any known layout."""
 
 
+PARTITION = "date="  # a day's folder of a partitioned table: date=YYYY-MM-DD
+
+
 @dataclass(frozen=True)
 class Sources:
     """The canonical input tables; users, items and searches may be absent."""
@@ -48,13 +56,18 @@ class Sources:
     searches: DataFrame | None
 
 
-def read_sources(spark: SparkSession, data_dir: str) -> Sources:
+def read_sources(spark: SparkSession, data_dir: str, days: tuple[dt.date, dt.date] | None = None) -> Sources:
+    """The tables of data_dir; `days` (first, last) reads only those days of a log
+    partitioned by day."""
     data_dir = storage.absolute(data_dir)
     names = storage.list_names(data_dir)
     if not names:
         raise InputError(f"{data_dir} does not exist or is empty")
     if "clicks" in names:
-        return _read_canonical(spark, data_dir, names)
+        return _read_canonical(spark, data_dir, names, days)
+    if days is not None:
+        raise InputError(f"{data_dir}: reading days {days[0]}..{days[1]} needs a canonical layout with "
+                         f"clicks/{PARTITION}YYYY-MM-DD/ partitions")
     inter = [n for n in names if n.endswith(".inter")]
     if inter:
         return _read_recbole(spark, data_dir, inter[0].removesuffix(".inter"), names)
@@ -69,12 +82,23 @@ def read_sources(spark: SparkSession, data_dir: str) -> Sources:
 
 
 # ---------------------------------------------------------------- canonical layout
-def _read_canonical(spark: SparkSession, data_dir: str, names: list[str]) -> Sources:
+def _read_canonical(spark: SparkSession, data_dir: str, names: list[str],
+                    days: tuple[dt.date, dt.date] | None) -> Sources:
     def table(name: str, quarantine: bool = False) -> DataFrame | None:
-        return _read_table(spark, storage.join(data_dir, name), quarantine) if name in names else None
+        return _read_table(spark, [storage.join(data_dir, name)], quarantine) if name in names else None
 
-    clicks = table("clicks", quarantine=True)
-    searches = table("searches")
+    def by_day(name: str, quarantine: bool = False) -> DataFrame | None:
+        if name not in names:
+            return None
+        paths = day_paths(storage.join(data_dir, name), days, every_day=name == "clicks")
+        if paths is None:  # not partitioned by day
+            return table(name, quarantine)
+        return _read_table(spark, paths, quarantine) if paths else None
+
+    clicks = by_day("clicks", quarantine=True)
+    if clicks is None:
+        raise InputError(f"{data_dir}/clicks: no partition {PARTITION}YYYY-MM-DD/ from {days[0]} to {days[1]}")
+    searches = by_day("searches")
     items = _string_key(table("items"), ITEMS_KEY)
     return Sources(
         name=f"canonical:{data_dir.rstrip('/').rsplit('/', 1)[-1]}",
@@ -90,6 +114,33 @@ def _read_canonical(spark: SparkSession, data_dir: str, names: list[str]) -> Sou
     )
 
 
+def day_paths(table_dir: str, days: tuple[dt.date, dt.date] | None, every_day: bool = True) -> list[str] | None:
+    """The date=YYYY-MM-DD/ folders of a table partitioned by day: all of them, or those from
+    days[0] to days[1], each of which must be there when every_day. None for a table that is
+    not partitioned, which is an error when days are asked for every day."""
+    present = sorted(n.removeprefix(PARTITION) for n in storage.list_names(table_dir) if n.startswith(PARTITION))
+    if not present:
+        if days is not None and every_day:
+            raise InputError(f"{table_dir}: reading days {days[0]}..{days[1]} needs {PARTITION}YYYY-MM-DD/ "
+                             "partitions; the table has none")
+        return None
+    if days is None:
+        wanted = present
+    else:
+        first, last = days
+        wanted = [(first + dt.timedelta(days=d)).isoformat() for d in range((last - first).days + 1)]
+        missing = [d for d in wanted if d not in present]
+        if missing and every_day:
+            raise InputError(
+                f"{table_dir}: the day{'s' if len(missing) > 1 else ''} {', '.join(missing[:5])}"
+                f"{f' and {len(missing) - 5} more' if len(missing) > 5 else ''} of {first}..{last} "
+                f"{'are' if len(missing) > 1 else 'is'} missing (no {PARTITION}{missing[0]}/): land "
+                "the day's log, or run for a range that has every day"
+            )
+        wanted = [d for d in wanted if d in present]
+    return [storage.join(table_dir, PARTITION + d) for d in wanted]
+
+
 def _string_key(table: DataFrame | None, key: str) -> DataFrame | None:
     """Integer ids in a users or items table become the text keys the click log uses."""
     if table is None or key not in table.columns:
@@ -97,34 +148,37 @@ def _string_key(table: DataFrame | None, key: str) -> DataFrame | None:
     return table.withColumn(key, ids(F.col(key)))
 
 
-def _read_table(spark: SparkSession, path: str, quarantine: bool = False) -> DataFrame:
-    """A folder (or file) of Parquet or CSV files; CSV is read as strings with a header, and
-    with `quarantine` a row that does not fit the header keeps its raw text in CORRUPT_RECORD."""
-    names = storage.list_names(path) or [path.rsplit("/", 1)[-1]]
+def _read_table(spark: SparkSession, paths: list[str], quarantine: bool = False) -> DataFrame:
+    """Folders (or files) of Parquet or CSV files, as one table; CSV is read as strings with a
+    header, and with `quarantine` a row that does not fit the header keeps its raw text in
+    CORRUPT_RECORD."""
+    names = [n for path in paths for n in storage.list_names(path) or [path.rsplit("/", 1)[-1]]]
     if any(n.endswith(".parquet") for n in names):
-        return _read_parquet(spark, path)
+        return _read_parquet(spark, paths)
     if any(n.endswith(".csv") or n.endswith(".csv.gz") for n in names):
         reader = spark.read.option("header", True).option("mode", "PERMISSIVE")
-        header = reader.csv(path).schema  # the header line only: every column a string
+        header = reader.csv(paths).schema  # the header line only: every column a string
         if not quarantine or not header.fields:
-            return reader.csv(path)
+            return reader.csv(paths)
         schema = T.StructType([*header.fields, T.StructField(CORRUPT_RECORD, T.StringType())])
-        return reader.option("columnNameOfCorruptRecord", CORRUPT_RECORD).schema(schema).csv(path)
-    raise InputError(f"{path}: expected Parquet (*.parquet) or CSV (*.csv) files")
+        return reader.option("columnNameOfCorruptRecord", CORRUPT_RECORD).schema(schema).csv(paths)
+    raise InputError(f"{paths[0]}: expected Parquet (*.parquet) or CSV (*.csv) files")
 
 
-def _read_parquet(spark: SparkSession, path: str) -> DataFrame:
+def _read_parquet(spark: SparkSession, paths: list[str]) -> DataFrame:
     """Parquet files with their schemas merged (a column some files lack is null there); where
     files disagree on a column's type, each group of files with one schema is read alone and
     the disagreeing columns become text, so that integer and text ids meet as text."""
     try:
-        return spark.read.option("mergeSchema", True).parquet(path)
+        return spark.read.option("mergeSchema", True).parquet(*paths)
     except Py4JJavaError as err:
         if "CANNOT_MERGE" not in str(err.java_exception):
             raise
-    fs, local = storage.filesystem(path)
-    infos = fs.get_file_info(pafs.FileSelector(local, recursive=True))
-    files = sorted(f.path for f in infos if f.path.endswith(".parquet"))
+    files = []
+    for path in paths:
+        fs, local = storage.filesystem(path)
+        infos = fs.get_file_info(pafs.FileSelector(local, recursive=True))
+        files += sorted(f.path for f in infos if f.path.endswith(".parquet"))
     groups: dict[tuple, list[str]] = {}
     for file in files:
         with fs.open_input_file(file) as f:
@@ -135,10 +189,10 @@ def _read_parquet(spark: SparkSession, path: str) -> DataFrame:
         for name, kind in schema:
             types.setdefault(name, set()).add(kind)
     mixed = sorted(name for name, kinds in types.items() if len(kinds) > 1)
-    log.warning("%s: files disagree on the types of %s (%s); those columns are read as text", path,
+    log.warning("%s: files disagree on the types of %s (%s); those columns are read as text", paths[0],
                 ", ".join(mixed), "; ".join(f"{n}: {', '.join(sorted(types[n]))}" for n in mixed))
     # the filesystem names a file without its scheme (bucket/key on an object store)
-    scheme = path.split("://", 1)[0] + "://" if storage.is_uri(path) else ""
+    scheme = paths[0].split("://", 1)[0] + "://" if storage.is_uri(paths[0]) else ""
     frames = [
         spark.read.parquet(*[scheme + f for f in group]).withColumns(
             {c: F.col(c).cast("string") for c in mixed if c in dict(schema)}

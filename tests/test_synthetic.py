@@ -248,3 +248,19 @@ def test_any_small_log_is_exact_and_causal(users, items, extra_events, days, see
     item = _index(clicks["item_id"])
     assert (_us(items_t["upload_ts"])[item] <= _us(clicks["ts"])).all()
     assert (clicks["watch_fraction"].to_numpy() <= 1).all()
+
+
+def test_daily_partitions_hold_the_same_rows_each_in_its_own_day(log, tmp_path):
+    out, summary, tables = log
+    _generate(tmp_path / "daily", partition_by_date=True)
+    for table in ("clicks", "searches"):
+        days = sorted(p.name for p in (tmp_path / "daily" / table).iterdir())
+        assert days[0] == "date=2026-01-01" and all(d.startswith("date=2026-") for d in days)
+        parts = []
+        for day in days:
+            part = pq.read_table(tmp_path / "daily" / table / day)
+            start = int(np.datetime64(day.removeprefix("date="), "us").astype(np.int64))
+            assert start <= _us(part["ts"]).min() and _us(part["ts"]).max() < start + DAY_US
+            parts.append(part)
+        every = pa.concat_tables(parts).sort_by([("user_id", "ascending"), ("ts", "ascending")])
+        assert every.equals(tables[table].sort_by([("user_id", "ascending"), ("ts", "ascending")]))

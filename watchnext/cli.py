@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--events", type=int, required=True)
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--out", required=True, help="DATA_DIR to write (canonical layout)")
+    gen.add_argument("--start", default="2026-01-01", help="first day of the log's window (UTC)")
+    gen.add_argument("--days", type=int, default=60, help="days in the log's window")
+    gen.add_argument("--partition-by-date", action="store_true",
+                     help="write clicks/ and searches/ as date=YYYY-MM-DD/ partitions, as a nightly log lands")
 
     prep = _configured(sub.add_parser("prep", help="PySpark: click log -> examples, features"))
     prep.add_argument("--data", required=True, help="DATA_DIR: canonical layout or MovieLens")
@@ -112,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
 def _generate(args: argparse.Namespace) -> int:
     from watchnext.synthetic import generate
 
-    summary = generate(args.out, users=args.users, items=args.items, events=args.events,
-                       seed=args.seed, progress=True)
+    summary = generate(args.out, users=args.users, items=args.items, events=args.events, seed=args.seed,
+                       start=args.start, days=args.days, partition_by_date=args.partition_by_date, progress=True)
     log.info("wrote %s: %s", args.out, json.dumps(summary, default=str))
     return 0
 

@@ -106,6 +106,10 @@ class PrepConfig(_Section):
     # a previous run's prep directory: its item and categorical indices are kept and new
     # values appended, so that a warm-started model keeps its rows; None = fresh indices
     previous_vocab: str | None = None
+    # a log partitioned by day (clicks/date=YYYY-MM-DD/, and searches/ likewise): read only
+    # the days from partition_from to partition_to, each of which must be there; None = all
+    partition_from: dt.date | None = None
+    partition_to: dt.date | None = None
     # "recent" for the evaluation: the recently-popular baseline counts the watches of the
     # last recent_days of the training window, and fresh items were uploaded within them
     recent_days: float = Field(7.0, gt=0)
@@ -132,6 +136,10 @@ class PrepConfig(_Section):
     def _split_needs_a_time(self) -> "PrepConfig":
         if self.split == "time" and self.split_time is None:
             raise ValueError("split=time needs split_time (e.g. 2026-11-22T00:00:00Z)")
+        if (self.partition_from is None) != (self.partition_to is None):
+            raise ValueError("partition_from and partition_to go together")
+        if self.partition_from is not None and self.partition_from > self.partition_to:
+            raise ValueError(f"partition_from {self.partition_from} is after partition_to {self.partition_to}")
         return self
 
 

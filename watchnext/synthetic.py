@@ -59,6 +59,10 @@ Determinism. Everything is drawn from numpy Generators seeded by SeedSequence(se
 fixed spawn key per purpose and per chunk, so the same arguments give byte-identical files.
 Chunks hold whole users (each user's events are in one clicks file, sorted by ts); a
 different `chunk_events` changes the chunking and therefore the draws.
+
+Daily partitions. With `partition_by_date`, clicks/ and searches/ are written as
+date=YYYY-MM-DD/ folders (the UTC day of ts), the layout a nightly job reads a rolling window
+of; the rows are the same as without it, split by day.
 """
 
 from __future__ import annotations
@@ -283,6 +287,7 @@ def generate(
     start: str = "2026-01-01",
     days: int = 60,
     chunk_events: int = 2_000_000,
+    partition_by_date: bool = False,
     progress: bool = False,
 ) -> dict:
     """Write clicks/, users/, items/ and searches/ under the local directory `out`.
@@ -305,7 +310,8 @@ def generate(
     os.makedirs(out, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".tmp-", dir=out)
     try:
-        summary = _write(world, tmp, seed=seed, chunk_events=chunk_events, progress=progress)
+        summary = _write(world, tmp, seed=seed, chunk_events=chunk_events, partition_by_date=partition_by_date,
+                         progress=progress)
         for table in ("users", "items", "searches", "clicks"):
             os.rename(os.path.join(tmp, table), os.path.join(out, table))
     finally:
@@ -317,7 +323,8 @@ def generate(
 # ---------------------------------------------------------------- writing
 
 
-def _write(world: World, root: str, *, seed: int, chunk_events: int, progress: bool) -> dict:
+def _write(world: World, root: str, *, seed: int, chunk_events: int, partition_by_date: bool,
+           progress: bool) -> dict:
     for table in INPUT_TABLES:
         os.makedirs(os.path.join(root, table))
     n_users, n_items = len(world.user_events), len(world.item_topic)
@@ -341,8 +348,11 @@ def _write(world: World, root: str, *, seed: int, chunk_events: int, progress: b
         lo, hi = int(bounds[k]), int(bounds[k + 1])
         clicks, searches = _chunk(world, catalog, lo, hi, rng, user_ids, item_ids)
         name = f"part-{k:05d}.parquet"
-        pq.write_table(clicks, os.path.join(root, "clicks", name))
-        pq.write_table(searches, os.path.join(root, "searches", name))
+        for table, rows in (("clicks", clicks), ("searches", searches)):
+            if partition_by_date:
+                _write_by_date(rows, os.path.join(root, table), name)
+            else:
+                pq.write_table(rows, os.path.join(root, table, name))
         n_searches += searches.num_rows
         earliest, latest = (v.as_py() for v in pc.min_max(clicks["ts"].cast(pa.int64())).values())
         first_ts = earliest if first_ts is None else min(first_ts, earliest)
@@ -362,6 +372,14 @@ def _write(world: World, root: str, *, seed: int, chunk_events: int, progress: b
         "first_click": _iso(first_ts),
         "last_click": _iso(last_ts),
     }
+
+
+def _write_by_date(rows: pa.Table, table_dir: str, name: str) -> None:
+    """rows into table_dir/date=YYYY-MM-DD/name, one file per UTC day of ts."""
+    days = pc.strftime(rows["ts"], format="%Y-%m-%d")
+    for day in pc.unique(days).to_pylist():
+        os.makedirs(os.path.join(table_dir, f"date={day}"), exist_ok=True)
+        pq.write_table(rows.filter(pc.equal(days, day)), os.path.join(table_dir, f"date={day}", name))
 
 
 def _users_table(world: World, user_ids: pa.Array) -> pa.Table:

@@ -61,3 +61,38 @@ def test_canonical_parquet_with_integer_ids_and_epoch_seconds(spark, tmp_path):
     clicks = sorted((r.user_id, r.item_id, int(r.ts.timestamp())) for r in src.clicks.collect())
     assert clicks == [(1, 10, 1767225600), (2, 11, 1767229200)]
     assert sorted(r.user_id for r in src.users.collect()) == ["1", "2"]
+
+
+def _daily_clicks(root, days: dict[str, list[int]]) -> None:
+    """clicks/date=D/ partitions, one click per listed hour of the day."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for day, hours in days.items():
+        start = dt.datetime.fromisoformat(day).replace(tzinfo=dt.timezone.utc)
+        ts = [start + dt.timedelta(hours=h) for h in hours]
+        (root / "clicks" / f"date={day}").mkdir(parents=True)
+        pq.write_table(pa.table({"user_id": ["u"] * len(ts), "item_id": [f"{day}/{h}" for h in hours],
+                                 "ts": pa.array(ts, pa.timestamp("us", tz="UTC"))}),
+                       root / "clicks" / f"date={day}" / "part-0.parquet")
+
+
+def test_a_range_of_days_reads_those_partitions_only(spark, tmp_path):
+    import datetime as dt
+
+    _daily_clicks(tmp_path, {"2026-03-01": [1], "2026-03-02": [2, 3], "2026-03-03": [4], "2026-03-04": [5]})
+    src = read_sources(spark, str(tmp_path), (dt.date(2026, 3, 2), dt.date(2026, 3, 3)))
+    assert sorted(r.item_id for r in src.clicks.collect()) == ["2026-03-02/2", "2026-03-02/3", "2026-03-03/4"]
+    assert "date" not in src.clicks.columns  # the day is in ts; no partition column is added
+    every = read_sources(spark, str(tmp_path))
+    assert every.clicks.count() == 5 and "date" not in every.clicks.columns
+
+
+def test_a_missing_day_in_the_range_is_a_clear_error(spark, tmp_path):
+    import datetime as dt
+
+    _daily_clicks(tmp_path, {"2026-03-01": [1], "2026-03-03": [4]})
+    with pytest.raises(InputError, match=r"the day 2026-03-02 of 2026-03-01..2026-03-03 is missing"):
+        read_sources(spark, str(tmp_path), (dt.date(2026, 3, 1), dt.date(2026, 3, 3)))
