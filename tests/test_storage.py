@@ -76,3 +76,27 @@ def test_a_lock_from_another_host_holds_for_a_day(tmp_path):
     (stage / locks.LOCK).write_text(json.dumps({**lock, "started": time.time() - locks.STALE_AFTER - 60}))
     storage.begin_stage(str(stage))
     assert json.loads((stage / locks.LOCK).read_text())["host"] == socket.gethostname()
+
+
+def test_replace_dir_swaps_the_whole_folder_and_leaves_nothing_behind(tmp_path):
+    old, new = tmp_path / "run" / "old", tmp_path / "run" / "new"
+    for folder, files in ((old, ["a.parquet", "b.parquet"]), (new, ["c.parquet"])):
+        folder.mkdir(parents=True)
+        for name in files:
+            (folder / name).write_text(folder.name)
+    table = tmp_path / "recall"
+    storage.replace_dir(str(old), str(table / "run_date=2026-03-04"))
+    assert sorted(p.name for p in (table / "run_date=2026-03-04").iterdir()) == ["a.parquet", "b.parquet"]
+    (table / ".run_date=2026-03-04.new-dead0000").mkdir()  # what an interrupted replace left
+    storage.replace_dir(str(new), str(table / "run_date=2026-03-04"))
+    assert sorted(p.name for p in table.iterdir()) == ["run_date=2026-03-04"]
+    assert [(p.name, p.read_text()) for p in (table / "run_date=2026-03-04").iterdir()] == [("c.parquet", "new")]
+    assert (old / "a.parquet").exists()  # the source is copied, not moved
+
+
+def test_replace_dir_from_a_missing_folder_keeps_what_was_there(tmp_path):
+    (tmp_path / "table" / "run_date=2026-03-04").mkdir(parents=True)
+    (tmp_path / "table" / "run_date=2026-03-04" / "a.parquet").write_text("served")
+    with pytest.raises(FileNotFoundError, match="no such folder to publish"):
+        storage.replace_dir(str(tmp_path / "nothing"), str(tmp_path / "table" / "run_date=2026-03-04"))
+    assert (tmp_path / "table" / "run_date=2026-03-04" / "a.parquet").read_text() == "served"

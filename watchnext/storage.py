@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from typing import Any
 from urllib.parse import urlparse
 
@@ -80,6 +81,33 @@ def write_bytes(path: str, data: bytes) -> None:
 
 def write_text(path: str, text: str) -> None:
     write_bytes(path, text.encode())
+
+
+def replace_dir(src: str, dst: str) -> None:
+    """Copy the folder src to dst, replacing what dst held: the copy is made beside dst under
+    a hidden name (readers of a partitioned table skip names that start with "."), then the
+    old folder is renamed away and the copy renamed in, so a reader finds the old files or
+    the new ones, never a mix, and a failed copy leaves dst as it was. A rename is atomic on
+    local disks and HDFS; on object stores it is a copy, and readers go by a manifest."""
+    src_fs, src_path = filesystem(src)
+    fs, path = filesystem(dst)
+    if src_fs.get_file_info(src_path).type != pafs.FileType.Directory:
+        raise FileNotFoundError(f"{src}: no such folder to publish")
+    parent, name = path.rsplit("/", 1)
+    fs.create_dir(parent, recursive=True)
+    for entry in fs.get_file_info(pafs.FileSelector(parent)):  # what an interrupted replace left
+        if entry.base_name.startswith(f".{name}."):
+            fs.delete_dir(entry.path)
+    token = uuid.uuid4().hex[:8]
+    staging, old = f"{parent}/.{name}.new-{token}", f"{parent}/.{name}.old-{token}"
+    fs.create_dir(staging)
+    pafs.copy_files(src_path, staging, source_filesystem=src_fs, destination_filesystem=fs)
+    replacing = fs.get_file_info(path).type != pafs.FileType.NotFound
+    if replacing:
+        fs.move(path, old)
+    fs.move(staging, path)
+    if replacing:
+        fs.delete_dir(old)
 
 
 def begin_stage(stage_dir: str, keep: tuple[str, ...] = ()) -> float:
