@@ -237,6 +237,16 @@ def evaluate(run_dir: str) -> dict[str, Any]:
     return report
 
 
+def table_metrics(targets_dir: str, table_dir: str, top_k: int) -> dict[str, Any]:
+    """The ranking metrics (with intervals) of any recall table on the held-out targets of
+    targets_dir (a prep/eval folder), and "users"; a user without a list counts as a miss.
+    Lets two tables, e.g. two nights' lists, be judged on the same users."""
+    targets = _read(targets_dir, ["user_id", "item_id"])
+    lists = _fill_empty(_lookup(targets, _read(table_dir, ["user_id", "item_ids"]), "item_ids"), pa.string())
+    ranks = ranks_in_lists(lists, targets.column("item_id").to_numpy(zero_copy_only=False))
+    return {"users": targets.num_rows, **ranking_metrics(ranks, max_k=top_k), **bootstrap_intervals(ranks)}
+
+
 def _item_knn(target_index: np.ndarray, watched: pa.ListArray, history: pa.ListArray, features: dict) -> dict:
     """item-kNN's metrics (serving.baselines) on all evaluated users, or a seeded sample."""
     users = np.arange(len(target_index))

@@ -7,6 +7,7 @@
     watchnext evaluate --run RUN_DIR
     watchnext run      --data DATA_DIR --out RUN_DIR [--config F] [--set k=v ...]
     watchnext ablate   --data DATA_DIR --out OUT --grid GRID [--repeats R] [--config F] [--set k=v ...]
+    watchnext nightly  --date D --data DATA_DIR --root ROOT [--step STEP] [--config F] [--set k=v ...]
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from watchnext import storage
 from watchnext.config import Config, ConfigError, load_config
 from watchnext.locks import StageBusy
+from watchnext.nightly import NIGHTLY_STEPS
 
 log = logging.getLogger("watchnext")
 
@@ -76,6 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--out", required=True, help="local directory for the variants' runs and the table")
     ablate.add_argument("--grid", required=True, help="YAML file of variants (configs/ablations.yaml)")
     ablate.add_argument("--repeats", type=int, default=1, help="trainings per variant, seeds train.seed + r")
+
+    nightly = _configured(sub.add_parser(
+        "nightly", help="one night of retraining: the window of daily partitions ending --date, warm-started "
+                        "from the previous night; recall/ and i2i/ tables partitioned by run_date"))
+    nightly.add_argument("--date", required=True, help="the night's date D (YYYY-MM-DD): trains on days up to D, "
+                                                       "evaluates on D+1 when that day is there")
+    nightly.add_argument("--data", required=True, help="DATA_DIR whose clicks/ are partitioned date=YYYY-MM-DD/")
+    nightly.add_argument("--root", required=True, help="NIGHTLY_ROOT: runs/D/, recall/, i2i/ and nightly/D.json")
+    nightly.add_argument("--step", choices=("all", *NIGHTLY_STEPS), default="all",
+                         help="one step alone (a scheduler runs them in order), or all of them")
     return parser
 
 
@@ -95,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"report: {storage.join(storage.absolute(args.run), 'report', 'report.html')}")
             return 0
         cfg = load_config(args.config, args.overrides)
-        cfg.check_paths(**{f"--{name}": getattr(args, name, None) for name in ("data", "out", "run")})
+        cfg.check_paths(**{f"--{name}": getattr(args, name, None) for name in ("data", "out", "run", "root")})
         if args.command == "prep":
             prep_stage(args.data, args.out, cfg)
         elif args.command == "train":
@@ -106,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             _run(args.data, args.out, cfg)
         elif args.command == "ablate":
             _ablate(args, cfg)
+        elif args.command == "nightly":
+            _nightly(args, cfg)
         return 0
     except (ConfigError, storage.StageNotFinished, StageBusy, FileNotFoundError, ValueError) as err:
         # errors at the boundary are the user's to fix: say what, not a stack trace
@@ -185,6 +199,17 @@ def _ablate(args: argparse.Namespace, cfg: Config) -> None:
     out = storage.absolute(args.out)
     print(storage.read_text(storage.join(out, "ablation.md")))
     print(f"ablations: {storage.join(out, 'ablation.html')} (and ablation.json, ablation.md)")
+
+
+def _nightly(args: argparse.Namespace, cfg: Config) -> None:
+    from watchnext.nightly import parse_date, plan, run_night
+
+    night = plan(parse_date(args.date), args.data, args.root, cfg)
+    steps = NIGHTLY_STEPS if args.step == "all" else (args.step,)
+    stages = {"prep": prep_stage, "train": train_stage, "recall": recall_stage, "evaluate": evaluate_stage}
+    summary = run_night(night, cfg, steps, stages)
+    if summary is not None:
+        print(json.dumps(summary, indent=2))
 
 
 def _print_report(report: dict[str, Any]) -> None:

@@ -1,7 +1,7 @@
 """Typed, frozen configuration for every stage, loaded from YAML and `--set key=value`.
 
-One YAML file may hold a section per stage (`spark:`, `ray:`, `prep:`, `train:`, `recall:`)
-and `paths:`;
+One YAML file may hold a section per stage (`spark:`, `ray:`, `prep:`, `train:`, `recall:`),
+`nightly:` and `paths:`;
 every section and every key is optional, and every unknown key or bad value is an error that
 names the field. Defaults live here, each with the reason it was chosen.
 """
@@ -291,6 +291,15 @@ class RecallConfig(_Section):
         return value.isoformat() if isinstance(value, dt.date) else value
 
 
+class NightlyConfig(_Section):
+    # days of logs each night trains on, ending with the night's date (the rolling window):
+    # two weeks hold most items' lives (a few days' half-life) and recent tastes
+    window_days: int = Field(14, ge=1, le=366)
+    # the previous night is the latest finished night at most this many days back: its
+    # vocabulary is kept and its model warm-starts tonight's; none = a cold start
+    lookback_days: int = Field(7, ge=1)
+
+
 class PathsConfig(_Section):
     # when set, every path a command reads or writes (--data, --out, --run, prep.previous_vocab,
     # train.warm_start, recall.exclude_items) must lie under one of these local folders or
@@ -305,6 +314,7 @@ class Config(_Section):
     prep: PrepConfig = PrepConfig()
     train: TrainConfig = TrainConfig()
     recall: RecallConfig = RecallConfig()
+    nightly: NightlyConfig = NightlyConfig()
     paths: PathsConfig = PathsConfig()
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,0 +1,83 @@
+"""Planning a night: the window, the held-out day, the previous night, and the settings the
+stages get (the night itself runs end to end in tests/e2e/test_nightly.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from jobs.sources import InputError
+from watchnext.config import load_config
+from watchnext.nightly import Night, plan, summary_path
+
+D = dt.date(2026, 3, 10)
+
+
+def _log(tmp_path, days: list[str]) -> str:
+    for day in days:
+        (tmp_path / "data" / "clicks" / f"date={day}").mkdir(parents=True)
+    return str(tmp_path / "data")
+
+
+def _days(first: int, last: int) -> list[str]:
+    return [f"2026-03-{d:02d}" for d in range(first, last + 1)]
+
+
+def test_the_window_ends_on_the_night_and_is_clipped_at_the_first_logged_day(tmp_path):
+    data = _log(tmp_path, _days(5, 11))
+    night = plan(D, data, str(tmp_path / "root"), load_config(overrides=["nightly.window_days=3"]))
+    assert (night.first_day, night.eval_day, night.previous) == (dt.date(2026, 3, 8), dt.date(2026, 3, 11), None)
+    night = plan(D, data, str(tmp_path / "root"), load_config())
+    assert night.first_day == dt.date(2026, 3, 5)  # 14 days back is before the log began
+
+
+def test_without_the_next_day_there_is_nothing_to_evaluate(tmp_path):
+    night = plan(D, _log(tmp_path, _days(1, 10)), str(tmp_path / "root"), load_config())
+    assert night.eval_day is None
+    prep = night.config(load_config()).prep
+    assert prep.partition_to == D
+
+
+def test_a_missing_day_fails_before_anything_runs(tmp_path):
+    data = _log(tmp_path, [d for d in _days(1, 11) if d != "2026-03-07"])
+    with pytest.raises(InputError, match=r"the day 2026-03-07 of 2026-03-01..2026-03-10 is missing"):
+        plan(D, data, str(tmp_path / "root"), load_config())
+    with pytest.raises(InputError, match="before the log's first day"):
+        plan(dt.date(2026, 2, 1), data, str(tmp_path / "root"), load_config())
+    (tmp_path / "flat" / "clicks").mkdir(parents=True)
+    with pytest.raises(InputError, match="partitioned by day"):
+        plan(D, str(tmp_path / "flat"), str(tmp_path / "root"), load_config())
+
+
+def test_the_previous_night_is_the_latest_finished_one_within_the_lookback(tmp_path):
+    data, root = _log(tmp_path, _days(1, 11)), tmp_path / "root"
+    (root / "nightly").mkdir(parents=True)
+    for day in ("2026-03-06", "2026-03-08"):
+        (root / "nightly" / f"{day}.json").write_text("{}")
+    (root / "runs" / "2026-03-09" / "prep").mkdir(parents=True)  # started, never published: not a finished night
+    assert plan(D, data, str(root), load_config()).previous == dt.date(2026, 3, 8)
+    assert plan(D, data, str(root), load_config(overrides=["nightly.lookback_days=1"])).previous is None
+    assert summary_path(str(root), D).endswith("/root/nightly/2026-03-10.json")
+
+
+def test_the_night_sets_the_time_split_the_partitions_the_warm_start_and_the_run_date(tmp_path):
+    root = str(tmp_path / "root")
+    night = Night(D, "/logs", root, dt.date(2026, 2, 25), dt.date(2026, 3, 11), dt.date(2026, 3, 9))
+    cfg = night.config(load_config(overrides=["prep.split=leave_last_out", "train.epochs=3"]))
+    assert cfg.prep.split == "time" and cfg.train.epochs == 3
+    assert cfg.prep.split_time == dt.datetime(2026, 3, 10, 23, 59, 59, 999999, tzinfo=dt.timezone.utc)
+    assert cfg.prep.anchor == dt.datetime(2026, 3, 12, tzinfo=dt.timezone.utc)
+    assert (cfg.prep.partition_from, cfg.prep.partition_to) == (dt.date(2026, 2, 25), dt.date(2026, 3, 11))
+    assert cfg.prep.previous_vocab == f"{tmp_path}/root/runs/2026-03-09/prep"
+    assert cfg.train.warm_start == f"{tmp_path}/root/runs/2026-03-09"
+    assert cfg.recall.run_date == "2026-03-10"
+    cold = Night(D, "/logs", root, dt.date(2026, 2, 25), None, None).config(load_config())
+    assert cold.prep.previous_vocab is None and cold.train.warm_start is None
+
+
+def test_partition_bounds_go_together_and_in_order():
+    with pytest.raises(ValueError, match="go together"):
+        load_config(overrides=["prep.partition_from=2026-03-01"])
+    with pytest.raises(ValueError, match="is after"):
+        load_config(overrides=["prep.partition_from=2026-03-05", "prep.partition_to=2026-03-01"])

@@ -1,0 +1,232 @@
+"""One night of the nightly retraining, `watchnext nightly --date D`.
+
+    NIGHTLY_ROOT/
+      runs/D/              the night's run directory: prep/, model/, recall/, report/, compare/
+      recall/run_date=D/   the recall table that users read, one partition per night
+      i2i/run_date=D/      the similar-item table, likewise
+      nightly/D.json       the night's summary, written last: a night without it is unfinished
+
+Night D reads the daily partitions of the click log (clicks/date=YYYY-MM-DD/) in the window
+of nightly.window_days ending D, clipped at the log's first day; every day in it must be
+there. Watches up to the end of D are training; when day D+1 has landed, each known user's
+first watch on it is the held-out target (prep's time split). The previous night P is the
+latest finished night (nightly/P.json) at most nightly.lookback_days before D: its
+vocabularies are kept (stable indices, new items appended; prep.previous_vocab) and its model
+warm-starts tonight's (train.warm_start); without one the night starts cold. With D+1 there,
+tonight's lists and the lists night P published are ranked on the same targets: what users
+gain from tonight's retraining over keeping yesterday's lists.
+
+The steps, in order, each reading what the step before wrote, so that a scheduler can run
+them as separate jobs (prep on Spark, train and recall on Ray): NIGHTLY_STEPS. A rerun of
+night D withdraws nightly/D.json first, rebuilds runs/D stage by stage, and publish swaps
+each table's run_date=D partition for the new one (storage.replace_dir).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from watchnext import storage
+from watchnext.config import Config, config_from_dict
+
+log = logging.getLogger(__name__)
+
+NIGHTLY_STEPS = ("prep", "train", "recall", "evaluate", "publish")
+RUNS, RECALL, I2I, SUMMARIES = "runs", "recall", "i2i", "nightly"
+DAY = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
+
+
+@dataclass(frozen=True)
+class Night:
+    """What night D reads and where it writes, decided before any job starts."""
+
+    date: dt.date
+    data: str
+    root: str
+    first_day: dt.date  # the window's first day
+    eval_day: dt.date | None  # D + 1, when that day has landed
+    previous: dt.date | None  # the night whose vocabularies and model this one continues
+
+    @property
+    def run_dir(self) -> str:
+        return run_dir(self.root, self.date)
+
+    def config(self, cfg: Config) -> Config:
+        """cfg with the night's settings: the window, the time split, the previous night's
+        vocabularies and model, and the run date of the tables."""
+        end_of_day = dt.datetime.combine(self.date + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
+        raw = cfg.to_dict()
+        raw["prep"].update(
+            partition_from=self.first_day.isoformat(),
+            partition_to=(self.eval_day or self.date).isoformat(),
+            split="time",
+            # time_period keeps ts <= split_time for training: the last microsecond of D
+            split_time=(end_of_day - dt.timedelta(microseconds=1)).isoformat(),
+            eval_days=1.0,
+            anchor=(end_of_day + dt.timedelta(days=1)).isoformat(),  # later than D + 1 is the future
+            previous_vocab=storage.join(run_dir(self.root, self.previous), "prep") if self.previous else None,
+        )
+        raw["train"]["warm_start"] = run_dir(self.root, self.previous) if self.previous else None
+        raw["recall"]["run_date"] = self.date.isoformat()
+        return config_from_dict(raw, source=f"nightly {self.date}")
+
+
+def run_dir(root: str, date: dt.date) -> str:
+    return storage.join(storage.absolute(root), RUNS, date.isoformat())
+
+
+def summary_path(root: str, date: dt.date) -> str:
+    return storage.join(storage.absolute(root), SUMMARIES, f"{date.isoformat()}.json")
+
+
+def parse_date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--date {text!r} is not a date such as 2026-11-22") from None
+
+
+def plan(date: dt.date, data: str, root: str, cfg: Config) -> Night:
+    """Night D's window, held-out day and previous night; a missing day of the window is an
+    error here, before any job starts."""
+    from jobs.sources import InputError, day_paths
+
+    clicks = storage.join(storage.absolute(data), "clicks")
+    logged = sorted(m.group(1) for m in map(DAY.match, storage.list_names(clicks)) if m)
+    if not logged:
+        raise InputError(f"{clicks}: the nightly job reads clicks partitioned by day (date=YYYY-MM-DD/ "
+                         "folders); there are none")
+    first_logged = dt.date.fromisoformat(logged[0])
+    if date < first_logged:
+        raise InputError(f"{clicks}: night {date} is before the log's first day, {first_logged}")
+    first_day = max(date - dt.timedelta(days=cfg.nightly.window_days - 1), first_logged)
+    day_paths(clicks, (first_day, date))  # raises, naming the days that are missing
+    next_day = date + dt.timedelta(days=1)
+    previous = next((day for back in range(1, cfg.nightly.lookback_days + 1)
+                     if storage.exists(summary_path(root, day := date - dt.timedelta(days=back)))), None)
+    night = Night(date, storage.absolute(data), storage.absolute(root), first_day,
+                  next_day if next_day.isoformat() in logged else None, previous)
+    log.info("night %s: days %s..%s, %s, %s", date, first_day, date,
+             f"evaluated on {night.eval_day}" if night.eval_day else f"{next_day} not there yet: no evaluation",
+             f"continuing night {previous}" if previous else "a cold start (no finished night before it)")
+    return night
+
+
+Stages = dict[str, Callable[..., dict[str, Any]]]
+
+
+def run_night(night: Night, cfg: Config, steps: tuple[str, ...], stages: Stages) -> dict[str, Any] | None:
+    """Run the given steps of the night, in order; returns the summary when publish ran."""
+    cfg = night.config(cfg)
+    summary = None
+    for step in NIGHTLY_STEPS:
+        if step not in steps:
+            continue
+        log.info("night %s: %s", night.date, step)
+        if step == "prep":
+            # the night is unfinished from now until publish; its published tables stay
+            _delete_if_there(summary_path(night.root, night.date))
+            stages["prep"](night.data, night.run_dir, cfg)
+        elif step == "train":
+            stages["train"](night.run_dir, _as_prepared(night, cfg))
+        elif step == "recall":
+            stages["recall"](night.run_dir, cfg)
+        elif step == "evaluate":
+            evaluate(night, stages)
+        else:
+            summary = publish(night)
+    return summary
+
+
+def _as_prepared(night: Night, cfg: Config) -> Config:
+    """Training warm-starts from the night whose vocabularies prep kept, whatever has
+    finished since (a scheduler runs the steps as separate jobs)."""
+    previous_vocab = storage.read_manifest(storage.join(night.run_dir, "prep"))["config"]["previous_vocab"]
+    raw = cfg.to_dict()
+    raw["train"]["warm_start"] = previous_vocab.rsplit("/", 1)[0] if previous_vocab else None
+    return config_from_dict(raw, source=f"nightly {night.date}")
+
+
+def evaluate(night: Night, stages: Stages) -> dict[str, Any] | None:
+    """With day D + 1 there: the run's report, and runs/D/compare: tonight's lists against
+    the lists the previous night published, on the same held-out users."""
+    if night.eval_day is None:
+        log.info("night %s: %s has not landed, nothing to evaluate", night.date, night.date + dt.timedelta(days=1))
+        return None
+    from serving.evaluate import table_metrics
+
+    stages["evaluate"](night.run_dir)
+    compare_dir = storage.join(night.run_dir, "compare")
+    started = storage.begin_stage(compare_dir)
+    targets = storage.join(night.run_dir, "prep", "eval")
+    top_k = int(storage.read_manifest(storage.join(night.run_dir, "recall"))["config"]["top_k"])
+    tonight = table_metrics(targets, storage.join(night.run_dir, "recall", "table"), top_k)
+    result: dict[str, Any] = {"eval_day": night.eval_day.isoformat(), "users": tonight.pop("users"),
+                              "tonight": {"night": night.date.isoformat(), **tonight}}
+    published = partition(night.root, RECALL, night.previous) if night.previous else None
+    if published is not None and storage.exists(published):
+        previous = table_metrics(targets, published, top_k)
+        previous.pop("users")
+        result["previous"] = {"night": night.previous.isoformat(), **previous}
+    log.info("night %s on %s: HR@%d %.4f tonight%s", night.date, night.eval_day, min(50, top_k),
+             tonight.get("hr@50", tonight["hr@10"]),
+             f", {result['previous'].get('hr@50', result['previous']['hr@10']):.4f} with night "
+             f"{night.previous}'s lists" if "previous" in result else "")
+    return storage.finish_stage(compare_dir, started, result)
+
+
+def partition(root: str, table: str, date: dt.date) -> str:
+    return storage.join(storage.absolute(root), table, f"run_date={date.isoformat()}")
+
+
+def publish(night: Night) -> dict[str, Any]:
+    """Swap the night's recall and i2i partitions in, then write nightly/D.json, last."""
+    from serving.freshness import new_items
+
+    recall = storage.read_manifest(storage.join(night.run_dir, "recall"))
+    prep = storage.read_manifest(storage.join(night.run_dir, "prep"))
+    model = storage.read_manifest(storage.join(night.run_dir, "model"))
+    day = night.date.isoformat()
+    storage.replace_dir(storage.join(night.run_dir, "recall", "table", f"run_date={day}"),
+                        partition(night.root, RECALL, night.date))
+    tables = {"recall": partition(night.root, RECALL, night.date)}
+    if "similar" in recall:
+        storage.replace_dir(storage.join(night.run_dir, "recall", "similar", f"run_date={day}"),
+                            partition(night.root, I2I, night.date))
+        tables["i2i"] = partition(night.root, I2I, night.date)
+    compare = storage.join(night.run_dir, "compare")
+    metrics = model["metrics"]
+    summary = {
+        "date": day,
+        "days": [night.first_day.isoformat(), day],
+        "eval_day": night.eval_day.isoformat() if night.eval_day else None,
+        "previous_night": night.previous.isoformat() if night.previous else None,
+        "run": night.run_dir,
+        "model_version": recall["model_version"],
+        "tables": tables,
+        "counts": {k: prep["counts"][k] for k in ("events_in", "examples", "users", "items")},
+        "train": {"epochs": len(metrics["epochs"]), "final_loss": metrics["epochs"][-1]["loss"],
+                  "examples_per_second": metrics["examples_per_second"], "warm_start": bool(night.previous)},
+        "recall": {"users": recall["users"], "items_indexed": recall["index"]["items"]},
+        "new_items": new_items(night.run_dir, run_dir(night.root, night.previous) if night.previous else None),
+        "evaluation": _without_bookkeeping(storage.read_manifest(compare))
+        if night.eval_day and storage.exists(storage.join(compare, "_manifest.json")) else None,
+    }
+    storage.write_text(summary_path(night.root, night.date), json.dumps(summary, indent=2) + "\n")
+    log.info("night %s published: %s", night.date, ", ".join(tables.values()))
+    return summary
+
+
+def _without_bookkeeping(manifest: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in manifest.items() if k not in ("stage", "watchnext_version", "finished_at")}
+
+
+def _delete_if_there(path: str) -> None:
+    if storage.exists(path):
+        fs, local = storage.filesystem(path)
+        fs.delete_file(local)
