@@ -13,27 +13,14 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from jobs.prep import run_prep
 from ray_train.trainer import run_train
-from serving.evaluate import evaluate
 from serving.recall import run_recall
 from tests.processes import descendants_named, kill_one
 from watchnext import locks
 from watchnext.config import load_config
 from watchnext.contract import RECALL
 
-TOP_K = 100
-
-
-@pytest.fixture(scope="module")
-def run_dir(spark, ray_local, ml100k, tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("ml100k")
-    cfg = load_config(None, ["train.epochs=3", f"recall.top_k={TOP_K}", "recall.run_date=2026-11-23"])
-    run_prep(spark, ml100k, str(run / "prep"), cfg.prep)
-    run_train(str(run), cfg)
-    run_recall(str(run), cfg)
-    evaluate(str(run))
-    return run
+TOP_K = 100  # the run_dir fixture's recall.top_k (tests/e2e/conftest.py)
 
 
 def test_every_stage_is_finished_by_its_manifest(run_dir):
