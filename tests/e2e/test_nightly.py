@@ -19,7 +19,8 @@ FIRST, SECOND, HELD_OUT = "2026-03-04", "2026-03-05", "2026-03-06"
 @pytest.fixture(scope="module")
 def nights(tmp_path_factory):
     """A 6-day log from 2026-03-01; night FIRST runs in one process, night SECOND one step per
-    process (as the cluster's scheduler runs it)."""
+    process (as the cluster's scheduler runs it), then SECOND again with the two-tower model
+    (its item tower reads the items' categories): (data, root, what the first SECOND published)."""
     base = tmp_path_factory.mktemp("nightly")
     data, root, config = base / "data", base / "root", base / "small.yaml"
     gen = watchnext("generate", "--users", "400", "--items", "300", "--events", "12000", "--seed", "3",
@@ -33,7 +34,16 @@ def nights(tmp_path_factory):
     for step in NIGHTLY_STEPS:
         done = watchnext("nightly", "--date", SECOND, "--step", step, *common)
         assert done.returncode == 0, f"{step}: {done.stderr[-3000:]}"
-    return data, root, common
+    first_publish = {
+        "summary": summary(root, SECOND),
+        "files": sorted(p.name for p in (root / "recall" / f"run_date={SECOND}").iterdir()),
+        "fresh": fresh_items(root, FIRST, SECOND),
+        "embedded": embedded_items(root, SECOND),
+    }
+    first_publish["served"] = recalled(root, SECOND, first_publish["fresh"])
+    again = watchnext("nightly", "--date", SECOND, *common, "--set", "train.model=two_tower")
+    assert again.returncode == 0, again.stderr[-3000:]
+    return data, root, first_publish
 
 
 def summary(root, night: str) -> dict:
@@ -45,9 +55,31 @@ def vocab(root, night: str) -> dict[str, int]:
     return dict(zip(table["item_id"].to_pylist(), table["index"].to_pylist()))
 
 
+def fresh_items(root, previous: str, night: str) -> set[str]:
+    """Items in the night's vocabulary and not in the previous night's."""
+    old = vocab(root, previous)
+    return {item for item in vocab(root, night) if item not in old}
+
+
+def embedded_items(root, night: str) -> set[str]:
+    return set(pq.read_table(root / "runs" / night / "model" / "item_embeddings.parquet")["item_id"].to_pylist())
+
+
+def recalled(root, night: str, items: set[str]) -> set[str]:
+    lists = pq.read_table(root / "recall" / f"run_date={night}")["item_ids"].to_pylist()
+    return {item for row in lists for item in row if item in items}
+
+
+def assert_fresh_items_are_served(night_summary: dict, fresh: set[str], embedded: set[str], served: set[str]):
+    assert fresh and fresh <= embedded and served
+    assert night_summary["new_items"] | {"share_of_slots": None} == {
+        "items": len(fresh), "with_embeddings": len(fresh), "indexed": len(fresh), "recalled": len(served),
+        "share_of_slots": None}
+
+
 def test_the_first_night_starts_cold_and_the_next_continues_it(nights):
-    _, root, _ = nights
-    first, second = summary(root, FIRST), summary(root, SECOND)
+    _, root, first_publish = nights
+    first, second = summary(root, FIRST), first_publish["summary"]
     assert first["previous_night"] is None and first["days"] == ["2026-03-01", FIRST]
     assert second["previous_night"] == FIRST and second["eval_day"] == HELD_OUT
     assert not (root / "runs" / FIRST / "model" / "warm_start.pt").exists()
@@ -59,22 +91,23 @@ def test_the_first_night_starts_cold_and_the_next_continues_it(nights):
     assert appended == list(range(len(old) + 1, len(new) + 1))
 
 
-def test_items_first_seen_tonight_get_embeddings_and_are_recalled(nights):
+def test_items_first_seen_tonight_get_id_rows_and_are_recalled(nights):
+    _, _, first = nights  # the YouTube DNN: new items get fresh rows of the output table
+    assert_fresh_items_are_served(first["summary"], first["fresh"], first["embedded"], first["served"])
+
+
+def test_with_the_item_tower_new_items_get_vectors_from_their_features_and_are_recalled(nights):
     _, root, _ = nights
-    old, new = vocab(root, FIRST), vocab(root, SECOND)
-    fresh = {item for item in new if item not in old}
-    embedded = set(pq.read_table(root / "runs" / SECOND / "model" / "item_embeddings.parquet")["item_id"].to_pylist())
-    lists = pq.read_table(root / "recall" / f"run_date={SECOND}")["item_ids"].to_pylist()
-    recalled = {item for row in lists for item in row if item in fresh}
-    assert fresh and fresh <= embedded and recalled
-    assert summary(root, SECOND)["new_items"] | {"share_of_slots": None} == {
-        "items": len(fresh), "with_embeddings": len(fresh), "indexed": len(fresh), "recalled": len(recalled),
-        "share_of_slots": None}
+    spec = json.loads((root / "runs" / SECOND / "model" / "model_spec.json").read_text())["spec"]
+    assert spec["model"] == "two_tower" and spec["item_categorical_sizes"]
+    fresh = fresh_items(root, FIRST, SECOND)
+    assert_fresh_items_are_served(summary(root, SECOND), fresh, embedded_items(root, SECOND),
+                                  recalled(root, SECOND, fresh))
 
 
 def test_tonight_is_judged_beside_the_lists_the_previous_night_published(nights):
-    _, root, _ = nights
-    evaluation = summary(root, SECOND)["evaluation"]
+    _, root, first_publish = nights
+    evaluation = first_publish["summary"]["evaluation"]
     assert evaluation["eval_day"] == HELD_OUT and evaluation["users"] > 100
     assert evaluation["previous"]["night"] == FIRST
     # the previous lists know neither tonight's items nor the day's watches
@@ -85,17 +118,16 @@ def test_tonight_is_judged_beside_the_lists_the_previous_night_published(nights)
 
 
 def test_a_rerun_of_a_night_replaces_its_partitions(nights):
-    _, root, common = nights
-    published = root / "recall" / f"run_date={SECOND}"
-    before = sorted(p.name for p in published.iterdir())
-    again = watchnext("nightly", "--date", SECOND, *common)
-    assert again.returncode == 0, again.stderr[-3000:]
+    _, root, first_publish = nights
     # every write of the table names its files anew: the partition holds the rerun's files only
-    after = sorted(p.name for p in published.iterdir())
+    after = sorted(p.name for p in (root / "recall" / f"run_date={SECOND}").iterdir())
     written = sorted(p.name for p in (root / "runs" / SECOND / "recall" / "table" / f"run_date={SECOND}").iterdir())
-    assert after == written and not set(after) & set(before)
-    assert summary(root, SECOND)["previous_night"] == FIRST
+    assert after == written and not set(after) & set(first_publish["files"])
+    rerun = summary(root, SECOND)
+    assert rerun["previous_night"] == FIRST and rerun["model_version"] != first_publish["summary"]["model_version"]
     for table in ("recall", "i2i"):
+        versions = pq.read_table(root / table / f"run_date={SECOND}", columns=["model_version"])["model_version"]
+        assert pc.unique(versions).to_pylist() == [rerun["model_version"]]
         assert sorted(p.name for p in (root / table).iterdir()) == [f"run_date={FIRST}", f"run_date={SECOND}"]
 
 
