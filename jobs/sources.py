@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from dataclasses import dataclass
 from functools import reduce
 
@@ -42,6 +43,7 @@ class InputError(ValueError):
 
 
 PARTITION = "date="  # a day's folder of a partitioned table: date=YYYY-MM-DD
+DAY_FOLDER = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 
 
 @dataclass(frozen=True)
@@ -114,11 +116,16 @@ def _read_canonical(spark: SparkSession, data_dir: str, names: list[str],
     )
 
 
+def logged_days(table_dir: str) -> list[str]:
+    """The days (YYYY-MM-DD, sorted) of a table partitioned by day: its date=YYYY-MM-DD/ folders."""
+    return sorted(m.group(1) for m in map(DAY_FOLDER.match, storage.list_names(table_dir)) if m)
+
+
 def day_paths(table_dir: str, days: tuple[dt.date, dt.date] | None, every_day: bool = True) -> list[str] | None:
     """The date=YYYY-MM-DD/ folders of a table partitioned by day: all of them, or those from
     days[0] to days[1], each of which must be there when every_day. None for a table that is
     not partitioned, which is an error when days are asked for every day."""
-    present = sorted(n.removeprefix(PARTITION) for n in storage.list_names(table_dir) if n.startswith(PARTITION))
+    present = logged_days(table_dir)
     if not present:
         if days is not None and every_day:
             raise InputError(f"{table_dir}: reading days {days[0]}..{days[1]} needs {PARTITION}YYYY-MM-DD/ "

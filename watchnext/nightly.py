@@ -27,18 +27,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from watchnext import storage
 from watchnext.config import Config, config_from_dict
+from watchnext.contract import MANIFEST
 
 log = logging.getLogger(__name__)
 
 NIGHTLY_STEPS = ("prep", "train", "recall", "evaluate", "publish")
 RUNS, RECALL, I2I, SUMMARIES = "runs", "recall", "i2i", "nightly"
-DAY = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 
 
 @dataclass(frozen=True)
@@ -94,10 +93,10 @@ def parse_date(text: str) -> dt.date:
 def plan(date: dt.date, data: str, root: str, cfg: Config) -> Night:
     """Night D's window, held-out day and previous night; a missing day of the window is an
     error here, before any job starts."""
-    from jobs.sources import InputError, day_paths
+    from jobs.sources import InputError, day_paths, logged_days
 
     clicks = storage.join(storage.absolute(data), "clicks")
-    logged = sorted(m.group(1) for m in map(DAY.match, storage.list_names(clicks)) if m)
+    logged = logged_days(clicks)
     if not logged:
         raise InputError(f"{clicks}: the nightly job reads clicks partitioned by day (date=YYYY-MM-DD/ "
                          "folders); there are none")
@@ -215,7 +214,7 @@ def publish(night: Night) -> dict[str, Any]:
         "recall": {"users": recall["users"], "items_indexed": recall["index"]["items"]},
         "new_items": new_items(night.run_dir, run_dir(night.root, night.previous) if night.previous else None),
         "evaluation": _without_bookkeeping(storage.read_manifest(compare))
-        if night.eval_day and storage.exists(storage.join(compare, "_manifest.json")) else None,
+        if night.eval_day and storage.exists(storage.join(compare, MANIFEST)) else None,
     }
     storage.write_text(summary_path(night.root, night.date), json.dumps(summary, indent=2) + "\n")
     log.info("night %s published: %s", night.date, ", ".join(tables.values()))
