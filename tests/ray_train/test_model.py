@@ -66,6 +66,20 @@ def test_mean_bag_is_the_mean_of_the_non_padding_rows():
     assert torch.allclose(bags[2], (2 * table.weight[7] + table.weight[1]) / 3)
 
 
+def test_mean_bag_gradient_spreads_each_bag_over_its_ids_and_never_to_padding():
+    from ray_train.model import mean_bag
+
+    table = torch.nn.Embedding(10, 3, padding_idx=0)
+    ids = torch.tensor([[2, 5, 0, 0], [0, 0, 0, 0], [7, 7, 1, 0]])
+    upstream = torch.tensor([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0], [3.0, 0.0, -3.0]])
+    (mean_bag(table, ids) * upstream).sum().backward()
+    expected = torch.zeros(10, 3)
+    expected[2] = expected[5] = upstream[0] / 2
+    expected[7] = 2 * upstream[2] / 3
+    expected[1] = upstream[2] / 3
+    assert torch.allclose(table.weight.grad, expected)
+
+
 def test_last_watches_keeps_exactly_the_last_r_of_each_history():
     from ray_train.model import last_watches
 

@@ -111,3 +111,30 @@ def test_masked_hits_give_the_gradients_of_an_explicitly_masked_softmax():
     assert torch.allclose(loss, reference)
     for got, want in zip(grads, expected):
         assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_loss_with_weights_extra_logits_and_large_logits_is_weighted_cross_entropy():
+    n, d = 12, 4
+    vectors, bias = _table(n, d, 3)
+    with torch.no_grad():
+        vectors.weight.mul_(300.0)  # logits in the thousands: exp overflows without the max shift
+    user = torch.randn(5, d, requires_grad=True)
+    labels = torch.tensor([4, 1, 9, 4, 6])
+    negatives = torch.tensor([4, 3, 10, 7])
+    log_q = torch.randn(n)
+    extra = torch.randn(5, 2, requires_grad=True)
+    weights = torch.tensor([1.0, 0.5, 2.0, 0.0, 3.0])
+    loss = sampled_softmax_loss(user, labels, vectors, bias, negatives, log_q[labels], log_q[negatives], weights,
+                                extra)
+    grads = torch.autograd.grad(loss, [user, vectors.weight, extra])
+
+    pos = (user * vectors(labels)).sum(-1) + bias(labels).squeeze(-1) - (log_q[labels] + math.log(4))
+    neg = user @ vectors(negatives).T + bias(negatives).squeeze(-1) - (log_q[negatives] + math.log(4))
+    neg = neg.masked_fill(negatives.unsqueeze(0) == labels.unsqueeze(1), float("-inf"))
+    per_example = torch.nn.functional.cross_entropy(torch.cat([pos.unsqueeze(1), neg, extra], dim=1),
+                                                    torch.zeros_like(labels), reduction="none")
+    reference = (per_example * weights).sum() / weights.sum()
+    expected = torch.autograd.grad(reference, [user, vectors.weight, extra])
+    assert torch.isfinite(loss) and torch.allclose(loss, reference, rtol=1e-5)
+    for got, want in zip(grads, expected):
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-5)
