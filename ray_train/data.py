@@ -6,6 +6,7 @@ batch turns into dense tensors with one reshape and no per-row Python.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,11 @@ class Widths:
     def row_bytes(self) -> int:
         """An example's approximate size in Arrow memory: 4-byte values and list offsets."""
         return 4 * (self.history_len + self.max_search_tokens + self.num_categoricals + self.num_continuous) + 32
+
+    @property
+    def tensor_bytes(self) -> int:
+        """An example's size as training tensors: int64 ids, float32 values (Batch)."""
+        return 8 * (self.history_len + self.max_search_tokens + self.num_categoricals + 1) + 4 * (self.num_continuous + 2)
 
     @classmethod
     def from_prep_features(cls, features: dict) -> "Widths":
@@ -57,6 +63,19 @@ class Batch:
     def slice(self, start: int, end: int) -> "Batch":
         """Rows start .. end - 1."""
         return Batch(*(t[start:end] if t is not None else None for t in self._tensors()))
+
+    def take(self, rows: torch.Tensor) -> "Batch":
+        """The given rows, in their order."""
+        return Batch(*(t.index_select(0, rows) if t is not None else None for t in self._tensors()))
+
+    @classmethod
+    def concat(cls, batches: list["Batch"]) -> "Batch":
+        """One batch of all the rows of `batches` (which all have labels, or all none)."""
+        columns = zip(*(b._tensors() for b in batches))
+        return cls(*(torch.cat(parts) if parts[0] is not None else None for parts in columns))
+
+    def __len__(self) -> int:
+        return self.history.shape[0]
 
     def features(self) -> tuple[torch.Tensor, ...]:
         """The user tower's inputs, in its forward's order."""
@@ -88,3 +107,40 @@ def to_batch(table: pa.Table, widths: Widths, with_labels: bool = True) -> Batch
         labels,
         weights,
     )
+
+
+class WorkerExamples:
+    """A worker's batches, epoch after epoch.
+
+    Streamed from its Ray Data shard (`ray.train.get_dataset_shard`), locally shuffled; or,
+    with `keep`, streamed the first epoch only: the worker keeps that epoch's rows as
+    tensors and from then on draws its batches from them in a fresh seeded order each epoch,
+    with no Ray Data round (on ml-100k each round cost ~0.15 s of a ~1.3 s epoch, and its
+    iterator thread CPU time the step wanted). Every rank keeps as many rows as it was given
+    in the first epoch, equal across ranks (`streaming_split(equal=True)`), so every rank
+    runs the same number of steps, as DDP needs."""
+
+    def __init__(self, shard, widths: Widths, batch_size: int, seed: int, rank: int, keep: bool):
+        self.shard, self.widths, self.batch_size = shard, widths, batch_size
+        self.seed, self.rank = seed, rank
+        self.keep = keep
+        self.kept: Batch | None = None
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        """The batches of one epoch (0-based), on the CPU."""
+        order_seed = self.seed + epoch * 1009 + self.rank
+        if self.kept is not None:
+            order = torch.randperm(len(self.kept), generator=torch.Generator().manual_seed(order_seed))
+            for start in range(0, len(order), self.batch_size):
+                yield self.kept.take(order[start:start + self.batch_size])
+            return
+        collected = []
+        for table in self.shard.iter_batches(batch_size=self.batch_size, batch_format="pyarrow",
+                                             local_shuffle_buffer_size=self.batch_size * 8,
+                                             local_shuffle_seed=order_seed):
+            batch = to_batch(table.select(EXAMPLE_COLUMNS), self.widths)
+            if self.keep:
+                collected.append(batch)
+            yield batch
+        if self.keep and collected:
+            self.kept = Batch.concat(collected)

@@ -20,7 +20,7 @@ import ray.train
 import ray.train.torch
 import torch
 
-from ray_train.data import EXAMPLE_COLUMNS, Widths, to_batch
+from ray_train.data import Widths, WorkerExamples
 from ray_train.model import ModelSpec, build_model
 from ray_train.objective import Objective
 from ray_train.optim import Optimizer, uses_sparse_embeddings
@@ -62,7 +62,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if optimizer_state is not None:  # Adam's moments go on where they were
         optimizer.load_state_dict(optimizer_state)
     objective = Objective(cfg, spec, config["item_sampling_path"], rank)
-    shard = ray.train.get_dataset_shard("train")
+    examples_source = WorkerExamples(ray.train.get_dataset_shard("train"), widths, cfg.batch_size, cfg.seed, rank,
+                                     keep=bool(config.get("keep_in_worker")))
     validation = ValidationSet.load(config["prep_dir"], widths, cfg.val_users, cfg.seed) if rank == 0 else None
 
     # bf16 autocast on GPU (no loss scaling needed, unlike fp16); CPU steps stay fp32
@@ -71,16 +72,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         model.train()
         optimizer.set_learning_rate(learning_rate(cfg, epoch))
         started, examples, loss_sum, steps, waited = time.time(), 0, 0.0, 0, 0.0
-        batches = shard.iter_batches(
-            batch_size=cfg.batch_size,
-            batch_format="pyarrow",
-            local_shuffle_buffer_size=cfg.batch_size * 8,
-            local_shuffle_seed=cfg.seed + epoch * 1009 + rank,
-        )
         asked = time.perf_counter()
-        for table in batches:
-            waited += time.perf_counter() - asked  # the step waited on Ray Data
-            batch = to_batch(table.select(EXAMPLE_COLUMNS), widths).to(device)
+        for batch in examples_source.epoch(epoch):
+            waited += time.perf_counter() - asked  # the step waited on its data
+            batch = batch.to(device)
             with autocast:
                 loss = objective(model(*batch.features()), batch.labels, net, batch.weights)
             optimizer.zero_grad()
@@ -89,7 +84,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 average_sparse_gradients(synced_tables)
             optimizer.step()
             steps += 1
-            examples += len(table)
+            examples += len(batch)
             loss_sum += float(loss.detach())
             if rank == 0 and steps % LOG_EVERY_STEPS == 0:
                 log.info("epoch %d step %d loss %.4f", epoch + 1, steps, loss_sum / steps)

@@ -93,6 +93,10 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]
                              int(ray.cluster_resources().get("object_store_memory", 0)))
     if cached:
         examples = examples.materialize()
+    worker_bytes = int(prep["counts"]["examples"]) * widths.tensor_bytes / train_cfg.workers
+    keep_in_worker = cached and worker_bytes <= train_cfg.worker_cache_mib * 2**20
+    if keep_in_worker:
+        log.info("each worker keeps its ~%.0f MiB of examples as tensors after the first epoch", worker_bytes / 2**20)
     scaling = ScalingConfig(num_workers=train_cfg.workers, use_gpu=train_cfg.use_gpu,
                             resources_per_worker={"CPU": train_cfg.cpus_per_worker})
     # the initial weights, when not a fresh draw: a previous run's, or item2vec's history table
@@ -117,6 +121,7 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]
             # failure starts from this run's own latest checkpoint instead)
             "resume_from": resume_from,
             "warm_start_path": warm_start_path,
+            "keep_in_worker": keep_in_worker,
         },
         scaling_config=scaling,
         run_config=RunConfig(

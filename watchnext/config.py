@@ -218,6 +218,11 @@ class TrainConfig(_Section):
     # store (a re-read costs ~2 s per epoch on small data and a third of the CPU on large
     # data, BENCHMARKS.md); larger data always streams
     cache_examples: Literal["auto", "always", "never"] = "auto"
+    # cached examples whose share per worker takes at most this many MiB as tensors are kept
+    # by the workers themselves after the first epoch, each drawing a fresh order every
+    # epoch, with no Ray Data round per epoch (~0.15 s an epoch and CPU time the step wants
+    # on small data, BENCHMARKS.md); 0 = every epoch from Ray Data
+    worker_cache_mib: int = Field(512, ge=0)
     # item2vec pretraining of the watch-history embeddings for this many epochs before
     # training (0 = none): skip-gram over each label and its last item2vec_window watches
     item2vec_epochs: int = Field(0, ge=0)
