@@ -64,20 +64,7 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]
     prep = storage.read_manifest(prep_dir)
     features = prep["features"]
     train_cfg = cfg.train
-    spec = ModelSpec(
-        num_items=int(features["item_vocab_size"]),
-        categorical_sizes=tuple(features["categorical_sizes"]),
-        embedding_dim=train_cfg.embedding_dim,
-        hidden_layers=train_cfg.hidden_layers,
-        num_tokens=int(features.get("token_vocab_size", 0)),
-        num_continuous=len(features.get("user_continuous", [])),
-        tie_embeddings=train_cfg.tie_embeddings,
-        recent_items=min(train_cfg.recent_items, int(features["history_len"])),
-        model=train_cfg.model,
-        item_categorical_sizes=tuple(features.get("item_categorical_sizes", ())),
-        temperature=train_cfg.temperature,
-        example_age=train_cfg.example_age,
-    )
+    spec = model_spec(features, train_cfg)
     widths = Widths.from_prep_features(features)
     checkpoints = storage.join(model_dir, CHECKPOINTS)
     started = storage.begin_stage(model_dir, keep=(CHECKPOINTS,) if resume else ())
@@ -168,6 +155,24 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]
             "metrics": metrics,
             "outputs": ["user_tower.pt", "model_spec.json", "item_embeddings.parquet", "metrics.json"],
         },
+    )
+
+
+def model_spec(features: dict, cfg: TrainConfig) -> ModelSpec:
+    """The model a prep's features and the train section describe."""
+    return ModelSpec(
+        num_items=int(features["item_vocab_size"]),
+        categorical_sizes=tuple(features["categorical_sizes"]),
+        embedding_dim=cfg.embedding_dim,
+        hidden_layers=cfg.hidden_layers,
+        num_tokens=int(features.get("token_vocab_size", 0)),
+        num_continuous=len(features.get("user_continuous", [])),
+        tie_embeddings=cfg.tie_embeddings,
+        recent_items=min(cfg.recent_items, int(features["history_len"])),
+        model=cfg.model,
+        item_categorical_sizes=tuple(features.get("item_categorical_sizes", ())),
+        temperature=cfg.temperature,
+        example_age=cfg.example_age,
     )
 
 

@@ -1,0 +1,83 @@
+"""One worker's training step alone: the trainer's model, objective and optimizer on batches
+of a prep's examples already in memory, outside Ray, so the step's own cost can be timed and
+profiled apart from the data pipeline and the other processes.
+
+    python -m bench.train_step --run RUN_DIR [--batch-size 2048] [--negatives 1024] \
+        [--threads 1] [--set train.KEY=VALUE ...] [--profile]
+
+Prints the best of 5 passes over the batches (ms per step, examples/s) and, with --profile,
+the operators that took the most time over 10 steps (torch.profiler). Two of these side by
+side on a 2-core machine show what two training workers do to each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import pyarrow.dataset as pads
+import torch
+
+from ray_train.data import EXAMPLE_COLUMNS, Widths, to_batch
+from ray_train.model import build_model
+from ray_train.objective import Objective
+from ray_train.optim import Optimizer, uses_sparse_embeddings
+from ray_train.trainer import model_spec
+from ray_train.two_tower import load_item_features
+from watchnext import storage
+from watchnext.config import load_config
+
+PASSES = 5
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--run", required=True, help="RUN_DIR with a finished prep/")
+    parser.add_argument("--batch-size", type=int, default=2048)
+    parser.add_argument("--negatives", type=int, default=1024)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE")
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    overrides = [f"train.batch_size={args.batch_size}", f"train.num_negatives={args.negatives}", *args.overrides]
+    cfg = load_config(None, overrides).train
+    prep_dir = storage.join(storage.absolute(args.run), "prep")
+    features = storage.read_manifest(prep_dir)["features"]
+    spec, widths = model_spec(features, cfg), Widths.from_prep_features(features)
+    table = pads.dataset(storage.join(prep_dir, "examples"), format="parquet").to_table(columns=EXAMPLE_COLUMNS)
+    batches = [to_batch(table.slice(start, cfg.batch_size), widths)
+               for start in range(0, table.num_rows - cfg.batch_size + 1, cfg.batch_size)]
+    model = build_model(spec, sparse=uses_sparse_embeddings(cfg, spec.num_items))
+    if spec.model != "youtube_dnn":  # the item tower's inputs
+        model.item_output.set_features(*load_item_features(prep_dir, spec))
+    optimizer = Optimizer(model, cfg)
+    objective = Objective(cfg, spec, storage.join(prep_dir, "vocab", "item_sampling"), 0)
+
+    def step(batch) -> None:
+        loss = objective(model(*batch.features()), batch.labels, model, batch.weights)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    for batch in batches[:3]:  # warm-up: allocations, the optimizer's state
+        step(batch)
+    best = float("inf")
+    for _ in range(PASSES):
+        started = time.perf_counter()
+        for batch in batches:
+            step(batch)
+        best = min(best, (time.perf_counter() - started) / len(batches))
+    print(f"batch {cfg.batch_size}, {cfg.num_negatives} negatives, {args.threads} thread(s), {len(batches)} steps: "
+          f"{1000 * best:.1f} ms/step, {cfg.batch_size / best:,.0f} examples/s (best of {PASSES} passes)")
+    if args.profile:
+        from torch.profiler import profile
+
+        with profile() as profiler:
+            for batch in batches[:10]:
+                step(batch)
+        print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+
+
+if __name__ == "__main__":
+    main()
