@@ -18,6 +18,7 @@ import time
 import pyarrow.dataset as pads
 import torch
 
+from ray_train.allocator import keep_freed_memory
 from ray_train.data import EXAMPLE_COLUMNS, Widths, to_batch
 from ray_train.model import build_model
 from ray_train.objective import Objective
@@ -40,6 +41,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as a training worker does
     overrides = [f"train.batch_size={args.batch_size}", f"train.num_negatives={args.negatives}", *args.overrides]
     cfg = load_config(None, overrides).train
     prep_dir = storage.join(storage.absolute(args.run), "prep")

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ray_train.allocator import keep_freed_memory
 from ray_train.loop import learning_rate
 from ray_train.model import last_watches
 from ray_train.objective import make_sampler
@@ -70,6 +71,7 @@ def item2vec_loop_per_worker(config: dict[str, Any]) -> None:
     num_items, history_len = int(config["num_items"]), int(config["history_len"])
     rank = ray.train.get_context().get_world_rank()
     torch.manual_seed(cfg.seed)
+    keep_freed_memory()  # the step's large tensors are reused, not page-faulted in again
     torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
     sparse = bool(config["sparse"])
     model, synced_tables = prepare_model(SkipGram(num_items, cfg.embedding_dim, sparse))

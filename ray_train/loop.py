@@ -20,6 +20,7 @@ import ray.train
 import ray.train.torch
 import torch
 
+from ray_train.allocator import keep_freed_memory
 from ray_train.data import Widths, WorkerExamples
 from ray_train.model import ModelSpec, build_model
 from ray_train.objective import Objective
@@ -46,6 +47,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     context = ray.train.get_context()
     rank = context.get_world_rank()
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    keep_freed_memory()  # the step's large tensors are reused, not page-faulted in again
     torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
 
     model = build_model(spec, sparse=uses_sparse_embeddings(cfg, spec.num_items))
