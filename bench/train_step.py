@@ -3,9 +3,10 @@ of a prep's examples already in memory, outside Ray, so the step's own cost can 
 profiled apart from the data pipeline and the other processes.
 
     python -m bench.train_step --run RUN_DIR [--batch-size 2048] [--negatives 1024] \
-        [--threads 1] [--set train.KEY=VALUE ...] [--profile]
+        [--threads 1] [--steps N] [--set train.KEY=VALUE ...] [--profile]
 
-Prints the best of 5 passes over the batches (ms per step, examples/s) and, with --profile,
+The batches are drawn in a seeded random order, as training draws them (N of them with
+--steps). Prints the best of 5 passes over them (ms per step, examples/s) and, with --profile,
 the operators that took the most time over 10 steps (torch.profiler). Two of these side by
 side on a 2-core machine show what two training workers do to each other.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 import pyarrow.dataset as pads
 import torch
 
@@ -37,6 +39,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=2048)
     parser.add_argument("--negatives", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=0, help="time N batches (0 = all the examples)")
     parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
@@ -48,6 +51,9 @@ def main() -> None:
     features = storage.read_manifest(prep_dir)["features"]
     spec, widths = model_spec(features, cfg), Widths.from_prep_features(features)
     table = pads.dataset(storage.join(prep_dir, "examples"), format="parquet").to_table(columns=EXAMPLE_COLUMNS)
+    # in a random order, as training draws them: prep writes a user's examples together
+    order = np.random.default_rng(0).permutation(table.num_rows)
+    table = table.take(order[: args.steps * cfg.batch_size] if args.steps else order)
     batches = [to_batch(table.slice(start, cfg.batch_size), widths)
                for start in range(0, table.num_rows - cfg.batch_size + 1, cfg.batch_size)]
     model = build_model(spec, sparse=uses_sparse_embeddings(cfg, spec.num_items))
@@ -70,7 +76,8 @@ def main() -> None:
         for batch in batches:
             step(batch)
         best = min(best, (time.perf_counter() - started) / len(batches))
-    print(f"batch {cfg.batch_size}, {cfg.num_negatives} negatives, {args.threads} thread(s), {len(batches)} steps: "
+    print(f"batch {cfg.batch_size}, {cfg.num_negatives} negatives, {args.threads} thread(s), "
+          f"{len(batches)} steps: "
           f"{1000 * best:.1f} ms/step, {cfg.batch_size / best:,.0f} examples/s (best of {PASSES} passes)")
     if args.profile:
         from torch.profiler import profile
