@@ -6,9 +6,10 @@ profiled apart from the data pipeline and the other processes.
         [--threads 1] [--steps N] [--set train.KEY=VALUE ...] [--profile]
 
 The batches are drawn in a seeded random order, as training draws them (N of them with
---steps). Prints the best of 5 passes over them (ms per step, examples/s) and, with --profile,
-the operators that took the most time over 10 steps (torch.profiler). Two of these side by
-side on a 2-core machine show what two training workers do to each other.
+--steps). Prints the best of 5 passes over them (ms per step, examples/s, and whether the
+step ran in bf16 or fp32: ray_train.precision) and, with --profile, the operators that
+took the most time over 10 steps (torch.profiler). Two of these side by side on a 2-core
+machine show what two training workers do to each other.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ray_train.data import EXAMPLE_COLUMNS, Widths, to_batch
 from ray_train.model import build_model
 from ray_train.objective import Objective
 from ray_train.optim import Optimizer, uses_sparse_embeddings
+from ray_train.precision import step_autocast, step_precision
 from ray_train.trainer import model_spec
 from ray_train.two_tower import load_item_features
 from watchnext import storage
@@ -62,8 +64,11 @@ def main() -> None:
     optimizer = Optimizer(model, cfg)
     objective = Objective(cfg, spec, storage.join(prep_dir, "vocab", "item_sampling"), 0)
 
+    autocast = step_autocast(cfg)
+
     def step(batch) -> None:
-        loss = objective(model(*batch.features()), batch.labels, model, batch.weights)
+        with autocast:
+            loss = objective(model(*batch.features()), batch.labels, model, batch.weights)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -77,7 +82,7 @@ def main() -> None:
             step(batch)
         best = min(best, (time.perf_counter() - started) / len(batches))
     print(f"batch {cfg.batch_size}, {cfg.num_negatives} negatives, {args.threads} thread(s), "
-          f"{len(batches)} steps: "
+          f"{step_precision(cfg)}, {len(batches)} steps: "
           f"{1000 * best:.1f} ms/step, {cfg.batch_size / best:,.0f} examples/s (best of {PASSES} passes)")
     if args.profile:
         from torch.profiler import profile

@@ -25,6 +25,7 @@ from ray_train.data import Widths, WorkerExamples
 from ray_train.model import ModelSpec, build_model
 from ray_train.objective import Objective
 from ray_train.optim import Optimizer, uses_sparse_embeddings
+from ray_train.precision import step_autocast, step_precision
 from ray_train.sparse_sync import average_sparse_gradients, prepare_model
 from ray_train.two_tower import load_item_features
 from ray_train.validation import VAL_K, ValidationSet
@@ -68,8 +69,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                                      keep=bool(config.get("keep_in_worker")))
     validation = ValidationSet.load(config["prep_dir"], widths, cfg.val_users, cfg.seed) if rank == 0 else None
 
-    # bf16 autocast on GPU (no loss scaling needed, unlike fp16); CPU steps stay fp32
-    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=cfg.use_gpu and cfg.amp)
+    # bf16 where the device has it natively (no loss scaling needed, unlike fp16)
+    autocast, precision = step_autocast(cfg), step_precision(cfg)
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         optimizer.set_learning_rate(learning_rate(cfg, epoch))
@@ -101,6 +102,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "examples_per_second": examples / max(seconds, 1e-9),
             "learning_rate": learning_rate(cfg, epoch),
             "recoveries": recoveries,  # restarts from a checkpoint after a failure so far
+            "precision": precision,  # rank 0's steps: bf16 autocast or fp32
         }
         if validation is not None:
             metrics[f"val_hr@{VAL_K}"] = validation.hit_rate(net, device)

@@ -143,6 +143,8 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]
     metrics = {
         "device": _device_name(train_cfg.use_gpu),
         "workers": train_cfg.workers,
+        # the steps' arithmetic: bf16 autocast (train.amp, on a GPU or a CPU with native bf16) or fp32
+        "precision": epochs[-1].get("precision", "fp32"),
         "examples_cached": cached,
         # restarts from a checkpoint after a worker failure (Ray Train FailureConfig)
         "recoveries": int(epochs[-1].get("recoveries", 0)),

@@ -62,7 +62,8 @@ def render(report: dict[str, Any], metrics: dict[str, Any] | None, prep: dict[st
         parts += [
             "<h2>Training</h2>",
             f'<p class="sub">{len(epochs)} epochs on {e(str(metrics.get("device", "?")))} x'
-            f'{metrics.get("workers", "?")}, {metrics.get("examples_per_second", 0):,.0f} examples/s.</p>',
+            f'{metrics.get("workers", "?")} ({e(str(metrics.get("precision", "fp32")))}), '
+            f'{metrics.get("examples_per_second", 0):,.0f} examples/s.</p>',
             '<div class="charts">',
             _figure(line_chart({"loss": [(r["epoch"], r["loss"]) for r in epochs]}, "epoch", "training loss"),
                     "Mean training loss per epoch."),

@@ -147,7 +147,8 @@ class TrainConfig(_Section):
     # Ray Train workers (DDP ranks); gloo on CPU, nccl on GPU
     workers: int = Field(2, ge=1)
     use_gpu: bool = False
-    # mixed precision on GPU: forward and loss under bf16 autocast (ignored on CPU)
+    # mixed precision: forward and loss under bf16 autocast where the device computes bf16
+    # natively (a GPU; a CPU with AVX512-BF16 or AMX); other CPUs' steps stay fp32
     amp: bool = True
     cpus_per_worker: float = Field(1.0, gt=0)
     epochs: int = Field(8, ge=1)

@@ -13,11 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from ray_train.precision import step_precision
 from ray_train.trainer import run_train
 from serving.recall import run_recall
 from tests.processes import descendants_named, kill_one
 from watchnext import locks
-from watchnext.config import load_config
+from watchnext.config import TrainConfig, load_config
 from watchnext.contract import RECALL
 
 TOP_K = 100  # the run_dir fixture's recall.top_k (tests/e2e/conftest.py)
@@ -29,6 +30,7 @@ def test_every_stage_is_finished_by_its_manifest(run_dir):
         assert manifest["stage"] == stage and manifest["seconds"] > 0
     metrics = json.loads((run_dir / "model" / "metrics.json").read_text())
     assert metrics["workers"] == 2 and metrics["device"] == "cpu" and len(metrics["epochs"]) == 3
+    assert metrics["precision"] == step_precision(TrainConfig())  # bf16 where this CPU has it natively
     assert metrics["examples_per_second"] > 0
 
 

@@ -41,7 +41,7 @@ REPORT = {
                            "predicted": [0.05, 0.45, 0.3, 0.2], "empirical_examples": 26244,
                            "predicted_examples": 2000, "example_age": True},
 }
-TRAINING = {"device": "cpu", "workers": 2, "examples_per_second": 23000.0,
+TRAINING = {"device": "cpu", "workers": 2, "precision": "bf16", "examples_per_second": 23000.0,
             "epochs": [{"epoch": 1, "loss": 7.1, "val_hr@50": 0.2}, {"epoch": 2, "loss": 6.5, "val_hr@50": 0.3}]}
 PREP = {"counts": {"events_in": 100000, "examples": 26244, "users": 943, "items": 1681}, "config": {"seed": 42}}
 RECALL = {"users_per_second": 5000.0, "config": {"top_k": 100}}
@@ -56,7 +56,7 @@ def test_the_page_is_self_contained_and_has_every_section():
     assert parsed.tags.count("svg") == 5  # HR@K, loss, validation HR@50, popularity, example age
     text = " ".join(parsed.text)
     for expected in ("<ml & co>", "most_popular", "item_knn", "0.4500", "[0.4300, 0.4700]", "[0.0800, 0.1000]",
-                     "12.0% of the slots", "5.0% of the catalog", "26,244", "2 epochs on cpu x2",
+                     "12.0% of the slots", "5.0% of the catalog", "26,244", "2 epochs on cpu x2 (bf16)",
                      "model (example age on)", "training watches", "(26,244 examples)"):
         assert expected in text, expected
     assert "&lt;ml &amp; co&gt;" in page  # escaped in the markup
