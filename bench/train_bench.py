@@ -63,6 +63,20 @@ def peer_train(prep: Path, epochs: int, threads: int, max_rows: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def cpu_name() -> str:
+    """The CPU's model and family, and whether it has native bf16 (train.amp uses it): results
+    differ most between CPU generations."""
+    try:
+        first = Path("/proc/cpuinfo").read_text().split("\n\n")[0]  # the first processor's block
+        fields = dict(line.split(":", 1) for line in first.splitlines() if ":" in line)
+    except OSError:
+        return platform.processor() or platform.machine()
+    info = {k.strip(): v.strip() for k, v in fields.items()}
+    bf16 = "avx512_bf16" in info.get("flags", "").split() or "amx_tile" in info.get("flags", "").split()
+    return (f"{info.get('model name', platform.machine())} (family {info.get('cpu family', '?')}, "
+            f"{'native' if bf16 else 'no'} bf16)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--run", action="append", default=[], metavar="NAME=RUN_DIR")
@@ -79,7 +93,7 @@ def main() -> None:
         setup_peer()
         if not args.run:
             return
-    lines = [f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+    lines = [f"machine: {cpu_name()}, {os.cpu_count()} cores; "
              f"{time.strftime('%Y-%m-%d')}; overrides: {' '.join(args.overrides) or '(defaults)'}", "",
              "| data | trainer | examples/s | epochs 2-N: examples/s | last epoch s (waiting for data) | wall s | val HR@50 |",
              "|---|---|---|---|---|---|---|"]
