@@ -42,8 +42,9 @@ def _inputs(rows: int = 64):
     return inputs, torch.randint(1, SPEC.num_items, (rows,), generator=g)
 
 
-@pytest.mark.parametrize("sparse", [False, True])
-def test_a_bf16_step_matches_the_fp32_step_to_bf16_precision(monkeypatch, sparse):
+@pytest.mark.parametrize("loss,sparse", [("sampled", False), ("sampled", True), ("in_batch", False),
+                                         ("mixed", False), ("full", False), ("pointwise", False)])
+def test_a_bf16_step_matches_the_fp32_step_to_bf16_precision(monkeypatch, loss, sparse):
     _cpu_has(monkeypatch, avx512_bf16=True, amx=False)  # forced: emulated where the CPU lacks it
     torch.manual_seed(0)
     net = build_model(SPEC, sparse=sparse)
@@ -57,8 +58,9 @@ def test_a_bf16_step_matches_the_fp32_step_to_bf16_precision(monkeypatch, sparse
         loss.backward()
         return loss, {name: p.grad for name, p in net.named_parameters()}
 
-    loss16, grads16 = loss_and_gradients(TrainConfig(num_negatives=20, amp=True))
-    loss32, grads32 = loss_and_gradients(TrainConfig(num_negatives=20, amp=False))
+    settings = {"num_negatives": 20, "loss": loss, "frequency_buckets": 256}
+    loss16, grads16 = loss_and_gradients(TrainConfig(**settings, amp=True))
+    loss32, grads32 = loss_and_gradients(TrainConfig(**settings, amp=False))
     assert loss16.dtype == torch.float32
     assert loss16.item() != loss32.item()  # the products really ran in bf16
     assert loss16.item() == pytest.approx(loss32.item(), rel=0.02)
