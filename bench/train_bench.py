@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ray_train.precision import native_bf16
+
 ROOT = Path(__file__).resolve().parent.parent
 PEER_ENV = ROOT / ".venv-rechub"
 PEER_PACKAGES = ["torch==2.13.0", "torch-rechub==0.9.0", "pyarrow"]
@@ -68,13 +70,11 @@ def cpu_name() -> str:
     differ most between CPU generations."""
     try:
         first = Path("/proc/cpuinfo").read_text().split("\n\n")[0]  # the first processor's block
-        fields = dict(line.split(":", 1) for line in first.splitlines() if ":" in line)
     except OSError:
-        return platform.processor() or platform.machine()
-    info = {k.strip(): v.strip() for k, v in fields.items()}
-    bf16 = "avx512_bf16" in info.get("flags", "").split() or "amx_tile" in info.get("flags", "").split()
-    return (f"{info.get('model name', platform.machine())} (family {info.get('cpu family', '?')}, "
-            f"{'native' if bf16 else 'no'} bf16)")
+        first = ""
+    info = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in first.splitlines() if ":" in line)}
+    return (f"{info.get('model name', platform.processor() or platform.machine())} "
+            f"(family {info.get('cpu family', '?')}, {'native' if native_bf16(use_gpu=False) else 'no'} bf16)")
 
 
 def main() -> None:
