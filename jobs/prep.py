@@ -1,7 +1,8 @@
 """The prep job: click log -> vocabularies, training examples, serving features, eval targets.
 
-    read -> validate -> leave-last-out split -> vocabularies -> rollback windows + example age
-         -> demographics -> write examples/, user_features/, eval/, vocab/, rejected/, manifest
+    read -> validate -> leave-last-out split (test, then validation) -> vocabularies
+         -> rollback windows + example age -> demographics
+         -> write examples/, user_features/, eval/, valid/, vocab/, rejected/, manifest
 
 Runs the same under `watchnext prep` (embedded local Spark) and `spark-submit -m jobs.prep`.
 """
@@ -46,7 +47,7 @@ from jobs.vocab import (
 from jobs.windows import event_seconds, history_lengths, windowed_examples, with_example_age
 from watchnext import storage
 from watchnext.config import PrepConfig
-from watchnext.contract import ITEMS_KEY, ITEMS_TITLE, SECONDS_PER_UNIT, USERS_KEY
+from watchnext.contract import ITEMS_KEY, ITEMS_TITLE, SECONDS_PER_UNIT, USERS_KEY, VALID_TARGETS
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     laps = Laps()
 
     # every input row gets one fate: a rejection reason, short_watch, held_out (or
-    # after_eval_window) or train. The rows are shuffled by user and sorted once, here, and
+    # after_eval_window), validation or train. The rows are shuffled by user and sorted once, here, and
     # cached: every later per-user step reads them in that order (jobs/order.py)
     known_items = sources.items if cfg.reject_unknown_items else None
     checked = with_rejection_reason(sources.clicks, run_anchor, known_items)
@@ -90,12 +91,20 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     filtered = {fate: ledger.get(fate, (0,))[0] for fate in ("short_watch", "held_out")}
     if cfg.split == "time":
         filtered["after_eval_window"] = ledger.get("after_eval_window", (0,))[0]
+    if cfg.validation:
+        filtered["validation"] = ledger.get("validation", (0,))[0]
     laps.lap("validate and split")
 
-    train_clicks, first_ts, last_ts = ledger.get("train", (0, None, None))
-    if not train_clicks:
+    if not ledger.get("train", (0,))[0]:
         raise ValueError(f"{data_dir}: no training events left after validation and the split (see {out('rejected')})")
-    train = fated.where(F.col("fate") == "train").select("user_id", "item_id", "ts", "weight")
+    # a validation watch is training history (the vocabularies count it, later windows and
+    # the serving features see it) but never a label
+    training = [ledger[fate] for fate in ("train", "validation") if fate in ledger]
+    train_clicks = sum(n for n, _, _ in training)
+    first_ts, last_ts = min(lo for _, lo, _ in training), max(hi for _, _, hi in training)
+    train = fated.where(F.col("fate").isin("train", "validation")).select(
+        "user_id", "item_id", "ts", "weight", (F.col("fate") == "validation").alias("is_validation")
+    )
     previous = partial(_previous_vocabulary, spark, cfg.previous_vocab)
     # example age is measured from the end of the training window
     age_anchor = float(last_ts) if cfg.split == "leave_last_out" else cfg.split_time.timestamp()
@@ -169,6 +178,11 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     )
     _write_shuffled(examples, out("examples"), cfg)
     laps.lap("write examples")
+    if cfg.validation:
+        _validation_targets(indexed, cfg.history_len, searches, max_tokens).transform(
+            _with_demographics, demographics, len(categoricals), len(continuous)
+        ).select(*VALID_TARGETS.names).write.parquet(out("valid"))
+        laps.lap("write validation targets")
     features.write.parquet(out("user_features"))
     laps.lap("write user features")
     items.orderBy("index").coalesce(1).write.parquet(out("vocab/items"))
@@ -223,9 +237,14 @@ def _fate(checked: DataFrame, cfg: PrepConfig) -> Column:
     """What becomes of a row: its rejection reason, short_watch, or its side of the split."""
     positive = F.col("reason").isNull() & ~short_watch(checked, cfg.min_watch_seconds, cfg.min_watch_fraction)
     if cfg.split == "leave_last_out":
-        side = F.when(is_left_out_last(positive), F.lit("held_out")).otherwise(F.lit("train"))
+        side = F.when(is_left_out_last(positive), F.lit("held_out"))
+        if cfg.validation:  # the watch before the test's
+            side = side.when(is_left_out_last(positive, from_end=2), F.lit("validation"))
+        side = side.otherwise(F.lit("train"))
     else:
         side = time_period(cfg.split_time, cfg.eval_days)
+        if cfg.validation:  # the last watch up to split_time
+            side = F.when(is_left_out_last(positive & (side == "train")), F.lit("validation")).otherwise(side)
     return F.coalesce(F.col("reason"), F.when(~positive, F.lit("short_watch")), side)
 
 
@@ -239,6 +258,20 @@ def _write_targets(fated: DataFrame, train: DataFrame, items: DataFrame, path: s
     held_out.join(
         F.broadcast(items.select("item_id", F.col("index").alias("item_index"))), "item_id", "left"
     ).select("user_id", "item_id", "item_index", "ts").write.parquet(path)
+
+
+def _validation_targets(indexed: DataFrame, history_len: int, searches: DataFrame | None,
+                        max_tokens: int) -> DataFrame:
+    """Each user's validation watch with the serving features the user had just before it.
+
+    The validation watch is the user's last training watch, so the features of the other
+    watches are those of the moment before it, built as the test's are: the validation
+    protocol is the test's one step earlier."""
+    targets = indexed.where(F.col("is_validation")).select(
+        "user_id", "item_id", F.col("item_index").cast("int").alias("item_index"), "ts"
+    )
+    before = serving_features(indexed.where(~F.col("is_validation")), history_len, searches, max_tokens)
+    return targets.join(before, "user_id")
 
 
 def _previous_vocabulary(spark: SparkSession, previous_prep: str | None, name: str) -> DataFrame | None:
@@ -433,6 +466,7 @@ def _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, continuous,
             "users": read("user_features").count(),
             "items": n_items,
             "eval_users": read("eval").count(),
+            "valid_users": read("valid").count() if cfg.validation else 0,
             "examples_per_user": examples_per_user,
         },
         "features": {
@@ -449,7 +483,8 @@ def _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, continuous,
             "example_age_unit": cfg.example_age_unit,
             "training_window": window_seconds / SECONDS_PER_UNIT[cfg.example_age_unit],
         },
-        "outputs": ["examples", "user_features", "eval", "vocab", "rejected"],
+        "outputs": ["examples", "user_features", "eval", *(["valid"] if cfg.validation else []), "vocab",
+                    "rejected"],
     }
 
 

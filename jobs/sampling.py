@@ -30,14 +30,20 @@ def with_drop_reason(
     seed: int,
     caps: DataFrame | None = None,
 ) -> DataFrame:
-    """Add `drop_reason` (null = the example is kept): short_history, subsampled, user_cap.
+    """Add `drop_reason` (null = the example is kept): validation, short_history, subsampled,
+    user_cap.
 
     examples carry user_id, item_id, ts, history_length and item_count (the label item's
-    training events, of total_clicks in all). The per-user cap picks among the examples that
-    survive the first two rules, at random with the seed; `caps` are the users' cap_thresholds
+    training events, of total_clicks in all), and is_validation where prep holds validation
+    targets out (they are never labels). The per-user cap picks among the examples that
+    survive the first rules, at random with the seed; `caps` are the users' cap_thresholds
     of these examples, when already computed.
     """
-    reason = F.when(F.col("history_length") < min_history, F.lit("short_history"))
+    short = F.col("history_length") < min_history
+    if "is_validation" in examples.columns:
+        reason = F.when(F.col("is_validation"), F.lit("validation")).when(short, F.lit("short_history"))
+    else:
+        reason = F.when(short, F.lit("short_history"))
     if subsample_threshold is not None:
         share = F.col("item_count") / float(total_clicks)
         draw = hash_uniform(seed, "user_id", "item_id", "ts")

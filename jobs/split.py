@@ -12,8 +12,9 @@ from pyspark.sql import functions as F
 from jobs.order import by_user, in_event_order, so_far
 
 
-def is_left_out_last(eligible: Column) -> Column:
-    """True for the user's last eligible row when the user has two or more eligible rows.
+def is_left_out_last(eligible: Column, from_end: int = 1) -> Column:
+    """True for the user's last eligible row (from_end=2: the one before the last) when the
+    user has more eligible rows than that.
 
     A user with a single event keeps it for training: with nothing before it, it could be
     evaluated only against popularity. Running and total counts, not a descending sort, so
@@ -21,7 +22,7 @@ def is_left_out_last(eligible: Column) -> Column:
     """
     one = F.when(eligible, F.lit(1)).otherwise(F.lit(0))
     total = F.sum(one).over(by_user())
-    return eligible & (F.sum(one).over(so_far()) == total) & (total >= 2)
+    return eligible & (F.sum(one).over(so_far()) == total - (from_end - 1)) & (total >= from_end + 1)
 
 
 def leave_last_out(events: DataFrame) -> tuple[DataFrame, DataFrame]:

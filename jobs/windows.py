@@ -98,11 +98,14 @@ def windowed_examples(
 
 
 def history_lengths(events: DataFrame, history_len: int) -> DataFrame:
-    """user_id, item_id, ts, item_count, history_length of every training watch: what the
-    sampling rules read, without building the histories."""
+    """user_id, item_id, ts, item_count (and is_validation, where events carry it),
+    history_length of every training watch: what the sampling rules read, without building
+    the histories."""
     position = F.row_number().over(in_event_order()) - 1
+    flags = [c for c in ("is_validation",) if c in events.columns]
     return events.select(
-        "user_id", "item_id", "ts", "item_count", F.least(position, F.lit(history_len)).cast("int").alias("history_length")
+        "user_id", "item_id", "ts", "item_count", *flags,
+        F.least(position, F.lit(history_len)).cast("int").alias("history_length"),
     )
 
 

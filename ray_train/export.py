@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from ray_train.loop import CHECKPOINT_MODEL, CHECKPOINT_STATE
+from ray_train.loop import CHECKPOINT_BEST, CHECKPOINT_MODEL, CHECKPOINT_STATE
 from ray_train.model import ModelSpec, UserTower, build_model
 from watchnext import storage
 from watchnext.contract import ITEM_EMBEDDINGS
@@ -30,8 +30,11 @@ def export_model(checkpoint_dir: str, prep_dir: str, model_dir: str) -> dict[str
         state = json.load(f)
     spec = ModelSpec.from_dict(state["spec"])
     model = build_model(spec)
-    model.load_state_dict(torch.load(os.path.join(checkpoint_dir, CHECKPOINT_MODEL), weights_only=True))
-    model_version = _version(os.path.join(checkpoint_dir, CHECKPOINT_MODEL))
+    # the best validated epoch's weights (early stopping), which may predate the latest
+    best = state.get("best_epoch", state["epoch"]) != state["epoch"]
+    weights = os.path.join(checkpoint_dir, CHECKPOINT_BEST if best else CHECKPOINT_MODEL)
+    model.load_state_dict(torch.load(weights, weights_only=True))
+    model_version = _version(weights)
 
     storage.write_bytes(storage.join(model_dir, USER_TOWER), _state_dict_bytes(model.user_tower))
     storage.write_text(
@@ -59,7 +62,8 @@ def export_model(checkpoint_dir: str, prep_dir: str, model_dir: str) -> dict[str
     )
     fs, local = storage.filesystem(storage.join(model_dir, ITEM_EMBEDDINGS_FILE))
     pq.write_table(table, local, filesystem=fs)
-    return {"model_version": model_version, "epochs": state["epochs"]}
+    return {"model_version": model_version, "epochs": state["epochs"],
+            "best_epoch": state.get("best_epoch", state["epoch"])}
 
 
 def load_user_tower(model_dir: str) -> tuple[UserTower, dict[str, Any]]:

@@ -3,6 +3,10 @@
 Everything a worker needs arrives in its config dict: the train section of the configuration,
 the model spec, and where the prep vocabulary lies. Rank 0 alone writes checkpoints; a
 restarted run continues from `ray.train.get_checkpoint()`.
+
+Early stopping: after every epoch rank 0 measures val_hr@50 on the validation split; when it
+has not improved for `train.early_stopping_patience` epochs, every rank stops, and the
+weights of the best epoch (kept in the checkpoint beside the latest) are the ones exported.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_MODEL = "model.pt"
 CHECKPOINT_STATE = "train_state.json"
 CHECKPOINT_OPTIMIZER = "optimizer.pt"
+CHECKPOINT_BEST = "best_model.pt"  # the best validated epoch's weights, when not the latest
 LOG_EVERY_STEPS = 50
 COSINE_FLOOR = 0.01
 
@@ -57,7 +62,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         model.load_state_dict(torch.load(raw, weights_only=True))
     if spec.model != "youtube_dnn":  # the item tower's inputs, from prep (saved with the weights)
         model.item_output.set_features(*load_item_features(config["prep_dir"], spec))
-    start_epoch, history, optimizer_state, recoveries = _restore(model, config.get("resume_from"))
+    start_epoch, history, optimizer_state, recoveries, best = _restore(model, config.get("resume_from"))
     model, synced_tables = prepare_model(model)
     net: torch.nn.Module = model.module if hasattr(model, "module") else model
     device = ray.train.torch.get_device()
@@ -106,12 +111,51 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         }
         if validation is not None:
             metrics[f"val_hr@{VAL_K}"] = validation.hit_rate(net, device)
+        # rank 0 alone validates: every rank learns the verdict from it, and stops with it
+        metrics[f"val_hr@{VAL_K}"] = _from_rank_zero(metrics.get(f"val_hr@{VAL_K}"))
         history.append(metrics)
+        best = _best_weights(net, history, best) if rank == 0 else best
         if rank == 0:
             log.info("epoch %d/%d: loss %.4f, val HR@%d %s, %d examples in %.1fs (rank 0)",
                      epoch + 1, cfg.epochs, metrics["loss"], VAL_K, metrics.get(f"val_hr@{VAL_K}", "-"),
                      examples, seconds)
-        _report(net, optimizer, spec, cfg, metrics, history, rank)
+        _report(net, optimizer, spec, cfg, metrics, history, rank, best)
+        if _should_stop(history, cfg.early_stopping_patience):
+            if rank == 0:
+                log.info("early stop after epoch %d: val HR@%d last improved at epoch %d", epoch + 1, VAL_K,
+                         best_epoch(history))
+            break
+
+
+def best_epoch(history: list[dict]) -> int:
+    """The epoch (1-based) of the highest val_hr@50, the first of equals; the last epoch when
+    nothing was validated."""
+    scored = [(e[f"val_hr@{VAL_K}"], -e["epoch"]) for e in history if e.get(f"val_hr@{VAL_K}") is not None]
+    return -max(scored)[1] if scored else history[-1]["epoch"]
+
+
+def _should_stop(history: list[dict], patience: int) -> bool:
+    """Whether val_hr@50 has not improved over the last `patience` epochs (0: never stop)."""
+    if not patience or not history or history[-1].get(f"val_hr@{VAL_K}") is None:
+        return False
+    return history[-1]["epoch"] - best_epoch(history) >= patience
+
+
+def _from_rank_zero(value: float | None) -> float | None:
+    """Rank 0's value on every rank (None stays None: no validation)."""
+    if not torch.distributed.is_initialized():
+        return value
+    shared = torch.tensor([float("nan") if value is None else value], dtype=torch.float64)
+    torch.distributed.broadcast(shared, src=0)
+    return None if math.isnan(shared.item()) else shared.item()
+
+
+def _best_weights(net: torch.nn.Module, history: list[dict], best: dict | None) -> dict | None:
+    """A copy of the weights of the best epoch so far: the current ones when this epoch is
+    the best, else the copy already kept (None: the latest are the best)."""
+    if best_epoch(history) != history[-1]["epoch"]:
+        return best
+    return {name: value.detach().to("cpu", copy=True) for name, value in net.state_dict().items()}
 
 
 def learning_rate(cfg: TrainConfig, epoch: int) -> float:
@@ -125,14 +169,18 @@ def learning_rate(cfg: TrainConfig, epoch: int) -> float:
 
 
 def _report(net: torch.nn.Module, optimizer: Optimizer, spec: ModelSpec, cfg: TrainConfig, metrics: dict,
-            history: list, rank: int) -> None:
-    """Every rank reports (it is a barrier); rank 0 attaches the checkpoint."""
+            history: list, rank: int, best: dict | None) -> None:
+    """Every rank reports (it is a barrier); rank 0 attaches the checkpoint: the latest
+    weights and Adam's state to go on from, and the best epoch's weights to export."""
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = None
         if rank == 0:
             torch.save(net.state_dict(), os.path.join(tmp, CHECKPOINT_MODEL))
             torch.save(optimizer.state_dict(), os.path.join(tmp, CHECKPOINT_OPTIMIZER))
-            state = {"epoch": metrics["epoch"], "epochs": history, "spec": spec.to_dict(),
+            chosen = best_epoch(history)
+            if chosen != metrics["epoch"]:
+                torch.save(best, os.path.join(tmp, CHECKPOINT_BEST))
+            state = {"epoch": metrics["epoch"], "best_epoch": chosen, "epochs": history, "spec": spec.to_dict(),
                      "train": cfg.model_dump(mode="json")}
             with open(os.path.join(tmp, CHECKPOINT_STATE), "w") as f:
                 json.dump(state, f)
@@ -140,22 +188,24 @@ def _report(net: torch.nn.Module, optimizer: Optimizer, spec: ModelSpec, cfg: Tr
         ray.train.report(metrics, checkpoint=checkpoint)
 
 
-def _restore(model: torch.nn.Module, resume_from: str | None) -> tuple[int, list, dict | None, int]:
-    """(first epoch to run, metrics of epochs already done, optimizer state, recoveries so far)
-    from the latest checkpoint: this run's after a failure, else the one `--resume` named."""
+def _restore(model: torch.nn.Module, resume_from: str | None) -> tuple[int, list, dict | None, int, dict | None]:
+    """(first epoch to run, metrics of epochs already done, optimizer state, recoveries so far,
+    the best epoch's weights when not the latest) from the latest checkpoint: this run's after
+    a failure, else the one `--resume` named."""
     checkpoint = ray.train.get_checkpoint()
     recovered = checkpoint is not None
     if checkpoint is None and resume_from is not None:
         checkpoint = ray.train.Checkpoint(resume_from)
     if checkpoint is None:
-        return 0, [], None, 0
+        return 0, [], None, 0, None
     with checkpoint.as_directory() as d:
         model.load_state_dict(torch.load(os.path.join(d, CHECKPOINT_MODEL), weights_only=True))
-        optimizer_path = os.path.join(d, CHECKPOINT_OPTIMIZER)
-        optimizer_state = torch.load(optimizer_path, weights_only=True) if os.path.exists(optimizer_path) else None
+        optimizer_state, best = (torch.load(os.path.join(d, name), weights_only=True)
+                                 if os.path.exists(os.path.join(d, name)) else None
+                                 for name in (CHECKPOINT_OPTIMIZER, CHECKPOINT_BEST))
         with open(os.path.join(d, CHECKPOINT_STATE)) as f:
             state = json.load(f)
     log.info("resuming after epoch %d", state["epoch"])
     history = list(state["epochs"])
     recoveries = int(history[-1].get("recoveries", 0)) + recovered if history else int(recovered)
-    return int(state["epoch"]), history, optimizer_state, recoveries
+    return int(state["epoch"]), history, optimizer_state, recoveries, best

@@ -27,7 +27,7 @@ from ray_train.item2vec import ITEM2VEC_COLUMNS, VECTORS, item2vec_loop_per_work
 from ray_train.loop import CHECKPOINT_STATE, train_loop_per_worker
 from ray_train.optim import uses_sparse_embeddings
 from ray_train.model import ModelSpec, build_model
-from ray_train.validation import VAL_K
+from ray_train.validation import VAL_K, VALIDATION_SOURCE
 from ray_train.warm_start import state_bytes, warm_start_state
 from watchnext import storage
 from watchnext.config import Config, RayConfig, TrainConfig
@@ -69,11 +69,15 @@ def poll_reports_often(environ: MutableMapping[str, str] = os.environ) -> None:
     environ.setdefault(REPORT_POLL_ENV, REPORT_POLL_SECONDS)
 
 
-def run_train(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]:
+def run_train(run_dir: str, cfg: Config, resume: bool = False, prep_dir: str | None = None,
+              callbacks: list | None = None) -> dict[str, Any]:
     """Train into RUN_DIR/model; with resume, continue from the latest checkpoint there (the
-    epochs it holds are not trained again)."""
+    epochs it holds are not trained again). prep_dir: the examples to train on, RUN_DIR/prep
+    by default (tuning trials share one prep); callbacks: Ray Train run callbacks (a Tune
+    trial forwards the epochs' reports to its scheduler with one)."""
     run_dir = storage.absolute(run_dir)
-    prep_dir, model_dir = storage.join(run_dir, "prep"), storage.join(run_dir, "model")
+    prep_dir = storage.absolute(prep_dir) if prep_dir else storage.join(run_dir, "prep")
+    model_dir = storage.join(run_dir, "model")
     prep = storage.read_manifest(prep_dir)
     features = prep["features"]
     train_cfg = cfg.train
@@ -130,6 +134,7 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]
             storage_path=checkpoints,
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             failure_config=FailureConfig(max_failures=2),
+            callbacks=callbacks,
         ),
         datasets={"train": examples},
     )
@@ -149,6 +154,11 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]
         # restarts from a checkpoint after a worker failure (Ray Train FailureConfig)
         "recoveries": int(epochs[-1].get("recoveries", 0)),
         "examples_per_second": total_examples / max(sum(e["seconds"] for e in epochs), 1e-9),
+        # the exported weights' epoch: the best val_hr@50 (early stopping), else the last
+        "best_epoch": exported["best_epoch"],
+        "stopped_early": len(epochs) < train_cfg.epochs,
+        # what val_hr@50 measures: never the test targets of prep/eval
+        "validation": VALIDATION_SOURCE if any(e.get(f"val_hr@{VAL_K}") is not None for e in epochs) else None,
         "epochs": [
             {
                 "epoch": e["epoch"], "loss": e["loss"], f"val_hr@{VAL_K}": e.get(f"val_hr@{VAL_K}"),

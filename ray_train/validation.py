@@ -1,9 +1,11 @@
-"""Per-epoch validation: HR@50 of a sample of held-out users, ranking the full corpus.
+"""Per-epoch validation: HR@50 of a sample of validation users, ranking the full corpus.
 
-The sampled users' serving features (example age 0) meet their held-out watch from
-prep/eval. Every item is scored as training scores it (item vector · user vector + bias), the
-padding row and the user's watched items excluded, as in the recall stage; a held-out item
-the training events never saw, or one already watched, counts as a miss.
+prep/valid holds each user's validation watch (the last training watch, never a label) with
+the serving features the user had just before it (example age 0). Every item is scored as
+training scores it (item vector · user vector + bias), the padding row and the user's earlier
+watched items excluded, as in the recall stage; a validation item already watched before
+counts as a miss. The test targets (prep/eval) are never read here: early stopping and tuning
+choose on this.
 """
 
 from __future__ import annotations
@@ -12,14 +14,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
-import pyarrow.parquet as pq
 import torch
 
 from ray_train.data import Batch, Widths, to_batch
 from watchnext import storage
 
 VAL_K = 50
+VALID = "valid"  # the prep folder of the validation targets
+# what metrics.json's val_hr@50 measures
+VALIDATION_SOURCE = "prep/valid: each user's last training watch, held out of the examples"
 USERS_PER_CHUNK = 256  # users scored at once: a [chunk, corpus] score matrix
 
 
@@ -32,23 +35,20 @@ class ValidationSet:
 
     @classmethod
     def load(cls, prep_dir: str, widths: Widths, users: int, seed: int) -> "ValidationSet | None":
-        """Up to `users` held-out users, drawn with the seed from every evaluated user."""
-        targets = pq.read_table(storage.join(prep_dir, "eval"), columns=["user_id", "item_index"])
-        if targets.num_rows == 0 or users == 0:
+        """Up to `users` validation users, drawn with the seed; None when prep holds no
+        validation targets (prep.validation=false) or users is 0."""
+        path = storage.join(prep_dir, VALID)
+        if users == 0 or not storage.exists(path):
             return None
-        targets = targets.sort_by("user_id")  # the draw must not depend on file order
-        picked = np.sort(np.random.default_rng(seed).permutation(targets.num_rows)[:users])
-        targets = targets.take(picked)
-        features = pads.dataset(storage.join(prep_dir, "user_features")).to_table(
-            filter=pc.field("user_id").isin(targets.column("user_id"))
-        )
-        rows = features.sort_by("user_id")
-        target_rows = pc.index_in(rows.column("user_id"), value_set=targets.column("user_id"))
-        held_out = targets.column("item_index").take(target_rows).fill_null(0)
+        rows = storage.parquet_dataset(path).to_table()
+        if rows.num_rows == 0:
+            return None
+        rows = rows.sort_by("user_id")  # the draw must not depend on file order
+        rows = rows.take(np.sort(np.random.default_rng(seed).permutation(rows.num_rows)[:users]))
         watched = rows.column("watched").combine_chunks()
         return cls(
             users=to_batch(rows, widths, with_labels=False),
-            targets=torch.from_numpy(held_out.to_numpy().astype(np.int64)),
+            targets=torch.from_numpy(rows.column("item_index").to_numpy().astype(np.int64)),
             watched_offsets=(watched.offsets.to_numpy() - watched.offsets[0].as_py()).astype(np.int64),
             watched_items=torch.from_numpy(pc.list_flatten(watched).to_numpy().astype(np.int64)),
         )

@@ -150,6 +150,21 @@ EVAL_TARGETS = pa.schema(
     ]
 )
 
+# valid/: the validation target of each user, the user's last training watch, and the user's
+# features just before it. Every choice the system makes (epochs, tuning, the baselines'
+# settings) reads these; the test targets in eval/ are read once, by the report.
+VALID_TARGETS = pa.schema(
+    [
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("item_index", pa.int32(), nullable=False),
+        pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),
+        # as in user_features/, but of the watches before the validation watch
+        *(USER_FEATURES.field(name) for name in ("history", "history_length", "search_tokens", "demographics",
+                                                 "continuous", "watched")),
+    ]
+)
+
 # ---------------------------------------------------------------- model/ (ray_train -> serving)
 ITEM_EMBEDDINGS = pa.schema(
     [

@@ -22,7 +22,7 @@ from watchnext.config import PrepConfig
 ANCHOR = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 T0 = 1_700_000_000  # 2023-11-14, before the anchor
 CFG = PrepConfig(anchor=ANCHOR, max_rejected_fraction=1.0, subsample_threshold=None, max_examples_per_user=0,
-                 example_files=1, history_len=5)
+                 example_files=1, history_len=5, validation=False)
 # a user with enough clean watches that the job always has examples to write
 BASE_ROWS = [f"base,i{k},{T0 + 60 * k}".encode() for k in range(1, 6)]
 

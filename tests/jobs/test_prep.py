@@ -12,7 +12,7 @@ import pytest
 from jobs.prep import run_prep
 from jobs.validate import SchemaError
 from watchnext.config import PrepConfig
-from watchnext.contract import EXAMPLES, EVAL_TARGETS, ITEM_FEATURES, USER_FEATURES
+from watchnext.contract import EXAMPLES, EVAL_TARGETS, ITEM_FEATURES, USER_FEATURES, VALID_TARGETS
 
 CLICKS = """user_id,item_id,ts,watch_seconds
 a,x,2026-01-01T00:00:00Z,10
@@ -56,9 +56,11 @@ def write_dataset(root: Path, clicks: str = CLICKS) -> str:
 def prepped(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("prep")
     data = write_dataset(root / "data")
+    # every training watch a label: the rules are read most easily so; the validation split
+    # has tests of its own below
     cfg = PrepConfig(
         history_len=3, min_category_count=2, example_files=2, anchor="2026-06-01T00:00:00Z",
-        max_rejected_fraction=0.5, subsample_threshold=None, max_examples_per_user=0,
+        max_rejected_fraction=0.5, subsample_threshold=None, max_examples_per_user=0, validation=False,
     )
     manifest = run_prep(spark, data, str(root / "run" / "prep"), cfg)
     return root / "run" / "prep", manifest
@@ -145,7 +147,8 @@ def test_examples_weigh_one_unless_asked_and_their_labels_watch_time_when_asked(
     clicks = CLICKS.replace("a,y,2026-01-01T01:00:00Z,10", "a,y,2026-01-01T01:00:00Z,20").replace(
         "a,z,2026-01-01T02:00:00Z,10", "a,z,2026-01-01T02:00:00Z,30")
     cfg = PrepConfig(history_len=3, example_files=1, anchor="2026-06-01T00:00:00Z", max_rejected_fraction=0.5,
-                     subsample_threshold=None, max_examples_per_user=0, example_weight="watch_seconds")
+                     subsample_threshold=None, max_examples_per_user=0, example_weight="watch_seconds",
+                     validation=False)
     run_prep(spark, write_dataset(tmp_path / "data", clicks), str(tmp_path / "prep"), cfg)
     vocab = {r["index"]: r["item_id"] for r in read(tmp_path / "prep", "vocab/items").to_pylist()}
     weights = {(e["user_id"], vocab[e["label"]]): e["weight"] for e in read(tmp_path / "prep", "examples").to_pylist()}
@@ -224,3 +227,56 @@ def test_continuous_user_features_are_min_max_normalized(spark, tmp_path):
     assert manifest["features"]["continuous_stats"] == {"age": {"min": 20.0, "max": 60.0}}
     rows = {r["user_id"]: r["continuous"] for r in read(tmp_path / "run" / "prep", "user_features").to_pylist()}
     assert rows == {"a": [0.0], "b": [1.0], "c": [0.25]}
+
+
+@pytest.fixture(scope="module")
+def validated(spark, tmp_path_factory):
+    """The same log with the default validation split."""
+    root = tmp_path_factory.mktemp("validated")
+    cfg = PrepConfig(history_len=3, example_files=1, anchor="2026-06-01T00:00:00Z", max_rejected_fraction=0.5,
+                     subsample_threshold=None, max_examples_per_user=0)
+    manifest = run_prep(spark, write_dataset(root / "data"), str(root / "prep"), cfg)
+    return root / "prep", manifest
+
+
+def test_validation_targets_are_each_users_second_to_last_watch_with_the_features_before_it(validated):
+    prep_dir, manifest = validated
+    vocab = {r["item_id"]: r["index"] for r in read(prep_dir, "vocab/items").to_pylist()}
+    x, y, z = vocab["x"], vocab["y"], vocab["z"]
+    valid = {r["user_id"]: r for r in read(prep_dir, "valid").to_pylist()}
+    # a watched x y z w: w is the test's, z validation's; b watched y x y: y the test's, x
+    # validation's; c has one training watch and gives none
+    assert {u: (r["item_id"], r["item_index"]) for u, r in valid.items()} == {"a": ("z", z), "b": ("x", x)}
+    assert valid["a"]["history"] == [x, y, 0] and valid["a"]["history_length"] == 2
+    assert valid["a"]["watched"] == sorted([x, y])
+    assert valid["b"]["history"] == [y, 0, 0] and valid["b"]["watched"] == [y]
+    assert {f.name: f.type for f in read(prep_dir, "valid").schema} == {f.name: f.type for f in VALID_TARGETS}
+    assert manifest["counts"]["valid_users"] == 2 and manifest["counts"]["filtered"]["validation"] == 2
+    counts = manifest["counts"]
+    assert counts["events_in"] == sum(counts["rejected"].values()) + sum(counts["filtered"].values()) + counts["examples"]
+
+
+def test_validation_targets_are_never_labels_nor_test_targets_but_serving_history(validated):
+    prep_dir, _ = validated
+    vocab = {r["item_id"]: r["index"] for r in read(prep_dir, "vocab/items").to_pylist()}
+    valid = {(r["user_id"], r["ts"]) for r in read(prep_dir, "valid").to_pylist()}
+    tests = {(r["user_id"], r["ts"]) for r in read(prep_dir, "eval").to_pylist()}
+    examples = read(prep_dir, "examples").to_pylist()
+    assert not valid & tests
+    assert not valid & {(e["user_id"], e["ts"]) for e in examples}
+    # the one example left: a's y after x (b's x is validation's, every first watch has no history)
+    assert [(e["user_id"], e["label"], e["history"]) for e in examples] == [("a", vocab["y"], [vocab["x"], 0, 0])]
+    # serving (and so the test) sees the validation watch as history
+    features = {r["user_id"]: r for r in read(prep_dir, "user_features").to_pylist()}
+    assert features["a"]["history"] == [vocab["x"], vocab["y"], vocab["z"]]
+
+
+def test_a_time_split_validates_on_each_users_last_watch_before_the_split(spark, tmp_path):
+    cfg = PrepConfig(history_len=3, example_files=1, anchor="2026-06-01T00:00:00Z", max_rejected_fraction=0.5,
+                     subsample_threshold=None, max_examples_per_user=0, split="time",
+                     split_time="2026-01-01T02:30:00Z")
+    run_prep(spark, write_dataset(tmp_path / "data"), str(tmp_path / "prep"), cfg)
+    valid = {(r["user_id"], r["item_id"]) for r in read(tmp_path / "prep", "valid").to_pylist()}
+    tests = {(r["user_id"], r["item_id"]) for r in read(tmp_path / "prep", "eval").to_pylist()}
+    # a: x y z before the split, w after it; b: y x y, all before it
+    assert valid == {("a", "z"), ("b", "y")} and tests == {("a", "w")}
