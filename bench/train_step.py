@@ -48,9 +48,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     keep_freed_memory()  # as a training worker does
     overrides = [f"train.batch_size={args.batch_size}", f"train.num_negatives={args.negatives}", *args.overrides]
-    cfg = load_config(None, overrides).train
     prep_dir = storage.join(storage.absolute(args.run), "prep")
     features = storage.read_manifest(prep_dir)["features"]
+    cfg = load_config(None, overrides).train.for_corpus(int(features["item_vocab_size"]))
     spec, widths = model_spec(features, cfg), Widths.from_prep_features(features)
     table = pads.dataset(storage.join(prep_dir, "examples"), format="parquet").to_table(columns=EXAMPLE_COLUMNS)
     # in a random order, as training draws them: prep writes a user's examples together

@@ -80,7 +80,7 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False, prep_dir: str | N
     model_dir = storage.join(run_dir, "model")
     prep = storage.read_manifest(prep_dir)
     features = prep["features"]
-    train_cfg = cfg.train
+    train_cfg = cfg.train.for_corpus(int(features["item_vocab_size"]))
     spec = model_spec(features, train_cfg)
     widths = Widths.from_prep_features(features)
     checkpoints = storage.join(model_dir, CHECKPOINTS)
@@ -174,7 +174,7 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False, prep_dir: str | N
         started,
         {
             "inputs": {"prep": prep_dir},
-            "config": cfg.train.model_dump(mode="json"),
+            "config": train_cfg.model_dump(mode="json"),
             "model_version": exported["model_version"],
             "spec": spec.to_dict(),
             "history_len": int(features["history_len"]),

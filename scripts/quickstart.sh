@@ -5,12 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 data=../shared/data/ml-100k
-config=()
-if [ -f "$data/ml-100k.inter" ]; then
-  config=(--config configs/ml100k.yaml)  # the best configuration measured there (BENCHMARKS.md)
-else
+if [ ! -f "$data/ml-100k.inter" ]; then
   data=runs/synthetic-data
   [ -d "$data/clicks" ] || .venv/bin/watchnext generate --users 5000 --items 3000 --events 300000 --seed 1 --out "$data"
 fi
 rm -rf runs/quickstart
-.venv/bin/watchnext run --data "$data" --out runs/quickstart "${config[@]}" "$@"
+# the defaults: no configuration is tuned to this data set
+.venv/bin/watchnext run --data "$data" --out runs/quickstart "$@"

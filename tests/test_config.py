@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from watchnext.config import ConfigError, load_config
+from watchnext.config import ConfigError, TrainConfig, load_config
 
 
 def test_defaults_without_a_file():
@@ -74,3 +74,10 @@ def test_paths_outside_the_allowed_roots_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="train.warm_start"):
         warm.check_paths()
     load_config(None, [f"train.warm_start={elsewhere}"]).check_paths(**{"--out": "/anywhere"})  # no roots: any path
+
+
+def test_loss_auto_is_the_exact_softmax_on_small_corpora_and_sampled_beyond():
+    cfg = TrainConfig(full_softmax_items=1000)
+    assert cfg.for_corpus(1000).loss == "full" and cfg.for_corpus(1001).loss == "sampled"
+    assert TrainConfig(hard_negatives=2).for_corpus(10).loss == "sampled"  # hard negatives join a sampled softmax
+    assert TrainConfig(loss="in_batch").for_corpus(10).loss == "in_batch"  # a choice is kept

@@ -82,11 +82,15 @@ class PrepConfig(_Section):
     # a label needs at least this many earlier watches to become an example
     min_history: int = Field(1, ge=0)
     # hot-item down-sampling of labels, kept with p = (sqrt(f/t) + 1) t / f (word2vec's
-    # sub-sampling; f = the item's share of clicks); None = off
-    subsample_threshold: float | None = Field(1e-3, gt=0)
+    # sub-sampling; f = the item's share of clicks; 1e-3 is word2vec's); None = off. Off by
+    # default: with it and the cap below, validation HR@50 was lower on both real data sets
+    # (BENCHMARKS.md, "Defaults"): the held-out next watch follows popularity too
+    subsample_threshold: float | None = Field(None, gt=0)
     # at most this many examples per user, drawn at random with the seed, so heavy users do
-    # not dominate the loss (the paper's fixed number per user); 0 = no cap
-    max_examples_per_user: int = Field(30, ge=0)
+    # not dominate the loss (the paper's fixed number per user, 30); 0 = no cap, the default:
+    # on MovieLens-100K the cap threw away two thirds of the watches and 0.09 of
+    # validation HR@50
+    max_examples_per_user: int = Field(0, ge=0)
     # search history: tokens of the user's queries ("queries"), of the titles of the items
     # they watched ("titles": where a dataset has no search log), or none; "auto" picks the
     # first that the dataset has
@@ -195,8 +199,9 @@ class TrainConfig(_Section):
     # parameters); needs embedding_dim equal to the last hidden layer
     tie_embeddings: bool = False
     # a second bag over the last R watches beside the mean of the whole history (0 = the
-    # paper's tower): what the user watched just now, which mean pooling forgets
-    recent_items: int = Field(0, ge=0)
+    # paper's tower): what the user watched just now, which mean pooling forgets; 5 added
+    # 0.03-0.05 of validation HR@50 on both real data sets (BENCHMARKS.md, "Defaults")
+    recent_items: int = Field(5, ge=0)
     # example age (x, x^2, sqrt x) as a tower input, 0 at serving: the model learns how
     # popularity moves in time and serves "now" (false only to measure what it is worth)
     example_age: bool = True
@@ -208,8 +213,12 @@ class TrainConfig(_Section):
     sampler: Literal["uniform", "log_uniform", "unigram"] = "log_uniform"
     # sampled: shared negatives from `sampler`; in_batch: the batch's other labels, corrected
     # by streaming frequency estimates (Yi et al. 2019); mixed: both; full: exact softmax;
-    # pointwise: sigmoid cross-entropy of the label and the shared negatives (DSSM)
-    loss: Literal["sampled", "in_batch", "mixed", "full", "pointwise"] = "sampled"
+    # pointwise: sigmoid cross-entropy of the label and the shared negatives (DSSM);
+    # auto: full up to full_softmax_items items, sampled beyond. The exact softmax scored
+    # higher on validation on both real data sets (BENCHMARKS.md, "Defaults"), and a step over
+    # that many items still costs a few milliseconds; sampled softmax is what scales
+    loss: Literal["auto", "sampled", "in_batch", "mixed", "full", "pointwise"] = "auto"
+    full_softmax_items: int = Field(50_000, ge=0)
     # subtract log Q (sampled) and the streaming log p (in_batch) from the negatives' logits;
     # false only to measure what the correction is worth
     logq_correction: bool = True
@@ -260,13 +269,20 @@ class TrainConfig(_Section):
         lo, hi = self.hard_negative_ranks
         if not 0 <= lo < hi:
             raise ValueError(f"hard_negative_ranks needs 0 <= first < second, got {self.hard_negative_ranks}")
-        if self.hard_negatives and self.loss in ("full", "pointwise"):
+        if self.hard_negatives and self.loss in ("full", "pointwise"):  # auto picks sampled with them
             raise ValueError(f"hard_negatives join a sampled or in-batch softmax, not loss = {self.loss}")
         if self.item2vec_epochs and self.warm_start:
             raise ValueError("item2vec_epochs and warm_start both initialize the history table: choose one")
         if self.tie_embeddings and self.model != "youtube_dnn":
             raise ValueError("tie_embeddings is a youtube_dnn option; two_tower shares its id table by design")
         return self
+
+    def for_corpus(self, num_items: int) -> "TrainConfig":
+        """This section with loss=auto resolved for a corpus of num_items rows."""
+        if self.loss != "auto":
+            return self
+        full = num_items <= self.full_softmax_items and not self.hard_negatives
+        return self.model_copy(update={"loss": "full" if full else "sampled"})
 
 
 class RecallConfig(_Section):
