@@ -8,7 +8,8 @@
 #
 #   prep              Spark, through infra/spark-submit.sh (SPARK_MASTER, SPARK_SUBMIT_OPTS_EXTRA)
 #   train, recall     Ray jobs on the cluster at RAY_ADDRESS, through infra/ray-job-submit.sh
-#   evaluate, publish here: plain Python over Parquet (pyarrow), with $PYTHON (python3)
+#   evaluate, publish here: Python over Parquet (pyarrow), with $PYTHON (python3); evaluate's ALS
+#                     baseline starts a Spark session of the spark section (local[*] by default)
 #
 # WATCHNEXT_DATA   DATA_DIR whose clicks/ are partitioned date=YYYY-MM-DD/ (required)
 # WATCHNEXT_ROOT   NIGHTLY_ROOT: runs/DATE/, recall/, i2i/ and nightly/DATE.json (required)

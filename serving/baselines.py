@@ -4,10 +4,12 @@ and a user's candidates are scored by their similarity to the user's last few wa
 
     sim(i, j) = |U_i & U_j| / sqrt(|U_i| |U_j|)        score_u(c) = sum_{j in last R of u} sim(j, c)
 
-Computed in batches of users with two sparse products over the watch matrix X (users x
-items): for a batch's recent-item rows Q, scores = ((Q / sqrt(n)) X^T X) / sqrt(n), never the
-items x items matrix. The cost is O(nnz(X) x users), so the evaluation scores a seeded sample
-of at most `max_users` users (all of them on MovieLens-100K).
+The similarity S = D X^T X D (X the binary users x items matrix, D = diag(1 / sqrt(|U_i|)))
+is built once as a sparse items x items matrix over every training user; a batch of users'
+scores is then Q S, Q the sparse rows of their last R watches. Only co-watched pairs are
+stored, and no dense block larger than [batch x items] is ever made.
+
+Every scored baseline (this one, serving/als.py) ranks by the same protocol, rank_unwatched.
 """
 
 from __future__ import annotations
@@ -20,52 +22,81 @@ import torch
 from ray_train.model import last_watches
 
 MISS = np.iinfo(np.int64).max
+BLOCK_SCORES = 2_000_000  # scores per [users x items] block (16 MB of float64), whatever the catalog
+
+
+def cosine_similarity(watched: pa.ListArray, num_items: int) -> torch.Tensor:
+    """sim(i, j) over the users of watched (one row of distinct item indices per user), as a
+    sparse CSR [num_items, num_items] float64 tensor holding the co-watched pairs only.
+    float64: the sums of a few similarities then rank exactly as a brute-force computation."""
+    flat, parents = watch_pairs(watched)
+    ones = torch.ones(len(flat), dtype=torch.float64)
+    users_items = torch.sparse_coo_tensor(np.stack([parents, flat]), ones, (len(watched), num_items),
+                                          check_invariants=True).coalesce()
+    together = torch.sparse.mm(users_items.t().coalesce(), users_items).coalesce()  # |U_i & U_j|
+    counts = torch.bincount(torch.from_numpy(flat), minlength=num_items).double()  # |U_i|
+    inverse_norm = torch.where(counts > 0, counts.rsqrt(), torch.zeros_like(counts))
+    i, j = together.indices()
+    cosine = together.values() * inverse_norm[i] * inverse_norm[j]
+    return torch.sparse_coo_tensor(together.indices(), cosine, together.shape,
+                                   check_invariants=False).to_sparse_csr()  # indices from a coalesced tensor
+
+
+def item_knn_scores(similarity: torch.Tensor, recent_ids: torch.Tensor) -> torch.Tensor:
+    """[users, items] scores Q S: row u sums the similarity rows of u's recent item ids
+    (0 = padding, skipped; an item twice in the recent watches counts twice)."""
+    users, num_items = len(recent_ids), similarity.shape[0]
+    rows, positions = (recent_ids > 0).nonzero(as_tuple=True)
+    query = torch.sparse_coo_tensor(torch.stack([rows, recent_ids[rows, positions]]),
+                                    torch.ones(len(rows), dtype=torch.float64), (users, num_items),
+                                    check_invariants=True).coalesce()
+    return (query.to_sparse_csr() @ similarity).to_dense()
 
 
 def item_knn_ranks(
     target_index: np.ndarray,  # [users] the held-out item's index (0 = unknown item)
-    watched: pa.ListArray,  # [users] every training watch (item indices) of each user
+    watched: pa.ListArray,  # [users] the items each user watched before the target (never ranked)
     history: np.ndarray,  # [users, history_len] the last watches, oldest first, 0-padded
-    num_items: int,
-    recent: int = 5,
-    batch_size: int = 256,
+    similarity: torch.Tensor,  # cosine_similarity of the watches known at the targets' time
+    recent: int,
+    batch_size: int | None = None,  # users per block; default: BLOCK_SCORES // items
 ) -> np.ndarray:
     """0-based rank of each target among the items the user has not watched, by item-kNN
-    score (ties: the more popular item, i.e. the lower index, first); MISS for a watched or
-    unknown target."""
-    users = len(target_index)
-    flat = pc.list_flatten(watched).to_numpy(zero_copy_only=False).astype(np.int64)
-    parents = pc.list_parent_indices(watched).to_numpy().astype(np.int64)
-    matrix = torch.sparse_coo_tensor(np.stack([parents, flat]), torch.ones(len(flat)), (users, num_items),
-                                     check_invariants=True).coalesce()
-    counts = torch.bincount(torch.from_numpy(flat), minlength=num_items).double()
-    inverse_norm = torch.where(counts > 0, counts.rsqrt(), torch.zeros_like(counts)).float()
-    by_item = matrix.t().coalesce()
+    score over the user's last `recent` watches (rank_unwatched's protocol)."""
+    batch_size = batch_size or users_per_block(similarity.shape[0])
     recent_ids = last_watches(torch.from_numpy(np.asarray(history, dtype=np.int64)), recent)
-    ranks = np.full(users, MISS, dtype=np.int64)
-    for start in range(0, users, batch_size):
-        rows = slice(start, min(start + batch_size, users))
-        query = torch.zeros(rows.stop - start, num_items)
-        ids = recent_ids[rows]
-        query.scatter_add_(1, ids, (ids > 0).float())
-        query[:, 0] = 0.0
-        query *= inverse_norm
-        # ((Q / sqrt(n)) X^T X) / sqrt(n): two sparse-dense products through the users
-        scores = torch.sparse.mm(by_item, torch.sparse.mm(matrix, query.t())).t() * inverse_norm
-        ranks[rows] = _ranks(scores, target_index[rows], flat, parents, start)
+    ranks = np.empty(len(target_index), dtype=np.int64)
+    for start in range(0, len(target_index), batch_size):
+        rows = slice(start, start + batch_size)
+        scores = item_knn_scores(similarity, recent_ids[rows])
+        ranks[rows] = rank_unwatched(scores, target_index[rows], watched.slice(start, batch_size))
     return ranks
 
 
-def _ranks(scores: torch.Tensor, targets: np.ndarray, flat: np.ndarray, parents: np.ndarray, start: int) -> np.ndarray:
-    """Rank of each target in its row of scores with padding and watched items removed."""
-    rows = len(targets)
-    mine = (parents >= start) & (parents < start + rows)
+def rank_unwatched(scores: torch.Tensor, targets: np.ndarray, watched: pa.ListArray) -> np.ndarray:
+    """0-based rank of each target in its row of scores [users, items] among the items the
+    user has not watched, padding (index 0) excluded; ties go to the more popular item (the
+    lower index). A watched or unknown (0) target is never recommended: MISS. Overwrites the
+    excluded scores."""
+    flat, parents = watch_pairs(watched)
     scores[:, 0] = -np.inf
-    scores[torch.from_numpy(parents[mine] - start), torch.from_numpy(flat[mine])] = -np.inf
-    target = torch.from_numpy(targets.astype(np.int64))
-    own = scores.gather(1, target.unsqueeze(1))
+    scores[torch.from_numpy(parents), torch.from_numpy(flat)] = -np.inf
+    target = torch.from_numpy(np.asarray(targets, dtype=np.int64)).unsqueeze(1)
+    own = scores.gather(1, target)
     index = torch.arange(scores.shape[1]).unsqueeze(0)
-    above = (scores > own) | ((scores == own) & (index < target.unsqueeze(1)))
+    above = (scores > own) | ((scores == own) & (index < target))
     ranks = above.sum(1).numpy().astype(np.int64)
-    valid = (targets > 0) & torch.isfinite(own.squeeze(1)).numpy()
-    return np.where(valid, ranks, MISS)
+    recommendable = torch.isfinite(own.squeeze(1)).numpy()  # neither padding nor watched
+    return np.where(recommendable, ranks, MISS)
+
+
+def users_per_block(num_items: int) -> int:
+    """Users in a score block of num_items columns (BLOCK_SCORES at most, one user at least)."""
+    return max(1, BLOCK_SCORES // num_items)
+
+
+def watch_pairs(watched: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
+    """The (item index, row) of every watch in a list column, as int64 arrays."""
+    flat = pc.list_flatten(watched).to_numpy(zero_copy_only=False).astype(np.int64)
+    parents = pc.list_parent_indices(watched).to_numpy().astype(np.int64)
+    return flat, parents

@@ -1,5 +1,5 @@
-"""Evaluation on the held-out events: the recall table against most-popular, recently-popular
-and item-kNN.
+"""Evaluation on the held-out events: the recall table against most-popular, recently-popular,
+item-kNN and ALS.
 
 Each evaluated user has one held-out watch (leave-last-out). Its rank r (0-based) in the
 user's recommendation list gives HR@K = P(r < K), NDCG@K = E[1 / log2(r + 2) ; r < K] and,
@@ -8,12 +8,21 @@ from every list, the baselines' included, so all are judged by the same protocol
 NDCG@10 come with percentile bootstrap intervals over users (1,000 resamples, seeded). The
 recommended items are described by catalog coverage, their popularity (mean and distribution
 beside the catalog's) and the share of fresh items (uploaded within prep.recent_days of the
-end of the training window) beside the catalog's."""
+end of the training window) beside the catalog's.
+
+The baselines' own settings (item-kNN's number of recent watches, ALS's rank, lambda and
+alpha) are chosen on the validation split (prep/valid: each user's last training watch,
+ranked with what was known before it), never on the test targets; a prep without one
+(prep.validation=false, or older) leaves them at fixed defaults, and the report says so."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,22 +30,36 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from serving import als
 from serving.age_effect import example_age_effect
-from serving.baselines import item_knn_ranks
+from serving.baselines import cosine_similarity, item_knn_ranks
 from serving.report_html import render
 from watchnext import storage
+from watchnext.config import Config
 from watchnext.contract import fixed_lists
 
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from watchnext.config import SparkConfig
+
 KS = (10, 50, 100, 200)
-KNN_RECENT = 3  # item-kNN scores candidates against the last 3 watches (best of 1-50 on ml-100k)
-KNN_MAX_USERS = 20_000  # item-kNN costs O(watches x users): a seeded sample beyond this
-KNN_SEED = 0
+KNN_RECENT_GRID = (1, 2, 3, 5, 10, 20, 50)  # item-kNN's recent watches R, chosen on the validation split
+KNN_RECENT_DEFAULT = 3  # without a validation split: ml-100k's best (Amazon's is 20, 7% above 3)
+# The baselines' settings are chosen by their HR@50 on the validation targets: the report's
+# headline metric (a recall stage is judged by whether the item reaches the ranker's ~50-200
+# candidates, not by its place among the first 10), and with one target per user the
+# least noisy of the list metrics on a few hundred users.
+SELECTION_METRIC = "hr@50"
 CI_METRICS = ("hr@50", "ndcg@10")  # with bootstrap intervals in the report
 BOOTSTRAP_SAMPLES = 1000
 BOOTSTRAP_SEED = 0
 DEFAULT_RECENT_DAYS = 7.0  # prep.recent_days of runs that predate it
 POPULARITY_BUCKETS = 12  # watch counts 0, 1, 2-3, 4-7, ..., >= 1024
 MISS = np.iinfo(np.int64).max  # rank of an item that is not in the list at all
+WATCHED_TYPE = pa.list_(pa.int32())  # prep's watched lists, one type whichever folder they come from
+
+log = logging.getLogger(__name__)
 
 
 def per_user(ranks: np.ndarray, metric: str) -> np.ndarray:
@@ -179,8 +202,9 @@ def _max_item(watched: pa.ListArray) -> int:
     return int(pc.max(flat).as_py() or 0) if len(flat) else 0
 
 
-def evaluate(run_dir: str) -> dict[str, Any]:
-    """Compute report.json for a finished run; returns it."""
+def evaluate(run_dir: str, cfg: Config | None = None) -> dict[str, Any]:
+    """Compute report.json for a finished run; returns it. cfg.spark sets up the SparkSession
+    ALS runs in (default: Config()'s); an active session, e.g. a test's, is used as it is."""
     run_dir = storage.absolute(run_dir)
     prep_dir, recall_dir = storage.join(run_dir, "prep"), storage.join(run_dir, "recall")
     report_dir = storage.join(run_dir, "report")
@@ -199,6 +223,7 @@ def evaluate(run_dir: str) -> dict[str, Any]:
 
     top_k = int(recall["config"]["top_k"])
     recent_days = float(prep["config"].get("recent_days", DEFAULT_RECENT_DAYS))
+    num_items, history_len = int(prep["features"]["item_vocab_size"]), int(prep["features"]["history_len"])
     model_ranks = ranks_in_lists(item_lists, target_ids)
     model = {**ranking_metrics(model_ranks, max_k=top_k), **bootstrap_intervals(model_ranks)}
     vocab = _read(storage.join(prep_dir, "vocab", "items"), None)
@@ -208,12 +233,18 @@ def evaluate(run_dir: str) -> dict[str, Any]:
     popular_ranks = most_popular_ranks(target_index, watched)
     baselines = {"most_popular": {**ranking_metrics(popular_ranks), **bootstrap_intervals(popular_ranks)}}
     if "recent_count" in vocab.column_names:
-        recent = np.zeros(int(prep["features"]["item_vocab_size"]), dtype=np.int64)
+        recent = np.zeros(num_items, dtype=np.int64)
         recent[vocab.column("index").to_numpy()] = vocab.column("recent_count").to_numpy()
         recent_ranks = most_popular_ranks(target_index, watched, recent_positions(recent))
         baselines["recently_popular"] = {**ranking_metrics(recent_ranks), **bootstrap_intervals(recent_ranks),
                                          "days": recent_days}
-    baselines["item_knn"] = _item_knn(target_index, watched, _lookup(targets, features, "history"), prep["features"])
+    validation = _validation_split(prep_dir, features, history_len)
+    training_watched = features.column("watched").combine_chunks().cast(WATCHED_TYPE)
+    history = _histories(_lookup(targets, features, "history"), history_len)
+    baselines["item_knn"] = _item_knn(target_index, watched, history, training_watched, validation, num_items)
+    with _spark((cfg or Config()).spark) as spark:
+        baselines["als"] = _als(spark, target_index, watched, _positions(targets, features), training_watched,
+                                validation, num_items)
     report = {
         "dataset": prep["inputs"]["dataset"],
         "users": targets.num_rows,
@@ -224,6 +255,9 @@ def evaluate(run_dir: str) -> dict[str, Any]:
         "recent_days": recent_days,
         "model": model,
         "baselines": baselines,
+        "baseline_settings": {"chosen_on": "defaults" if validation is None else "validation",
+                              "validation_users": 0 if validation is None else validation.users,
+                              "metric": SELECTION_METRIC},
     }
     effect = example_age_effect(run_dir, prep)
     if effect is not None:
@@ -247,19 +281,114 @@ def table_metrics(targets_dir: str, table_dir: str, top_k: int) -> dict[str, Any
     return {"users": targets.num_rows, **ranking_metrics(ranks, max_k=top_k), **bootstrap_intervals(ranks)}
 
 
-def _item_knn(target_index: np.ndarray, watched: pa.ListArray, history: pa.ListArray, features: dict) -> dict:
-    """item-kNN's metrics (serving.baselines) on all evaluated users, or a seeded sample."""
-    users = np.arange(len(target_index))
-    if len(users) > KNN_MAX_USERS:
-        users = np.sort(np.random.default_rng(KNN_SEED).choice(users, KNN_MAX_USERS, replace=False))
-    history_len = int(features["history_len"])
-    history = history.take(pa.array(users))
-    last = np.zeros((len(users), history_len), dtype=np.int64)  # no serving features: no history
+@dataclass(frozen=True)
+class ValidationSplit:
+    """The validation targets (prep/valid) with what was known at their time. Row i <
+    `users` of `watched` holds validation user i's watches before the validation watch; the
+    rows after it, the training users without a validation watch (all their watches)."""
+
+    targets: np.ndarray  # [users] item index of each user's validation watch
+    history: np.ndarray  # [users, history_len] the watches before it, oldest first, 0-padded
+    watched: pa.ListArray  # [training users] the validation-time watch matrix
+
+    @property
+    def users(self) -> int:
+        return len(self.targets)
+
+    def watched_before(self) -> pa.ListArray:
+        """The validation users' rows: what their validation target is ranked without."""
+        return self.watched.slice(0, self.users)
+
+
+def _validation_split(prep_dir: str, features: pa.Table, history_len: int) -> ValidationSplit | None:
+    """prep/valid against user_features (every training user), or None when prep wrote no
+    validation split (prep.validation=false, or a run from before it) or an empty one."""
+    path = storage.join(prep_dir, "valid")
+    valid = _read(path, ["user_id", "item_index", "history", "watched"]) if storage.exists(path) else None
+    if valid is None or valid.num_rows == 0:
+        log.info("%s: no validation split; the baselines keep their default settings", path)
+        return None
+    valid_users = valid.column("user_id").combine_chunks()
+    others = features.filter(pc.invert(pc.is_in(features.column("user_id"), value_set=valid_users)))
+    watched = pa.concat_arrays([valid.column("watched").combine_chunks().cast(WATCHED_TYPE),
+                                others.column("watched").combine_chunks().cast(WATCHED_TYPE)])
+    return ValidationSplit(valid.column("item_index").to_numpy().astype(np.int64),
+                           fixed_lists(valid.column("history"), history_len), watched)
+
+
+def _choose(candidates: Sequence[Any], validation_ranks: Callable[[Any], np.ndarray]) -> tuple[Any, list[float]]:
+    """The candidate whose ranks of the validation targets have the best SELECTION_METRIC
+    (the first of equals: the grids list the cheaper settings first), and every candidate's."""
+    scores = [float(per_user(validation_ranks(c), SELECTION_METRIC).mean()) for c in candidates]
+    return candidates[int(np.argmax(scores))], scores
+
+
+def _item_knn(target_index: np.ndarray, watched: pa.ListArray, history: np.ndarray, training_watched: pa.ListArray,
+              validation: ValidationSplit | None, num_items: int) -> dict[str, Any]:
+    """item-kNN (serving.baselines) on every evaluated user, with the similarity of every
+    training user's watches; R chosen on the validation split, where there is one, with the
+    similarity of the watches known then."""
+    recent, tried = KNN_RECENT_DEFAULT, []
+    if validation is not None:
+        similarity = cosine_similarity(validation.watched, num_items)
+        recent, scores = _choose(KNN_RECENT_GRID, lambda r: item_knn_ranks(
+            validation.targets, validation.watched_before(), validation.history, similarity, r))
+        tried = [{"recent": r, SELECTION_METRIC: score} for r, score in zip(KNN_RECENT_GRID, scores)]
+        log.info("item-kNN: the last %d watches, chosen on %d validation users (%s)", recent, validation.users,
+                 ", ".join(f"R={r}: {score:.4f}" for r, score in zip(KNN_RECENT_GRID, scores)))
+    ranks = item_knn_ranks(target_index, watched, history, cosine_similarity(training_watched, num_items), recent)
+    return {**ranking_metrics(ranks), **bootstrap_intervals(ranks), "users": int(len(target_index)),
+            "recent": recent, "validation": tried}
+
+
+def _als(spark: SparkSession, target_index: np.ndarray, watched: pa.ListArray, feature_rows: np.ndarray,
+         training_watched: pa.ListArray, validation: ValidationSplit | None, num_items: int) -> dict[str, Any]:
+    """ALS (serving.als) on every evaluated user (feature_rows: each one's row of
+    training_watched, -1 for none): each grid point fitted on the validation-time matrix and
+    judged on the validation targets, the best refitted on every training watch."""
+    params, tried = als.DEFAULT, []
+    if validation is not None:
+        with als.ratings_frame(spark, validation.watched) as ratings:
+            def validation_ranks(point: als.AlsParams) -> np.ndarray:
+                users, items = als.fit_factors(ratings, len(validation.watched), num_items, point)
+                return als.als_ranks(users[:validation.users], items, validation.targets, validation.watched_before())
+
+            params, scores = _choose(als.GRID, validation_ranks)
+        tried = [{**point.to_dict(), SELECTION_METRIC: score} for point, score in zip(als.GRID, scores)]
+        log.info("ALS: %s, chosen on %d validation users (%s %.4f)", params, validation.users, SELECTION_METRIC,
+                 max(scores))
+    with als.ratings_frame(spark, training_watched) as ratings:
+        users, items = als.fit_factors(ratings, len(training_watched), num_items, params)
+    # a user without serving features watched nothing in training: the zero vector, as in ALS
+    user_factors = np.where((feature_rows >= 0)[:, None], users[feature_rows], 0).astype(np.float32)
+    ranks = als.als_ranks(user_factors, items, target_index, watched)
+    return {**ranking_metrics(ranks), **bootstrap_intervals(ranks), "users": int(len(target_index)),
+            **params.to_dict(), "max_iter": als.MAX_ITER, "validation": tried}
+
+
+@contextmanager
+def _spark(cfg: SparkConfig) -> Iterator[SparkSession]:
+    """The active SparkSession (a test's, or one the caller made) as it is, else a new one
+    from cfg, stopped when done."""
+    from pyspark.sql import SparkSession
+
+    from jobs.spark import spark_session
+
+    active = SparkSession.getActiveSession()
+    spark = active or spark_session(cfg, "watchnext-evaluate")
+    try:
+        yield spark
+    finally:
+        if active is None:
+            spark.stop()
+
+
+def _histories(history: pa.ListArray, history_len: int) -> np.ndarray:
+    """[users, history_len] histories; a user without serving features has none (all padding)."""
+    last = np.zeros((len(history), history_len), dtype=np.int64)
     present = history.is_valid().to_numpy(zero_copy_only=False)
     last[present] = fixed_lists(history.filter(pa.array(present)), history_len)
-    ranks = item_knn_ranks(target_index[users], watched.take(pa.array(users)), last,
-                           int(features["item_vocab_size"]), recent=KNN_RECENT)
-    return {**ranking_metrics(ranks), **bootstrap_intervals(ranks), "users": int(len(users)), "recent": KNN_RECENT}
+    return last
 
 
 def _fresh_items(prep_dir: str, vocab: pa.Table, recent_days: float) -> np.ndarray | None:
@@ -281,9 +410,14 @@ def _lookup(left: pa.Table, right: pa.Table, column: str) -> pa.Array:
 
     Arrow's hash join does not carry list columns, so the match is a hash lookup of row
     positions followed by a take."""
-    positions = pd.Index(right.column("user_id").to_pandas()).get_indexer(left.column("user_id").to_pandas())
+    positions = _positions(left, right)
     positions = pa.array(positions, mask=positions < 0)
     return right.column(column).combine_chunks().take(positions)
+
+
+def _positions(left: pa.Table, right: pa.Table) -> np.ndarray:
+    """The row of right with each row of left's user_id, -1 where right has none."""
+    return pd.Index(right.column("user_id").to_pandas()).get_indexer(left.column("user_id").to_pandas())
 
 
 def _fill_empty(array: pa.ListArray, value_type: pa.DataType) -> pa.ListArray:

@@ -1,10 +1,11 @@
 """report/report.html: the evaluation as one self-contained page (inline SVG charts, no
 scripts, no external files), for reviewers who open it offline.
 
-Sections: the metrics against the baselines with bootstrap intervals; HR@K curves; training
-loss and validation HR@50 per epoch; the recommended items' popularity beside the
-catalog's, with the share of fresh items; the example-age effect (serving/age_effect.py);
-the run's data counts and configuration.
+Sections: the metrics against the baselines with bootstrap intervals, and the baselines'
+settings (chosen on the validation split); HR@K curves; training loss and validation HR@50
+per epoch; the recommended items' popularity beside the catalog's, with the share of fresh
+items; the example-age effect (serving/age_effect.py); the run's data counts and
+configuration.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def render(report: dict[str, Any], metrics: dict[str, Any] | None, prep: dict[st
         _metrics_table(rows),
         '<p class="sub">Brackets: 95% percentile-bootstrap intervals over users (1,000 resamples). '
         "Every list excludes the user's watched items.</p>",
+        _baseline_settings(report),
         '<h2>Hit rate at K</h2><div class="charts">',
         _figure(line_chart({name: [(k, m[f"hr@{k}"]) for k in (10, 50, 100, 200) if f"hr@{k}" in m]
                             for name, m in rows}, "K", "HR@K", log_x=True),
@@ -123,6 +125,23 @@ def age_effect_figure(effect: dict[str, Any], predicted: dict[str, list[float]])
 def _ann(index: dict[str, Any]) -> str:
     return "".join(f", {html.escape(k)} {v:.3f} against exact search" for k, v in index.items()
                    if k.startswith("ann_recall@"))
+
+
+def _baseline_settings(report: dict[str, Any]) -> str:
+    """A line naming the tuned baselines' settings and where they were chosen ("" for a
+    report from before they were)."""
+    how = report.get("baseline_settings")
+    knn, als = report["baselines"].get("item_knn", {}), report["baselines"].get("als", {})
+    if how is None or "recent" not in knn or "rank" not in als:
+        return ""
+    if how["chosen_on"] == "validation":
+        where = (f"chosen by {how['metric'].upper()} on the validation split (the last training watch of "
+                 f"{how['validation_users']:,} users), never on these test targets")
+    else:
+        where = "fixed defaults: this run's prep has no validation split (prep.validation=false, or an older prep)"
+    return (f'<p class="sub">The baselines\' settings, {html.escape(where)}: item_knn scores the last '
+            f"{knn['recent']} watches; als has rank {als['rank']}, regParam {als['reg_param']:g}, "
+            f"alpha {als['alpha']:g} ({als['max_iter']} iterations).</p>")
 
 
 def _metrics_table(rows: list[tuple[str, dict[str, Any]]]) -> str:

@@ -120,7 +120,7 @@ def _run_variant(data: str, run_dir: Path, cfg: Config, preps: dict[str, Path],
             stages["prep"](data, str(run_dir), cfg)
         stages["train"](str(run_dir), cfg)
         stages["recall"](str(run_dir), cfg)
-        stages["evaluate"](str(run_dir))
+        stages["evaluate"](str(run_dir), cfg)
         marker.write_text(json.dumps(resolved, indent=2, sort_keys=True) + "\n")
         log.info("ablate: %s in %.0fs", run_dir, time.time() - started)
     preps.setdefault(prep_key, (run_dir / "prep").resolve())

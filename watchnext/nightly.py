@@ -136,7 +136,7 @@ def run_night(night: Night, cfg: Config, steps: tuple[str, ...], stages: Stages)
         elif step == "recall":
             stages["recall"](night.run_dir, cfg)
         elif step == "evaluate":
-            evaluate(night, stages)
+            evaluate(night, cfg, stages)
         else:
             summary = publish(night)
     return summary
@@ -151,7 +151,7 @@ def _as_prepared(night: Night, cfg: Config) -> Config:
     return config_from_dict(raw, source=f"nightly {night.date}")
 
 
-def evaluate(night: Night, stages: Stages) -> dict[str, Any] | None:
+def evaluate(night: Night, cfg: Config, stages: Stages) -> dict[str, Any] | None:
     """With day D + 1 there: the run's report, and runs/D/compare: tonight's lists against
     the lists the previous night published, on the same held-out users."""
     if night.eval_day is None:
@@ -159,7 +159,7 @@ def evaluate(night: Night, stages: Stages) -> dict[str, Any] | None:
         return None
     from serving.evaluate import table_metrics
 
-    stages["evaluate"](night.run_dir)
+    stages["evaluate"](night.run_dir, cfg)
     compare_dir = storage.join(night.run_dir, "compare")
     started = storage.begin_stage(compare_dir)
     targets = storage.join(night.run_dir, "prep", "eval")

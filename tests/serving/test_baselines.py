@@ -1,20 +1,24 @@
-"""item-kNN: cosine over co-watching users, scored against the last R watches."""
+"""item-kNN: cosine over co-watching users, scored against the last R watches; the ranking
+protocol every scored baseline shares."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
 
-from serving.baselines import MISS, item_knn_ranks
+import torch
+
+from serving.baselines import MISS, cosine_similarity, item_knn_ranks, rank_unwatched
 
 # users 0..3 watched {1,2}, {1,2,3}, {2,3}, {1}: sim(1,2) = 2/3, sim(1,3) = 1/sqrt(6),
 # sim(2,3) = 2/sqrt(6), item 4 was never watched (similar to nothing)
 WATCHED = pa.array([[1, 2], [1, 2, 3], [2, 3], [1]], pa.list_(pa.int32()))
 HISTORY = np.array([[1, 2, 0], [1, 2, 3], [2, 3, 0], [1, 0, 0]])
+SIMILARITY = cosine_similarity(WATCHED, num_items=5)
 
 
 def test_ranks_follow_the_similarity_to_the_last_watch():
-    ranks = item_knn_ranks(np.array([4, 4, 1, 3]), WATCHED, HISTORY, num_items=5, recent=1)
+    ranks = item_knn_ranks(np.array([4, 4, 1, 3]), WATCHED, HISTORY, SIMILARITY, recent=1)
     # user 0 (last watch 2): 3 scores 2/sqrt(6) > 4 scores 0; user 1 has only 4 left;
     # user 2 (last 3): 1 scores 1/sqrt(6); user 3 (last 1): 2 scores 2/3 > 3 scores 1/sqrt(6)
     assert ranks.tolist() == [1, 0, 0, 1]
@@ -22,17 +26,82 @@ def test_ranks_follow_the_similarity_to_the_last_watch():
 
 def test_more_recent_watches_add_their_similarities():
     # user 0 with both watches: 3 scores 1/sqrt(6) + 2/sqrt(6), above 4 either way
-    assert item_knn_ranks(np.array([3, 4, 1, 2]), WATCHED, HISTORY, num_items=5, recent=2).tolist() == [
+    assert item_knn_ranks(np.array([3, 4, 1, 2]), WATCHED, HISTORY, SIMILARITY, recent=2).tolist() == [
         0, 0, 0, 0]
 
 
 def test_watched_and_unknown_targets_are_never_recommended():
-    ranks = item_knn_ranks(np.array([1, 0, 2, 1]), WATCHED, HISTORY, num_items=5, recent=1)
+    ranks = item_knn_ranks(np.array([1, 0, 2, 1]), WATCHED, HISTORY, SIMILARITY, recent=1)
     assert ranks.tolist() == [MISS, MISS, MISS, MISS]
 
 
 def test_ties_go_to_the_more_popular_lower_index():
     # nobody co-watched anything: every candidate scores 0 and ranks by index
     watched = pa.array([[1], [2]], pa.list_(pa.int32()))
-    ranks = item_knn_ranks(np.array([4, 3]), watched, np.array([[1], [2]]), num_items=5, recent=1)
+    ranks = item_knn_ranks(np.array([4, 3]), watched, np.array([[1], [2]]), cosine_similarity(watched, 5),
+                           recent=1)
     assert ranks.tolist() == [2, 1]  # user 0: behind 2 and 3; user 1: behind 1 (2 is watched)
+
+
+def test_the_similarity_is_the_cosine_of_the_item_columns():
+    x = np.zeros((4, 5))
+    for user, items in enumerate(WATCHED.to_pylist()):
+        x[user, items] = 1
+    norms = np.sqrt(x.sum(0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = np.nan_to_num(x.T @ x / np.outer(norms, norms))
+    assert np.allclose(SIMILARITY.to_dense().numpy(), expected, rtol=0, atol=1e-15)
+    assert SIMILARITY.layout == torch.sparse_csr and SIMILARITY.values().numel() == 9  # co-watched pairs only
+
+
+def brute_force_knn_ranks(targets, watched, history, similarity_log, num_items, recent):
+    """item-kNN from its definition: a dense similarity, each user's scores summed over the
+    last `recent` watches, every unwatched item above the target counted."""
+    x = np.zeros((len(similarity_log), num_items))
+    for user, items in enumerate(similarity_log):
+        x[user, items] = 1
+    norms = np.sqrt(x.sum(0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sim = np.nan_to_num(x.T @ x / np.outer(norms, norms))
+    ranks = []
+    for target, seen, row in zip(targets, watched, history):
+        last = [j for j in row if j > 0][-recent:]
+        score = sim[last].sum(0)
+        candidates = [c for c in range(1, num_items) if c not in seen]
+        if target == 0 or target not in candidates:
+            ranks.append(MISS)
+            continue
+        ranks.append(sum(score[c] > score[target] or (score[c] == score[target] and c < target) for c in candidates))
+    return ranks
+
+
+def test_ranks_equal_a_brute_force_computation_on_a_random_log():
+    rng = np.random.default_rng(5)
+    num_items, history_len = 30, 6
+    # a log with a popular head, so that co-watch counts vary and exact ties are rare but present
+    log = [sorted(set(rng.choice(np.arange(1, num_items), rng.integers(1, 12), p=_head(num_items)).tolist()))
+           for _ in range(40)]
+    # the first 25 users are ranked: their history is a permutation of their watches, a target drawn anywhere
+    history = np.zeros((25, history_len), dtype=np.int64)
+    for user in range(25):
+        last = rng.permutation(log[user])[-history_len:]
+        history[user, :len(last)] = last
+    targets = rng.integers(0, num_items, 25)
+    watched = pa.array(log[:25], pa.list_(pa.int32()))
+    similarity = cosine_similarity(pa.array(log, pa.list_(pa.int32())), num_items)
+    for recent in (1, 2, 3, 6):
+        ranks = item_knn_ranks(targets, watched, history, similarity, recent=recent, batch_size=7)
+        assert ranks.tolist() == brute_force_knn_ranks(targets, log[:25], history, log, num_items, recent)
+
+
+def _head(num_items):
+    weights = 1.0 / np.arange(1, num_items)
+    return weights / weights.sum()
+
+
+def test_rank_unwatched_skips_padding_and_watched_items_and_breaks_ties_by_index():
+    scores = torch.tensor([[9.0, 1.0, 2.0, 2.0, 0.5], [9.0, 1.0, 2.0, 2.0, 0.5]])
+    watched = pa.array([[2], []], pa.list_(pa.int32()))
+    # user 0: 2 is watched, 3 leads, then 1, then 4; user 1: 2 ties 3 and goes first (lower index)
+    assert rank_unwatched(scores.clone(), np.array([4, 3]), watched).tolist() == [2, 1]
+    assert rank_unwatched(scores.clone(), np.array([2, 0]), watched).tolist() == [MISS, MISS]

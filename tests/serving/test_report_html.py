@@ -70,6 +70,19 @@ def test_without_training_metrics_upload_times_or_first_watches_those_parts_are_
     assert "Example age" not in page
 
 
+def test_the_baselines_settings_are_named_with_where_they_were_chosen():
+    baselines = {"item_knn": {**metrics(0.40, 0.087), "recent": 5},
+                 "als": {**metrics(0.42, 0.09), "rank": 64, "reg_param": 0.1, "alpha": 10.0, "max_iter": 10}}
+    tuned = {**REPORT, "baselines": baselines,
+             "baseline_settings": {"chosen_on": "validation", "validation_users": 940, "metric": "hr@50"}}
+    page = render(tuned, None, PREP, RECALL)
+    assert "HR@50 on the validation split (the last training watch of 940 users)" in page
+    assert "item_knn scores the last 5 watches; als has rank 64, regParam 0.1, alpha 10 (10 iterations)" in page
+    defaults = {**tuned, "baseline_settings": {"chosen_on": "defaults", "validation_users": 0, "metric": "hr@50"}}
+    assert "fixed defaults: this run&#x27;s prep has no validation split" in render(defaults, None, PREP, RECALL)
+    assert "settings" not in render(REPORT, None, PREP, RECALL)  # a report from before there were any
+
+
 def test_a_line_chart_places_each_point_on_its_value():
     svg = line_chart({"a": [(10, 0.0), (100, 0.5)]}, "K", "HR", log_x=True)
     (x0, y0), (x1, y1) = [(float(x), float(y)) for x, y in re.findall(r'<circle cx="([^"]+)" cy="([^"]+)"', svg)]
