@@ -4,8 +4,9 @@
     watchnext prep     --data DATA_DIR --out RUN_DIR [--config F] [--set k=v ...]
     watchnext train    --run RUN_DIR   [--resume] [--config F] [--set k=v ...]
     watchnext recall   --run RUN_DIR   [--config F] [--set k=v ...]
-    watchnext evaluate --run RUN_DIR
-    watchnext run      --data DATA_DIR --out RUN_DIR [--config F] [--set k=v ...]
+    watchnext evaluate --run RUN_DIR   [--config F] [--set k=v ...]
+    watchnext run      --data DATA_DIR --out RUN_DIR [--tune] [--config F] [--set k=v ...]
+    watchnext tune     --data DATA_DIR --out OUT [--budget-minutes M] [--config F] [--set k=v ...]
     watchnext ablate   --data DATA_DIR --out OUT --grid GRID [--repeats R] [--config F] [--set k=v ...]
     watchnext nightly  --date D --data DATA_DIR --root ROOT [--step STEP] [--config F] [--set k=v ...]
 """
@@ -64,13 +65,21 @@ def build_parser() -> argparse.ArgumentParser:
                                help="continue from the latest checkpoint in RUN_DIR/model/checkpoints")
 
     for name in ("evaluate", "report"):
-        stage = sub.add_parser(name, help="metrics of the recall table vs baselines: report/report.json and "
-                                          "report/report.html")
+        stage = _configured(sub.add_parser(name, help="metrics of the recall table vs baselines: report/report.json "
+                                                      "and report/report.html (the spark section runs ALS)"))
         stage.add_argument("--run", required=True, help="RUN_DIR")
 
     run = _configured(sub.add_parser("run", help="prep, train, recall and evaluate"))
     run.add_argument("--data", required=True, help="DATA_DIR: canonical layout or MovieLens")
     run.add_argument("--out", required=True, help="RUN_DIR")
+    run.add_argument("--tune", action="store_true",
+                     help="tune into RUN_DIR/tune first, then run with its best.yaml over --config (--set wins)")
+
+    tune = _configured(sub.add_parser("tune", help="Ray Tune's ASHA over prep and train settings on the validation "
+                                                   "split: OUT/tune/best.yaml, results.md, .json, tune.html"))
+    tune.add_argument("--data", required=True, help="DATA_DIR: canonical layout or MovieLens")
+    tune.add_argument("--out", required=True, help="local directory; writes OUT/tune/")
+    tune.add_argument("--budget-minutes", type=float, help="wall-clock budget (tune.budget_minutes)")
 
     ablate = _configured(sub.add_parser("ablate", help="run a grid of variants of the configuration and tabulate "
                                                        "them: OUT/ablation.md, .json, .html"))
@@ -102,20 +111,29 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "generate":
             return _generate(args)
+        overrides = args.overrides
+        if getattr(args, "budget_minutes", None) is not None:  # the flag is a shorter --set
+            overrides = [*overrides, f"tune.budget_minutes={args.budget_minutes}"]
+        cfg = load_config(args.config, overrides)
+        paths = {f"--{name}": getattr(args, name, None) for name in ("data", "out", "run", "root")}
+        cfg.check_paths(**paths)
         if args.command in ("evaluate", "report"):
-            _print_report(evaluate_stage(args.run))
+            _print_report(evaluate_stage(args.run, cfg))
             print(f"report: {storage.join(storage.absolute(args.run), 'report', 'report.html')}")
-            return 0
-        cfg = load_config(args.config, args.overrides)
-        cfg.check_paths(**{f"--{name}": getattr(args, name, None) for name in ("data", "out", "run", "root")})
-        if args.command == "prep":
+        elif args.command == "prep":
             prep_stage(args.data, args.out, cfg)
         elif args.command == "train":
             train_stage(args.run, cfg, resume=args.resume)
         elif args.command == "recall":
             recall_stage(args.run, cfg)
         elif args.command == "run":
+            if args.tune:
+                # defaults < --config < the tuned settings < --set (fixed: tune leaves them out)
+                cfg = load_config(_tune(args.data, args.out, cfg, args.overrides), args.overrides)
+                cfg.check_paths(**paths)
             _run(args.data, args.out, cfg)
+        elif args.command == "tune":
+            _tune(args.data, args.out, cfg, args.overrides)
         elif args.command == "ablate":
             _ablate(args, cfg)
         elif args.command == "nightly":
@@ -170,10 +188,10 @@ def recall_stage(run_dir: str, cfg: Config) -> dict[str, Any]:
     return manifest
 
 
-def evaluate_stage(run_dir: str) -> dict[str, Any]:
+def evaluate_stage(run_dir: str, cfg: Config | None = None) -> dict[str, Any]:
     from serving.evaluate import evaluate
 
-    return evaluate(run_dir)
+    return evaluate(run_dir, cfg)
 
 
 def _run(data: str, run_dir: str, cfg: Config) -> None:
@@ -181,12 +199,25 @@ def _run(data: str, run_dir: str, cfg: Config) -> None:
     prep_stage(data, run_dir, cfg)
     train_stage(run_dir, cfg)
     recall_stage(run_dir, cfg)
-    report = evaluate_stage(run_dir)
+    report = evaluate_stage(run_dir, cfg)
     _print_report(report)
     run_dir = storage.absolute(run_dir)
     print(f"recall table: {storage.join(run_dir, 'recall', 'table')}")
     print(f"report:       {storage.join(run_dir, 'report', 'report.html')} (and report.json)")
     print(f"total time:   {time.time() - started:.0f}s")
+
+
+def _tune(data: str, out: str, cfg: Config, overrides: list[str]) -> str:
+    """Tune into OUT/tune (settings given with --set stay fixed) and print the table; returns
+    best.yaml's path."""
+    from watchnext.tune import run_tune
+
+    run_tune(data, out, cfg, fixed=[item.partition("=")[0].strip() for item in overrides], prep=prep_stage)
+    tune_dir = storage.join(storage.absolute(out), "tune")
+    print(storage.read_text(storage.join(tune_dir, "results.md")))
+    print(f"tuning: {storage.join(tune_dir, 'tune.html')} (and results.json, results.md); "
+          f"best configuration: {storage.join(tune_dir, 'best.yaml')}")
+    return storage.join(tune_dir, "best.yaml")
 
 
 def _ablate(args: argparse.Namespace, cfg: Config) -> None:

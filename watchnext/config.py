@@ -1,7 +1,7 @@
 """Typed, frozen configuration for every stage, loaded from YAML and `--set key=value`.
 
 One YAML file may hold a section per stage (`spark:`, `ray:`, `prep:`, `train:`, `recall:`),
-`nightly:` and `paths:`;
+`nightly:`, `tune:` and `paths:`;
 every section and every key is optional, and every unknown key or bad value is an error that
 names the field. Defaults live here, each with the reason it was chosen.
 """
@@ -337,6 +337,28 @@ class NightlyConfig(_Section):
     lookback_days: int = Field(7, ge=1)
 
 
+class TuneConfig(_Section):
+    # wall-clock minutes for the whole of `watchnext tune`, its preps first, then trials until
+    # the time is spent: on MovieLens-100K and 2 cores the default space's 4 preps take about 3
+    # of the 30 (a prep ~40 s, BENCHMARKS.md), the rest goes to trials, ASHA cutting the weak
+    # ones short after a few epochs
+    budget_minutes: float = Field(30.0, gt=0)
+    # trials drawn at most (the first is the base configuration itself, so the choice is never
+    # worse than it on validation); the budget may end the search before
+    max_trials: int = Field(20, ge=1)
+    # trials training at once; None = as many as the cluster holds, each trial needing
+    # train.workers x cpus_per_worker CPUs (GPUs with use_gpu) plus one CPU for its data reads
+    trials_at_once: int | None = Field(None, ge=1)
+    # epochs every trial trains before ASHA may stop it: the first epoch of a small learning
+    # rate or a cosine schedule says little about where a trial ends
+    grace_epochs: int = Field(2, ge=1)
+    # the search space, {section.key: {choice: [values]} | {uniform: [low, high]} |
+    # {loguniform: [low, high]}}; None = watchnext.tune.SEARCH_SPACE (its reasons are there)
+    space: dict[str, dict[str, list[Any]]] | None = None
+    # the random draw of the trials' settings
+    seed: int = 0
+
+
 class PathsConfig(_Section):
     # when set, every path a command reads or writes (--data, --out, --run, prep.previous_vocab,
     # train.warm_start, recall.exclude_items) must lie under one of these local folders or
@@ -352,6 +374,7 @@ class Config(_Section):
     train: TrainConfig = TrainConfig()
     recall: RecallConfig = RecallConfig()
     nightly: NightlyConfig = NightlyConfig()
+    tune: TuneConfig = TuneConfig()
     paths: PathsConfig = PathsConfig()
 
     def to_dict(self) -> dict[str, Any]:
