@@ -194,7 +194,7 @@ def model_spec(features: dict, cfg: TrainConfig) -> ModelSpec:
         hidden_layers=cfg.hidden_layers,
         num_tokens=int(features.get("token_vocab_size", 0)),
         num_continuous=len(features.get("user_continuous", [])),
-        tie_embeddings=cfg.tie_embeddings,
+        tie_embeddings=cfg.tied,
         recent_items=min(cfg.recent_items, int(features["history_len"])),
         model=cfg.model,
         item_categorical_sizes=tuple(features.get("item_categorical_sizes", ())),

@@ -81,3 +81,10 @@ def test_loss_auto_is_the_exact_softmax_on_small_corpora_and_sampled_beyond():
     assert cfg.for_corpus(1000).loss == "full" and cfg.for_corpus(1001).loss == "sampled"
     assert TrainConfig(hard_negatives=2).for_corpus(10).loss == "sampled"  # hard negatives join a sampled softmax
     assert TrainConfig(loss="in_batch").for_corpus(10).loss == "in_batch"  # a choice is kept
+
+
+def test_embeddings_are_tied_by_default_where_the_tower_allows_it():
+    assert TrainConfig().tied
+    assert not TrainConfig(hidden_layers=(256, 32)).tied  # widths differ: two tables
+    assert not TrainConfig(model="two_tower").tied  # the two-tower shares its id table by design
+    assert not TrainConfig(tie_embeddings=False).tied
