@@ -49,6 +49,7 @@ class Objective:
     generator and the frequency estimates across batches."""
 
     def __init__(self, cfg: TrainConfig, spec: ModelSpec, item_sampling_path: str, rank: int):
+        cfg = cfg.for_corpus(spec.num_items)  # loss=auto: exact or sampled by the corpus size
         self.loss = cfg.loss
         uses_sampled = cfg.loss in ("sampled", "mixed", "pointwise")
         self.sampler = make_sampler(cfg.sampler, spec.num_items, item_sampling_path) if uses_sampled else None

@@ -54,7 +54,7 @@ SPARSE_MIN_ITEMS = 20_000
 
 def uses_sparse_embeddings(cfg: TrainConfig, num_items: int) -> bool:
     """See train.sparse_embeddings: CPU only, and not for the full softmax (it reads every row)."""
-    if cfg.use_gpu or cfg.loss == "full" or cfg.sparse_embeddings == "off":
+    if cfg.use_gpu or cfg.for_corpus(num_items).loss == "full" or cfg.sparse_embeddings == "off":
         return False
     return cfg.sparse_embeddings == "on" or num_items >= SPARSE_MIN_ITEMS
 

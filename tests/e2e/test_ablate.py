@@ -10,7 +10,7 @@ from tests.e2e.test_cli import watchnext
 
 GRID = """variants:
   example_age_off: {train.example_age: false}
-  downsampling_off: {prep.subsample_threshold: null}
+  downsampling_on: {prep.subsample_threshold: 0.001}
   depth_1: {train.hidden_layers: [256, 64]}
 """
 SMALL = "train: {epochs: 2, workers: 1}\nprep: {example_files: 2}\nray: {num_cpus: 2}\nrecall: {top_k: 50}\n"
@@ -28,16 +28,16 @@ def test_a_grid_of_variants_runs_shares_preps_and_resumes(tmp_path: Path):
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((out / "ablation.json").read_text())
     variants = summary["variants"]
-    assert list(variants) == ["base", "example_age_off", "downsampling_off", "depth_1"]
+    assert list(variants) == ["base", "example_age_off", "downsampling_on", "depth_1"]
     assert variants["depth_1"] == {"overrides": {"train.hidden_layers": [256, 64]}, "same_as": "base"}
     runs = out / "runs"
     # a training-only variant reads the base's prep; a prep variant has its own
     assert (runs / "example_age_off" / "r0" / "prep").resolve() == (runs / "base" / "r0" / "prep").resolve()
-    assert not (runs / "downsampling_off" / "r0" / "prep").is_symlink()
+    assert not (runs / "downsampling_on" / "r0" / "prep").is_symlink()
     base_prep = json.loads((runs / "base" / "r0" / "prep" / "_manifest.json").read_text())
-    own_prep = json.loads((runs / "downsampling_off" / "r0" / "prep" / "_manifest.json").read_text())
-    assert own_prep["config"]["subsample_threshold"] is None and base_prep["config"]["subsample_threshold"] == 1e-3
-    for name in ("base", "example_age_off", "downsampling_off"):
+    own_prep = json.loads((runs / "downsampling_on" / "r0" / "prep" / "_manifest.json").read_text())
+    assert own_prep["config"]["subsample_threshold"] == 1e-3 and base_prep["config"]["subsample_threshold"] is None
+    for name in ("base", "example_age_off", "downsampling_on"):
         line = variants[name]
         report = json.loads((runs / name / "r0" / "report" / "report.json").read_text())
         assert line["hr@50"] == report["model"]["hr@50"] and line["hr@50_ci95"] == report["model"]["hr@50_ci95"]

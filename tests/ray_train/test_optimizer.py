@@ -17,7 +17,7 @@ from tests.ray_train.gloo import run_two_ranks
 from watchnext.config import TrainConfig
 
 SPEC = ModelSpec(num_items=40, categorical_sizes=(3,), embedding_dim=8, hidden_layers=(16, 8))
-CFG = TrainConfig(num_negatives=5, sparse_embeddings="on", learning_rate=0.01)
+CFG = TrainConfig(num_negatives=5, sparse_embeddings="on", learning_rate=0.01, loss="sampled")
 
 
 def _inputs(rows: int, seed: int):
