@@ -13,7 +13,12 @@ end of the training window) beside the catalog's.
 The baselines' own settings (item-kNN's number of recent watches, ALS's rank, lambda and
 alpha) are chosen on the validation split (prep/valid: each user's last training watch,
 ranked with what was known before it), never on the test targets; a prep without one
-(prep.validation=false, or older) leaves them at fixed defaults, and the report says so."""
+(prep.validation=false, or older) leaves them at fixed defaults, and the report says so.
+
+item-kNN and ALS rank the whole catalog for every user they score, so on a large log they
+are chosen and scored on seeded samples of users (CHOICE_SCORES, BASELINE_SCORES); their
+similarity and factors still come from every training user's watches. Both real logs fit
+whole and are chosen and scored on every user."""
 
 from __future__ import annotations
 
@@ -51,6 +56,18 @@ KNN_RECENT_DEFAULT = 3  # without a validation split: ml-100k's best (Amazon's i
 # candidates, not by its place among the first 10), and with one target per user the
 # least noisy of the list metrics on a few hundred users.
 SELECTION_METRIC = "hr@50"
+# Ranking one user costs a score per catalog item (10-25 ms at 1M items on 2 cores), so the
+# samples are bounded in scores, users x items. At the soak's 1M items that is 10,000
+# validation users, on which every candidate setting is compared (the choice needs a ranking
+# of the candidates, not every user's rank: HR@50 ~0.1 has a standard error of
+# sqrt(0.1 x 0.9 / 10,000) = 0.003, and candidates scored on the same users differ by less),
+# and 20,000 evaluated users, on which item-kNN and ALS report their test metrics (0.002;
+# the model is judged on every user): 15 x 10,000 + 2 x 20,000 rankings, 30-80 minutes,
+# where ranking every user (17M rankings) took days. Both real logs fit whole (Amazon:
+# 35,598 users x 18,348 items = 6.5e8 scores), so they are chosen and scored on every user.
+CHOICE_SCORES = 10_000 * 1_000_000
+BASELINE_SCORES = 20_000 * 1_000_000
+SAMPLE_SEED = 0
 CI_METRICS = ("hr@50", "ndcg@10")  # with bootstrap intervals in the report
 BOOTSTRAP_SAMPLES = 1000
 BOOTSTRAP_SEED = 0
@@ -202,9 +219,13 @@ def _max_item(watched: pa.ListArray) -> int:
     return int(pc.max(flat).as_py() or 0) if len(flat) else 0
 
 
-def evaluate(run_dir: str, cfg: Config | None = None) -> dict[str, Any]:
+def evaluate(run_dir: str, cfg: Config | None = None, choice_users: int | None = None,
+             baseline_users: int | None = None) -> dict[str, Any]:
     """Compute report.json for a finished run; returns it. cfg.spark sets up the SparkSession
-    ALS runs in (default: Config()'s); an active session, e.g. a test's, is used as it is."""
+    ALS runs in (default: Config()'s); an active session, e.g. a test's, is used as it is.
+    choice_users and baseline_users bound the validation users the baselines' settings are
+    chosen on and the evaluated users item-kNN and ALS are scored on (default: as many as
+    CHOICE_SCORES and BASELINE_SCORES allow over the catalog)."""
     run_dir = storage.absolute(run_dir)
     prep_dir, recall_dir = storage.join(run_dir, "prep"), storage.join(run_dir, "recall")
     report_dir = storage.join(run_dir, "report")
@@ -231,20 +252,31 @@ def evaluate(run_dir: str, cfg: Config | None = None) -> dict[str, Any]:
                                  vocab.column("count").to_numpy(), int(recall["index"]["items"]),
                                  _fresh_items(prep_dir, vocab, recent_days)))
     popular_ranks = most_popular_ranks(target_index, watched)
-    baselines = {"most_popular": {**ranking_metrics(popular_ranks), **bootstrap_intervals(popular_ranks)}}
+    baselines = {"most_popular": {**ranking_metrics(popular_ranks), **bootstrap_intervals(popular_ranks),
+                                  "users": targets.num_rows}}
     if "recent_count" in vocab.column_names:
         recent = np.zeros(num_items, dtype=np.int64)
         recent[vocab.column("index").to_numpy()] = vocab.column("recent_count").to_numpy()
         recent_ranks = most_popular_ranks(target_index, watched, recent_positions(recent))
         baselines["recently_popular"] = {**ranking_metrics(recent_ranks), **bootstrap_intervals(recent_ranks),
-                                         "days": recent_days}
+                                         "users": targets.num_rows, "days": recent_days}
     validation = _validation_split(prep_dir, features, history_len)
     training_watched = features.column("watched").combine_chunks().cast(WATCHED_TYPE)
-    history = _histories(_lookup(targets, features, "history"), history_len)
-    baselines["item_knn"] = _item_knn(target_index, watched, history, training_watched, validation, num_items)
+    # item-kNN and ALS: every candidate setting compared on the same validation users, and
+    # both scored on the same evaluated users
+    if choice_users is None:
+        choice_users = users_within(CHOICE_SCORES, num_items)
+    if baseline_users is None:
+        baseline_users = users_within(BASELINE_SCORES, num_items)
+    choice = None if validation is None else sample_rows(validation.users, choice_users)
+    scored = sample_rows(targets.num_rows, baseline_users)
+    scored_watched = watched.take(pa.array(scored))
+    history = _histories(_lookup(targets, features, "history"), history_len)[scored]
+    baselines["item_knn"] = _item_knn(target_index[scored], scored_watched, history, training_watched, validation,
+                                      choice, num_items)
     with _spark((cfg or Config()).spark) as spark:
-        baselines["als"] = _als(spark, target_index, watched, _positions(targets, features), training_watched,
-                                validation, num_items)
+        baselines["als"] = _als(spark, target_index[scored], scored_watched, _positions(targets, features)[scored],
+                                training_watched, validation, choice, num_items)
     report = {
         "dataset": prep["inputs"]["dataset"],
         "users": targets.num_rows,
@@ -256,9 +288,14 @@ def evaluate(run_dir: str, cfg: Config | None = None) -> dict[str, Any]:
         "model": model,
         "baselines": baselines,
         "baseline_settings": {"chosen_on": "defaults" if validation is None else "validation",
-                              "validation_users": 0 if validation is None else validation.users,
+                              "validation_users": 0 if choice is None else len(choice),
                               "metric": SELECTION_METRIC},
     }
+    if choice is not None and len(choice) < validation.users:
+        report["baseline_settings"].update(validation_sample_of=validation.users, sample_seed=SAMPLE_SEED)
+    if len(scored) < targets.num_rows:
+        report["baseline_sample"] = {"baselines": ["item_knn", "als"], "users": len(scored),
+                                     "of": targets.num_rows, "seed": SAMPLE_SEED}
     effect = example_age_effect(run_dir, prep)
     if effect is not None:
         report["example_age_effect"] = effect
@@ -269,6 +306,21 @@ def evaluate(run_dir: str, cfg: Config | None = None) -> dict[str, Any]:
     storage.finish_stage(report_dir, started, {"inputs": {"prep": prep_dir, "recall": recall_dir},
                                                "outputs": ["report.json", "report.html"], "users": targets.num_rows})
     return report
+
+
+def users_within(scores: int, num_items: int) -> int:
+    """The users whose rankings of num_items items take `scores` scores (one at least)."""
+    return max(1, scores // max(num_items, 1))
+
+
+def sample_rows(count: int, at_most: int, seed: int = SAMPLE_SEED) -> np.ndarray:
+    """Row numbers of a seeded sample of at most `at_most` of `count` rows, in order; every row
+    when there are no more."""
+    if at_most < 1:
+        raise ValueError(f"a sample of users needs at least 1 user, got at_most={at_most}")
+    if count <= at_most:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).choice(count, at_most, replace=False))
 
 
 def table_metrics(targets_dir: str, table_dir: str, top_k: int) -> dict[str, Any]:
@@ -299,6 +351,10 @@ class ValidationSplit:
         """The validation users' rows: what their validation target is ranked without."""
         return self.watched.slice(0, self.users)
 
+    def sample(self, rows: np.ndarray) -> tuple[np.ndarray, pa.ListArray, np.ndarray]:
+        """The targets, watches before them and histories of the validation users `rows`."""
+        return self.targets[rows], self.watched_before().take(pa.array(rows)), self.history[rows]
+
 
 def _validation_split(prep_dir: str, features: pa.Table, history_len: int) -> ValidationSplit | None:
     """prep/valid against user_features (every training user), or None when prep wrote no
@@ -324,39 +380,42 @@ def _choose(candidates: Sequence[Any], validation_ranks: Callable[[Any], np.ndar
 
 
 def _item_knn(target_index: np.ndarray, watched: pa.ListArray, history: np.ndarray, training_watched: pa.ListArray,
-              validation: ValidationSplit | None, num_items: int) -> dict[str, Any]:
-    """item-kNN (serving.baselines) on every evaluated user, with the similarity of every
-    training user's watches; R chosen on the validation split, where there is one, with the
-    similarity of the watches known then."""
+              validation: ValidationSplit | None, choice: np.ndarray | None, num_items: int) -> dict[str, Any]:
+    """item-kNN (serving.baselines) on the given evaluated users, with the similarity of every
+    training user's watches; R chosen on the validation users `choice`, where there is a
+    validation split, with the similarity of every training user's watches known then."""
     recent, tried = KNN_RECENT_DEFAULT, []
     if validation is not None:
         similarity = cosine_similarity(validation.watched, num_items)
-        recent, scores = _choose(KNN_RECENT_GRID, lambda r: item_knn_ranks(
-            validation.targets, validation.watched_before(), validation.history, similarity, r))
+        targets, before, last = validation.sample(choice)
+        recent, scores = _choose(KNN_RECENT_GRID, lambda r: item_knn_ranks(targets, before, last, similarity, r))
         tried = [{"recent": r, SELECTION_METRIC: score} for r, score in zip(KNN_RECENT_GRID, scores)]
-        log.info("item-kNN: the last %d watches, chosen on %d validation users (%s)", recent, validation.users,
-                 ", ".join(f"R={r}: {score:.4f}" for r, score in zip(KNN_RECENT_GRID, scores)))
+        log.info("item-kNN: the last %d watches, chosen on %d of %d validation users (%s)", recent, len(choice),
+                 validation.users, ", ".join(f"R={r}: {score:.4f}" for r, score in zip(KNN_RECENT_GRID, scores)))
     ranks = item_knn_ranks(target_index, watched, history, cosine_similarity(training_watched, num_items), recent)
     return {**ranking_metrics(ranks), **bootstrap_intervals(ranks), "users": int(len(target_index)),
             "recent": recent, "validation": tried}
 
 
 def _als(spark: SparkSession, target_index: np.ndarray, watched: pa.ListArray, feature_rows: np.ndarray,
-         training_watched: pa.ListArray, validation: ValidationSplit | None, num_items: int) -> dict[str, Any]:
-    """ALS (serving.als) on every evaluated user (feature_rows: each one's row of
-    training_watched, -1 for none): each grid point fitted on the validation-time matrix and
-    judged on the validation targets, the best refitted on every training watch."""
+         training_watched: pa.ListArray, validation: ValidationSplit | None, choice: np.ndarray | None,
+         num_items: int) -> dict[str, Any]:
+    """ALS (serving.als) on the given evaluated users (feature_rows: each one's row of
+    training_watched, -1 for none): each grid point fitted on the whole validation-time matrix
+    and judged on the validation targets of the users `choice`, the best refitted on every
+    training watch."""
     params, tried = als.DEFAULT, []
     if validation is not None:
+        targets, before, _ = validation.sample(choice)
         with als.ratings_frame(spark, validation.watched) as ratings:
             def validation_ranks(point: als.AlsParams) -> np.ndarray:
                 users, items = als.fit_factors(ratings, len(validation.watched), num_items, point)
-                return als.als_ranks(users[:validation.users], items, validation.targets, validation.watched_before())
+                return als.als_ranks(users[choice], items, targets, before)
 
             params, scores = _choose(als.GRID, validation_ranks)
         tried = [{**point.to_dict(), SELECTION_METRIC: score} for point, score in zip(als.GRID, scores)]
-        log.info("ALS: %s, chosen on %d validation users (%s %.4f)", params, validation.users, SELECTION_METRIC,
-                 max(scores))
+        log.info("ALS: %s, chosen on %d of %d validation users (%s %.4f)", params, len(choice), validation.users,
+                 SELECTION_METRIC, max(scores))
     with als.ratings_frame(spark, training_watched) as ratings:
         users, items = als.fit_factors(ratings, len(training_watched), num_items, params)
     # a user without serving features watched nothing in training: the zero vector, as in ALS

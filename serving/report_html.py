@@ -49,7 +49,7 @@ def render(report: dict[str, Any], metrics: dict[str, Any] | None, prep: dict[st
         f'{e(str(report["index"].get("type", "?")))} index over {report["index"].get("items", 0):,} items'
         f"{_ann(report['index'])}.</p>",
         "<h2>Metrics against the baselines</h2>",
-        _metrics_table(rows),
+        _metrics_table([(row_name(name, m, report["users"]), m) for name, m in rows]),
         '<p class="sub">Brackets: 95% percentile-bootstrap intervals over users (1,000 resamples). '
         "Every list excludes the user's watched items.</p>",
         _baseline_settings(report),
@@ -135,13 +135,22 @@ def _baseline_settings(report: dict[str, Any]) -> str:
     if how is None or "recent" not in knn or "rank" not in als:
         return ""
     if how["chosen_on"] == "validation":
+        users = (f"a seeded sample of {how['validation_users']:,} of {how['validation_sample_of']:,} users"
+                 if "validation_sample_of" in how else f"{how['validation_users']:,} users")
         where = (f"chosen by {how['metric'].upper()} on the validation split (the last training watch of "
-                 f"{how['validation_users']:,} users), never on these test targets")
+                 f"{users}), never on these test targets")
     else:
         where = "fixed defaults: this run's prep has no validation split (prep.validation=false, or an older prep)"
     return (f'<p class="sub">The baselines\' settings, {html.escape(where)}: item_knn scores the last '
             f"{knn['recent']} watches; als has rank {als['rank']}, regParam {als['reg_param']:g}, "
             f"alpha {als['alpha']:g} ({als['max_iter']} iterations).</p>")
+
+
+def row_name(name: str, metrics: dict[str, Any], users: int) -> str:
+    """A row's name in the metrics tables, with "(sample of N users)" when it was scored on
+    fewer users than the report's (item-kNN and ALS on a large log)."""
+    scored = metrics.get("users", users)
+    return f"{name} (sample of {scored:,} users)" if scored < users else name
 
 
 def _metrics_table(rows: list[tuple[str, dict[str, Any]]]) -> str:

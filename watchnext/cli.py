@@ -245,15 +245,16 @@ def _nightly(args: argparse.Namespace, cfg: Config) -> None:
 
 def _print_report(report: dict[str, Any]) -> None:
     from serving.evaluate import CI_METRICS
-    from serving.report_html import TABLE_METRICS
+    from serving.report_html import TABLE_METRICS, row_name
 
     model = report["model"]
     keys = [k for k in TABLE_METRICS if k in model]
-    rows = [("model", model)] + list(report["baselines"].items())
+    rows = [("model", model)] + [(row_name(name, m, report["users"]), m) for name, m in report["baselines"].items()]
+    width = max(18, max(len(name) for name, _ in rows) + 1)
     print(f"\n{report['dataset']}: {report['users']} users, held-out last event each")
-    print(f"{'':<18}" + "".join(f"{k:>11}" for k in keys))
+    print(f"{'':<{width}}" + "".join(f"{k:>11}" for k in keys))
     for name, metrics in rows:
-        print(f"{name:<18}" + "".join(f"{metrics[k]:>11.4f}" if k in metrics else f"{'-':>11}" for k in keys))
+        print(f"{name:<{width}}" + "".join(f"{metrics[k]:>11.4f}" if k in metrics else f"{'-':>11}" for k in keys))
     intervals = [f"{m} [{model[m + '_ci95'][0]:.4f}, {model[m + '_ci95'][1]:.4f}]"
                  for m in CI_METRICS if m + "_ci95" in model]
     if intervals:

@@ -1,6 +1,8 @@
 """The baselines' settings in the report: chosen on prep/valid by HR@50, as a brute-force
 computation chooses them, never on the test targets in prep/eval; fixed defaults without a
-validation split."""
+validation split. Above their bounds, the settings are chosen on a seeded sample of the
+validation users and item-kNN and ALS scored on a seeded sample of the evaluated users, the
+same for both, their similarity and factors still from every training user."""
 
 from __future__ import annotations
 
@@ -14,13 +16,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from serving import als
-from serving.evaluate import KNN_RECENT_DEFAULT, KNN_RECENT_GRID, evaluate
+from serving.evaluate import KNN_RECENT_DEFAULT, KNN_RECENT_GRID, evaluate, sample_rows
+from watchnext.cli import _print_report
 
 NUM_ITEMS = 121  # index 0 is padding: more than 50 items, so that HR@50 tells settings apart
 HISTORY_LEN = 8
 # three fits per evaluation instead of the full grid: the choice, not the grid, is under test
 GRID = (als.AlsParams(2, 0.1, 1.0), als.AlsParams(8, 0.01, 10.0), als.AlsParams(8, 1.0, 1.0))
 WATCHES = pa.list_(pa.int32())
+CHOICE_USERS, BASELINE_USERS = 30, 40  # the sampled run's bounds: 30 of 70 validation users, 40 of 80 evaluated
 
 
 def user_logs(seed: int = 0) -> list[list[int]]:
@@ -95,6 +99,15 @@ def brute_force_rank(scores: np.ndarray, target: int, watched: list[int]) -> flo
     return sum(scores[i] > scores[target] or (scores[i] == scores[target] and i < target) for i in candidates)
 
 
+def cosine(watched: list[list[int]]) -> np.ndarray:
+    x = np.zeros((len(watched), NUM_ITEMS))
+    for user, items in enumerate(watched):
+        x[user, items] = 1
+    norms = np.sqrt(x.sum(0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.nan_to_num(x.T @ x / np.outer(norms, norms))
+
+
 def validation_time_matrix(logs: list[list[int]]) -> tuple[list[list[int]], list[int], list[list[int]]]:
     """(watched lists, validation targets, validation histories): the validation users' watches
     before their validation watch first, in prep/valid's order, then the other users' own
@@ -108,8 +121,8 @@ def validation_time_matrix(logs: list[list[int]]) -> tuple[list[list[int]], list
 
 @pytest.fixture(scope="module")
 def runs(spark, tmp_path_factory):
-    """Two runs that differ only in their test targets, evaluated with GRID, and a third
-    without prep/valid."""
+    """Two runs that differ only in their test targets, evaluated with GRID, a third without
+    prep/valid, and the first again with the baselines sampled (small bounds)."""
     logs = user_logs()
     rng = np.random.default_rng(1)
     reports = {}
@@ -117,25 +130,30 @@ def runs(spark, tmp_path_factory):
         patch.setattr(als, "GRID", GRID)
         for name, targets in (("last", [log[-1] for log in logs]),
                               ("random", rng.integers(1, NUM_ITEMS, len(logs)).tolist()),
-                              ("no_valid", [log[-1] for log in logs])):
+                              ("no_valid", [log[-1] for log in logs]),
+                              ("sampled", [log[-1] for log in logs])):
             run = tmp_path_factory.mktemp(name)
             write_run(run, logs, targets)
             if name == "no_valid":
                 shutil.rmtree(run / "prep" / "valid")
-            reports[name] = evaluate(str(run))
+            bounds = {"choice_users": CHOICE_USERS, "baseline_users": BASELINE_USERS} if name == "sampled" else {}
+            reports[name] = evaluate(str(run), **bounds)
             reports[name + "_html"] = (run / "report" / "report.html").read_text()
     return logs, reports
+
+
+@pytest.fixture(scope="module")
+def validation_fits(spark, runs):
+    """Each GRID point's (user factors, item factors) on the validation-time matrix."""
+    watched, _, _ = validation_time_matrix(runs[0])
+    with als.ratings_frame(spark, pa.array(watched, WATCHES)) as ratings:
+        return [als.fit_factors(ratings, len(watched), NUM_ITEMS, point) for point in GRID]
 
 
 def test_item_knn_recent_watches_are_the_best_validation_hr50_by_brute_force(runs):
     logs, reports = runs
     watched, targets, histories = validation_time_matrix(logs)
-    x = np.zeros((len(watched), NUM_ITEMS))
-    for user, items in enumerate(watched):
-        x[user, items] = 1
-    norms = np.sqrt(x.sum(0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sim = np.nan_to_num(x.T @ x / np.outer(norms, norms))
+    sim = cosine(watched)
     expected = [brute_force_hr50(brute_force_rank(sim[history[-r:]].sum(0), target, watched[user])
                                  for user, (target, history) in enumerate(zip(targets, histories)))
                 for r in KNN_RECENT_GRID]
@@ -147,15 +165,11 @@ def test_item_knn_recent_watches_are_the_best_validation_hr50_by_brute_force(run
     assert knn["users"] == len(logs)
 
 
-def test_als_parameters_are_the_best_validation_hr50_by_brute_force(spark, runs):
+def test_als_parameters_are_the_best_validation_hr50_by_brute_force(runs, validation_fits):
     logs, reports = runs
     watched, targets, _ = validation_time_matrix(logs)
-    expected = []
-    with als.ratings_frame(spark, pa.array(watched, WATCHES)) as ratings:
-        for point in GRID:
-            users, items = als.fit_factors(ratings, len(watched), NUM_ITEMS, point)
-            expected.append(brute_force_hr50(brute_force_rank(items @ users[user], target, watched[user])
-                                             for user, target in enumerate(targets)))
+    expected = [brute_force_hr50(brute_force_rank(items @ users[user], target, watched[user])
+                                 for user, target in enumerate(targets)) for users, items in validation_fits]
     result = reports["last"]["baselines"]["als"]
     assert [point["hr@50"] for point in result["validation"]] == pytest.approx(expected, abs=1e-12)
     assert len(set(expected)) > 1  # the grid points differ, so the choice means something
@@ -186,3 +200,67 @@ def test_without_a_validation_split_the_baselines_keep_their_defaults_and_say_so
     assert {k: result[k] for k in ("rank", "reg_param", "alpha")} == als.DEFAULT.to_dict()
     assert result["validation"] == [] and 0 < result["hr@50"] <= 1
     assert "fixed defaults" in reports["no_valid_html"]
+
+
+def test_samples_are_seeded_bounded_and_every_row_below_the_bound():
+    rows = sample_rows(80, 40, seed=3)
+    assert len(rows) == 40 and len(set(rows.tolist())) == 40 and rows.tolist() == sorted(rows.tolist())
+    assert 0 <= rows.min() and rows.max() < 80 and rows.tolist() != list(range(40))
+    assert np.array_equal(rows, sample_rows(80, 40, seed=3)) and not np.array_equal(rows, sample_rows(80, 40, seed=4))
+    assert sample_rows(80, 80).tolist() == sample_rows(80, 1000).tolist() == list(range(80))
+    with pytest.raises(ValueError, match="at least 1 user"):
+        sample_rows(80, 0)
+
+
+def test_sampled_settings_are_chosen_on_the_same_validation_sample_with_every_users_watches(runs, validation_fits):
+    logs, reports = runs
+    watched, targets, histories = validation_time_matrix(logs)
+    rows = sample_rows(len(targets), CHOICE_USERS)
+    sim = cosine(watched)  # every training user's watches, not only the sample's
+    knn = [brute_force_hr50(brute_force_rank(sim[histories[u][-r:]].sum(0), targets[u], watched[u]) for u in rows)
+           for r in KNN_RECENT_GRID]
+    fits = [brute_force_hr50(brute_force_rank(items @ users[u], targets[u], watched[u]) for u in rows)
+            for users, items in validation_fits]
+    baselines = reports["sampled"]["baselines"]
+    assert [point["hr@50"] for point in baselines["item_knn"]["validation"]] == pytest.approx(knn, abs=1e-12)
+    assert [point["hr@50"] for point in baselines["als"]["validation"]] == pytest.approx(fits, abs=1e-12)
+    assert baselines["item_knn"]["validation"] != reports["last"]["baselines"]["item_knn"]["validation"]
+    assert reports["sampled"]["baseline_settings"] == {
+        "chosen_on": "validation", "validation_users": CHOICE_USERS, "metric": "hr@50",
+        "validation_sample_of": len(targets), "sample_seed": 0}
+
+
+def test_item_knn_and_als_are_scored_on_the_same_sample_of_evaluated_users(spark, runs):
+    logs, reports = runs
+    report = reports["sampled"]
+    training = [sorted(log[:-1]) for log in logs]
+    rows = sample_rows(len(logs), BASELINE_USERS)
+    knn, fitted = report["baselines"]["item_knn"], report["baselines"]["als"]
+    sim = cosine(training)
+    expected_knn = [brute_force_rank(sim[logs[u][:-1][-HISTORY_LEN:][-knn["recent"]:]].sum(0), logs[u][-1],
+                                     training[u]) for u in rows]
+    params = als.AlsParams(fitted["rank"], fitted["reg_param"], fitted["alpha"])
+    with als.ratings_frame(spark, pa.array(training, WATCHES)) as ratings:
+        users, items = als.fit_factors(ratings, len(training), NUM_ITEMS, params)
+    expected_als = [brute_force_rank(items @ users[u], logs[u][-1], training[u]) for u in rows]
+    assert knn["hr@50"] == pytest.approx(brute_force_hr50(expected_knn), abs=1e-12)
+    assert fitted["hr@50"] == pytest.approx(brute_force_hr50(expected_als), abs=1e-12)
+    assert knn["users"] == fitted["users"] == BASELINE_USERS
+    assert knn["hr@50_ci95"][0] <= knn["hr@50"] <= knn["hr@50_ci95"][1]
+    assert report["baseline_sample"] == {"baselines": ["item_knn", "als"], "users": BASELINE_USERS,
+                                         "of": len(logs), "seed": 0}
+    # the model and the popularity baselines stay on every user
+    assert report["users"] == report["baselines"]["most_popular"]["users"] == len(logs)
+    assert report["model"]["hr@10"] == reports["last"]["model"]["hr@10"]
+
+
+def test_sampled_baselines_are_named_as_samples_on_the_page_and_the_console(runs, capsys):
+    _, reports = runs
+    assert "item_knn (sample of 40 users)" in reports["sampled_html"]
+    assert "als (sample of 40 users)" in reports["sampled_html"]
+    assert "a seeded sample of 30 of 70 users" in reports["sampled_html"]
+    assert "sample of" not in reports["last_html"] and "baseline_sample" not in reports["last"]
+    _print_report(reports["sampled"])
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("als (sample of 40 users) ") for line in lines)
+    assert any(line.startswith("most_popular ") for line in lines)
