@@ -6,7 +6,9 @@ profiled apart from the data pipeline and the other processes.
         [--threads 1] [--steps N] [--set train.KEY=VALUE ...] [--profile]
 
 The batches are drawn in a seeded random order, as training draws them (N of them with
---steps). Prints the best of 5 passes over them (ms per step, examples/s, and whether the
+--steps); the sequence tower's every_position training reads the windows that tile the users'
+watches, as the trainer does, and counts every watch they predict as an example. Prints the
+best of 5 passes over them (ms per step, examples/s, and whether the
 step ran in bf16 or fp32: ray_train.precision) and, with --profile, the operators that
 took the most time over 10 steps (torch.profiler). Two of these side by side on a 2-core
 machine show what two training workers do to each other.
@@ -18,16 +20,18 @@ import argparse
 import time
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.dataset as pads
 import torch
 
 from ray_train.allocator import keep_freed_memory
 from ray_train.data import EXAMPLE_COLUMNS, Widths, to_batch
-from ray_train.model import build_model
+from ray_train.loop import batch_loss
+from ray_train.models import build_model, has_item_tower
 from ray_train.objective import Objective
 from ray_train.optim import Optimizer, uses_sparse_embeddings
 from ray_train.precision import step_autocast, step_precision
-from ray_train.trainer import model_spec
+from ray_train.trainer import model_spec, tiles_sequences
 from ray_train.two_tower import load_item_features
 from watchnext import storage
 from watchnext.config import load_config
@@ -52,38 +56,46 @@ def main() -> None:
     features = storage.read_manifest(prep_dir)["features"]
     cfg = load_config(None, overrides).train.for_corpus(int(features["item_vocab_size"]))
     spec, widths = model_spec(features, cfg), Widths.from_prep_features(features)
-    table = pads.dataset(storage.join(prep_dir, "examples"), format="parquet").to_table(columns=EXAMPLE_COLUMNS)
+    every_position = tiles_sequences(cfg)
+    table = pads.dataset(storage.join(prep_dir, "examples"), format="parquet").to_table(
+        columns=EXAMPLE_COLUMNS + ["watches_after"])
+    batch_size = cfg.batch_size
+    if every_position:  # the windows that tile the users' watches, as the trainer reads them
+        tiles = table.filter(pa.array(table.column("watches_after").to_numpy() % widths.history_len == 0))
+        batch_size = max(1, round(cfg.batch_size * tiles.num_rows / table.num_rows))
+        table = tiles
     # in a random order, as training draws them: prep writes a user's examples together
     order = np.random.default_rng(0).permutation(table.num_rows)
-    table = table.take(order[: args.steps * cfg.batch_size] if args.steps else order)
-    batches = [to_batch(table.slice(start, cfg.batch_size), widths)
-               for start in range(0, table.num_rows - cfg.batch_size + 1, cfg.batch_size)]
+    table = table.take(order[: args.steps * batch_size] if args.steps else order)
+    batches = [to_batch(table.slice(start, batch_size), widths)
+               for start in range(0, table.num_rows - batch_size + 1, batch_size)]
     model = build_model(spec, sparse=uses_sparse_embeddings(cfg, spec.num_items))
-    if spec.model != "youtube_dnn":  # the item tower's inputs
+    if has_item_tower(spec):  # the item tower's inputs
         model.item_output.set_features(*load_item_features(prep_dir, spec))
     optimizer = Optimizer(model, cfg)
     objective = Objective(cfg, spec, storage.join(prep_dir, "vocab", "item_sampling"), 0)
 
     autocast = step_autocast(cfg)
 
-    def step(batch) -> None:
+    def step(batch) -> int:
         with autocast:
-            loss = objective(model(*batch.features()), batch.labels, model, batch.weights)
+            loss, predicted = batch_loss(model, model, objective, batch, every_position)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        return predicted
 
     for batch in batches[:3]:  # warm-up: allocations, the optimizer's state
         step(batch)
     best = float("inf")
     for _ in range(PASSES):
         started = time.perf_counter()
-        for batch in batches:
-            step(batch)
+        predicted = sum(step(batch) for batch in batches)
         best = min(best, (time.perf_counter() - started) / len(batches))
-    print(f"batch {cfg.batch_size}, {cfg.num_negatives} negatives, {args.threads} thread(s), "
-          f"{step_precision(cfg)}, {len(batches)} steps: "
-          f"{1000 * best:.1f} ms/step, {cfg.batch_size / best:,.0f} examples/s (best of {PASSES} passes)")
+    per_step = predicted / len(batches)  # examples, or watches of the tiling windows
+    print(f"batch {batch_size}{' windows' if every_position else ''}, {cfg.num_negatives} negatives, "
+          f"{args.threads} thread(s), {step_precision(cfg)}, {len(batches)} steps: "
+          f"{1000 * best:.1f} ms/step, {per_step / best:,.0f} examples/s (best of {PASSES} passes)")
     if args.profile:
         from torch.profiler import profile
 

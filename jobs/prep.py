@@ -44,7 +44,7 @@ from jobs.vocab import (
     missing_demographics,
     negative_sampling_table,
 )
-from jobs.windows import event_seconds, history_lengths, windowed_examples, with_example_age
+from jobs.windows import event_seconds, history_lengths, windowed_examples, with_example_age, with_watches_after
 from watchnext import storage
 from watchnext.config import PrepConfig
 from watchnext.contract import ITEMS_KEY, ITEMS_TITLE, SECONDS_PER_UNIT, USERS_KEY, VALID_TARGETS
@@ -163,7 +163,8 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     filtered.update(sampled)
     caps = per_user.select("user_id", "cap_draw") if cap else None
     sampling = partial(rules, max_per_user=cap, caps=caps)
-    candidates = windowed_examples(indexed, cfg.history_len, searches, max_tokens).transform(sampling)
+    candidates = windowed_examples(indexed.transform(with_watches_after), cfg.history_len, searches,
+                                   max_tokens).transform(sampling)
     laps.lap("sampling")
     sampling_table = negative_sampling_table(items, cfg.negative_alpha)
     table = unigram_table(sampling_table, items.count()) if cfg.negatives_per_example else None
@@ -429,7 +430,7 @@ def _write_shuffled(examples: DataFrame, path: str, cfg: PrepConfig) -> None:
     columns = examples.select(
         "user_id", "label", "history", "history_length", "example_age_raw", "example_age",
         "example_age_sq", "example_age_sqrt", "search_tokens", "demographics", "continuous", "weight", "negatives",
-        "ts",
+        "ts", "watches_after",
     )
     # the events' one shuffle by user made spark.sql.shuffle.partitions partitions
     partitions = int(examples.sparkSession.conf.get("spark.sql.shuffle.partitions"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from jobs.order import in_event_order, so_far
+from jobs.order import by_user, in_event_order, so_far
 from watchnext.contract import SECONDS_PER_UNIT
 
 
@@ -128,3 +128,11 @@ def with_example_age(
             "example_age_sqrt": F.sqrt(F.greatest(x, F.lit(0.0))).cast("float"),
         }
     )
+
+
+def with_watches_after(events: DataFrame) -> DataFrame:
+    """watches_after: how many of the user's training watches follow each event (validation
+    watches, flagged is_validation where events carry it, are not training watches)."""
+    training = (~F.col("is_validation") if "is_validation" in events.columns else F.lit(True)).cast("int")
+    return events.withColumn("watches_after", (F.sum(training).over(by_user()) - F.sum(training).over(so_far()))
+                             .cast("int"))

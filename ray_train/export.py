@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 import torch
 
 from ray_train.loop import CHECKPOINT_BEST, CHECKPOINT_MODEL, CHECKPOINT_STATE
-from ray_train.model import ModelSpec, UserTower, build_model
+from ray_train.model import ModelSpec
+from ray_train.models import build_model, build_user_tower
 from watchnext import storage
 from watchnext.contract import ITEM_EMBEDDINGS
 
@@ -66,10 +67,10 @@ def export_model(checkpoint_dir: str, prep_dir: str, model_dir: str) -> dict[str
             "best_epoch": state.get("best_epoch", state["epoch"])}
 
 
-def load_user_tower(model_dir: str) -> tuple[UserTower, dict[str, Any]]:
+def load_user_tower(model_dir: str) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The exported user tower in eval mode, and model_spec.json's content."""
     meta = json.loads(storage.read_text(storage.join(model_dir, MODEL_SPEC)))
-    tower = UserTower(ModelSpec.from_dict(meta["spec"]))
+    tower = build_user_tower(ModelSpec.from_dict(meta["spec"]))
     raw = io.BytesIO(storage.read_bytes(storage.join(model_dir, USER_TOWER)))
     state = torch.load(raw, weights_only=True, map_location="cpu")
     tower.load_state_dict(state)

@@ -25,11 +25,13 @@ import ray.train.torch
 import torch
 
 from ray_train.allocator import keep_freed_memory
-from ray_train.data import Widths, WorkerExamples
-from ray_train.model import ModelSpec, build_model
+from ray_train.data import Batch, Widths, WorkerExamples
+from ray_train.model import ModelSpec
+from ray_train.models import build_model, has_item_tower
 from ray_train.objective import Objective
 from ray_train.optim import Optimizer, uses_sparse_embeddings
 from ray_train.precision import step_autocast, step_precision
+from ray_train.sequence import next_watch_targets
 from ray_train.sparse_sync import average_sparse_gradients, prepare_model
 from ray_train.two_tower import load_item_features
 from ray_train.validation import VAL_K, ValidationSet
@@ -60,7 +62,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if config.get("warm_start_path"):  # a checkpoint, if any, replaces these below
         raw = io.BytesIO(storage.read_bytes(config["warm_start_path"]))
         model.load_state_dict(torch.load(raw, weights_only=True))
-    if spec.model != "youtube_dnn":  # the item tower's inputs, from prep (saved with the weights)
+    if has_item_tower(spec):  # the item tower's inputs, from prep (saved with the weights)
         model.item_output.set_features(*load_item_features(config["prep_dir"], spec))
     start_epoch, history, optimizer_state, recoveries, best = _restore(model, config.get("resume_from"))
     model, synced_tables = prepare_model(model)
@@ -70,7 +72,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if optimizer_state is not None:  # Adam's moments go on where they were
         optimizer.load_state_dict(optimizer_state)
     objective = Objective(cfg, spec, config["item_sampling_path"], rank)
-    examples_source = WorkerExamples(ray.train.get_dataset_shard("train"), widths, cfg.batch_size, cfg.seed, rank,
+    batch_size = int(config.get("batch_size") or cfg.batch_size)  # windows, when they tile sequences
+    every_position = spec.model == "sequence" and cfg.sequence_training == "every_position"
+    examples_source = WorkerExamples(ray.train.get_dataset_shard("train"), widths, batch_size, cfg.seed, rank,
                                      keep=bool(config.get("keep_in_worker")))
     validation = ValidationSet.load(config["prep_dir"], widths, cfg.val_users, cfg.seed) if rank == 0 else None
 
@@ -85,14 +89,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             waited += time.perf_counter() - asked  # the step waited on its data
             batch = batch.to(device)
             with autocast:
-                loss = objective(model(*batch.features()), batch.labels, net, batch.weights)
+                loss, predicted = batch_loss(model, net, objective, batch, every_position)
             optimizer.zero_grad()
             loss.backward()
             if synced_tables:
                 average_sparse_gradients(synced_tables)
             optimizer.step()
             steps += 1
-            examples += len(batch)
+            examples += predicted
             loss_sum += float(loss.detach())
             if rank == 0 and steps % LOG_EVERY_STEPS == 0:
                 log.info("epoch %d step %d loss %.4f", epoch + 1, steps, loss_sum / steps)
@@ -125,6 +129,18 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 log.info("early stop after epoch %d: val HR@%d last improved at epoch %d", epoch + 1, VAL_K,
                          best_epoch(history))
             break
+
+
+def batch_loss(model: torch.nn.Module, net: torch.nn.Module, objective: Objective, batch: Batch,
+               every_position: bool = False) -> tuple[torch.Tensor, int]:
+    """One batch's loss and how many watches it predicted: each example's label, or with
+    every_position (the sequence tower's windows) every watch of each window."""
+    if every_position:
+        user, labels, weights = next_watch_targets(model(*batch.features(), every_position=True),
+                                                   batch.history, batch.labels, batch.weights)
+    else:
+        user, labels, weights = model(*batch.features()), batch.labels, batch.weights
+    return objective(user, labels, net, weights), len(labels)
 
 
 def best_epoch(history: list[dict]) -> int:

@@ -35,14 +35,18 @@ class ModelSpec:
     num_continuous: int = 0  # continuous user features in [0, 1]
     tie_embeddings: bool = False  # the history bag reads the output item vectors
     recent_items: int = 0  # a second bag over the last R watches (0 = none)
-    model: str = "youtube_dnn"  # youtube_dnn | two_tower | dssm (ray_train.two_tower)
+    model: str = "youtube_dnn"  # youtube_dnn | sequence (ray_train.sequence) | two_tower | dssm
     item_categorical_sizes: tuple[int, ...] = ()  # the item tower's categoricals
     temperature: float = 0.05  # two_tower / dssm: logits are cosines / temperature
     example_age: bool = True  # the tower reads example age (False: the ablation without it)
+    sequence_length: int = 50  # sequence: positions (the prep's history_len)
+    sequence_layers: int = 2  # sequence: Transformer layers
+    sequence_heads: int = 1  # sequence: attention heads per layer
+    dropout: float = 0.2  # sequence: on the inputs, attention and feed-forward
 
     @property
     def user_dim(self) -> int:
-        return self.hidden_layers[-1]
+        return self.embedding_dim if self.model == "sequence" else self.hidden_layers[-1]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,6 +66,10 @@ class ModelSpec:
             item_categorical_sizes=tuple(int(n) for n in d.get("item_categorical_sizes", ())),
             temperature=float(d.get("temperature", 0.05)),
             example_age=bool(d.get("example_age", True)),
+            sequence_length=int(d.get("sequence_length", 50)),
+            sequence_layers=int(d.get("sequence_layers", 2)),
+            sequence_heads=int(d.get("sequence_heads", 1)),
+            dropout=float(d.get("dropout", 0.2)),
         )
 
 
@@ -189,17 +197,19 @@ def sparse_tables(module: nn.Module) -> list[nn.Parameter]:
 
 
 class YouTubeDNN(nn.Module):
-    """The user tower and the softmax layer over the item corpus."""
+    """A user tower and the softmax layer over the item corpus: the paper's tower (UserTower),
+    or any module with its inputs, an `history` item table and a user_dim-wide output
+    (sequence.SequenceTower)."""
 
-    def __init__(self, spec: ModelSpec, sparse: bool = False):
+    def __init__(self, spec: ModelSpec, sparse: bool = False, user_tower: nn.Module | None = None):
         super().__init__()
         self.spec = spec
-        self.user_tower = UserTower(spec, sparse)
+        self.user_tower = user_tower if user_tower is not None else UserTower(spec, sparse)
         if spec.tie_embeddings:
             if spec.embedding_dim != spec.user_dim:
                 raise ValueError(
                     f"tied item embeddings need embedding_dim ({spec.embedding_dim}) equal to the "
-                    f"last hidden layer ({spec.user_dim})"
+                    f"user vector's width ({spec.user_dim})"
                 )
             # one table: the watch history is embedded with the vectors the softmax scores
             self.item_output = self.user_tower.history
@@ -217,16 +227,6 @@ class YouTubeDNN(nn.Module):
         return sparse_tables(self)
 
     def forward(self, history: torch.Tensor, search_tokens: torch.Tensor, demographics: torch.Tensor,
-                continuous: torch.Tensor, example_age: torch.Tensor) -> torch.Tensor:
-        return self.user_tower(history, search_tokens, demographics, continuous, example_age)
-
-
-def build_model(spec: ModelSpec, sparse: bool = False) -> nn.Module:
-    """The model spec.model names. Every model scores items the same way: `item_output(ids)`
-    gives their vectors, `item_bias(ids)` their [n, 1] biases, `item_table()` both for every
-    item; the user vector is the forward's output."""
-    if spec.model == "youtube_dnn":
-        return YouTubeDNN(spec, sparse)
-    from ray_train.two_tower import TwoTower
-
-    return TwoTower(spec, sparse)
+                continuous: torch.Tensor, example_age: torch.Tensor, **options) -> torch.Tensor:
+        """The user tower's output (`options`: the sequence tower's every_position)."""
+        return self.user_tower(history, search_tokens, demographics, continuous, example_age, **options)

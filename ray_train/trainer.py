@@ -13,6 +13,7 @@ import os
 from collections.abc import MutableMapping
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import ray
@@ -26,7 +27,8 @@ from ray_train.export import export_model
 from ray_train.item2vec import ITEM2VEC_COLUMNS, VECTORS, item2vec_loop_per_worker
 from ray_train.loop import CHECKPOINT_STATE, train_loop_per_worker
 from ray_train.optim import uses_sparse_embeddings
-from ray_train.model import ModelSpec, build_model
+from ray_train.model import ModelSpec
+from ray_train.models import build_model
 from ray_train.validation import VAL_K, VALIDATION_SOURCE
 from ray_train.warm_start import state_bytes, warm_start_state
 from watchnext import storage
@@ -91,10 +93,13 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False, prep_dir: str | N
     start_ray(cfg.ray, min_cpus=int(train_cfg.workers * train_cfg.cpus_per_worker) + 1)
     poll_reports_often()
 
-    _check_examples(storage.join(prep_dir, "examples"))
-    examples = ray.data.read_parquet(storage.join(prep_dir, "examples"), shuffle="files").select_columns(
-        EXAMPLE_COLUMNS
-    )
+    columns = EXAMPLE_COLUMNS + (["watches_after"] if tiles_sequences(train_cfg) else [])
+    _check_examples(storage.join(prep_dir, "examples"), columns)
+    examples = ray.data.read_parquet(storage.join(prep_dir, "examples"), shuffle="files").select_columns(columns)
+    batch_size = train_cfg.batch_size
+    if tiles_sequences(train_cfg):
+        examples, batch_size = sequence_tiles(examples, widths.history_len, int(prep["counts"]["examples"]),
+                                              train_cfg.batch_size)
     cached = _cache_examples(train_cfg.cache_examples, int(prep["counts"]["examples"]) * widths.row_bytes,
                              int(ray.cluster_resources().get("object_store_memory", 0)))
     if cached:
@@ -128,6 +133,7 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False, prep_dir: str | N
             "resume_from": resume_from,
             "warm_start_path": warm_start_path,
             "keep_in_worker": keep_in_worker,
+            "batch_size": batch_size,
         },
         scaling_config=scaling,
         run_config=RunConfig(
@@ -185,6 +191,28 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False, prep_dir: str | N
     )
 
 
+def tiles_sequences(cfg: TrainConfig) -> bool:
+    """Whether training reads tiling windows, every watch of each a target (the sequence
+    tower's every_position training)."""
+    return cfg.model == "sequence" and cfg.sequence_training == "every_position"
+
+
+def sequence_tiles(examples: ray.data.Dataset, history_len: int, example_count: int,
+                   batch_size: int) -> tuple[ray.data.Dataset, int]:
+    """The examples whose windows tile their user's watches (watches_after a multiple of
+    history_len: each window's history ends where the next window's label is), and windows
+    per batch such that a batch holds about batch_size watches to predict."""
+    def ends_tile(table: pa.Table) -> pa.Table:
+        after = table.column("watches_after").to_numpy()
+        return table.filter(pa.array(after % history_len == 0)).drop_columns(["watches_after"])
+
+    tiles = examples.map_batches(ends_tile, batch_format="pyarrow").materialize()
+    windows = tiles.count()
+    per_batch = max(1, round(batch_size * windows / max(example_count, 1)))
+    log.info("%d windows tile the %d training watches; %d windows a batch", windows, example_count, per_batch)
+    return tiles, per_batch
+
+
 def model_spec(features: dict, cfg: TrainConfig) -> ModelSpec:
     """The model a prep's features and the train section describe."""
     return ModelSpec(
@@ -200,15 +228,19 @@ def model_spec(features: dict, cfg: TrainConfig) -> ModelSpec:
         item_categorical_sizes=tuple(features.get("item_categorical_sizes", ())),
         temperature=cfg.temperature,
         example_age=cfg.example_age,
+        sequence_length=int(features["history_len"]),
+        sequence_layers=cfg.sequence_layers,
+        sequence_heads=cfg.sequence_heads,
+        dropout=cfg.dropout,
     )
 
 
-def _check_examples(path: str) -> None:
+def _check_examples(path: str, columns: list[str]) -> None:
     """Fail here, naming what is missing, rather than inside a worker: examples written by an
     older prep lack columns the trainer reads."""
     fs, local = storage.filesystem(path)
     names = set(pads.dataset(local, filesystem=fs, format="parquet").schema.names)
-    missing = [c for c in EXAMPLE_COLUMNS if c not in names]
+    missing = [c for c in columns if c not in names]
     if missing:
         raise ValueError(f"{path} has no column {', '.join(missing)}: it was written by an older prep; run "
                          "`watchnext prep` again")

@@ -186,8 +186,18 @@ class TrainConfig(_Section):
     # youtube_dnn: the paper's user tower against output item embeddings with bias;
     # two_tower: Yi et al.'s item tower over item id (shared with the history table), item
     # categoricals and item age, cosine / temperature; dssm: the same towers with their own
-    # tables (ray_train/two_tower.py)
-    model: Literal["youtube_dnn", "two_tower", "dssm"] = "youtube_dnn"
+    # tables (ray_train/two_tower.py); sequence: causal self-attention over the watch
+    # history (SASRec), its output at the last watch scored like youtube_dnn's
+    # (ray_train/sequence.py; hidden_layers unused, the user vector is embedding_dim wide)
+    model: Literal["youtube_dnn", "sequence", "two_tower", "dssm"] = "youtube_dnn"
+    # sequence: Transformer layers, attention heads, and dropout on its inputs and layers
+    sequence_layers: int = Field(2, ge=1)
+    sequence_heads: int = Field(1, ge=1)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    # sequence: every_position trains windows that tile each user's watches, every watch
+    # predicting the next (an epoch runs the encoder once per watch; a batch holds about
+    # batch_size watches); last_position trains each example's window at its label alone
+    sequence_training: Literal["every_position", "last_position"] = "every_position"
     # two_tower / dssm: logits are cosine similarities divided by this
     temperature: float = Field(0.05, gt=0)
     # width of the item and demographic input embeddings
@@ -264,7 +274,7 @@ class TrainConfig(_Section):
     def _tower_not_empty(self) -> "TrainConfig":
         if not self.hidden_layers or min(self.hidden_layers) < 1:
             raise ValueError("hidden_layers needs at least one positive width")
-        if self.tie_embeddings and self.hidden_layers[-1] != self.embedding_dim:
+        if self.tie_embeddings and self.model == "youtube_dnn" and self.hidden_layers[-1] != self.embedding_dim:
             raise ValueError(
                 f"tie_embeddings needs embedding_dim ({self.embedding_dim}) equal to the last of "
                 f"hidden_layers ({self.hidden_layers[-1]})"
@@ -276,8 +286,12 @@ class TrainConfig(_Section):
             raise ValueError(f"hard_negatives join a sampled or in-batch softmax, not loss = {self.loss}")
         if self.item2vec_epochs and self.warm_start:
             raise ValueError("item2vec_epochs and warm_start both initialize the history table: choose one")
-        if self.tie_embeddings and self.model != "youtube_dnn":
-            raise ValueError("tie_embeddings is a youtube_dnn option; two_tower shares its id table by design")
+        if self.tie_embeddings and self.model not in ("youtube_dnn", "sequence"):
+            raise ValueError("tie_embeddings is a youtube_dnn and sequence option; two_tower shares its id "
+                             "table by design")
+        if self.model == "sequence" and self.embedding_dim % self.sequence_heads:
+            raise ValueError(f"embedding_dim ({self.embedding_dim}) must be a multiple of sequence_heads "
+                             f"({self.sequence_heads})")
         return self
 
     @property
@@ -285,6 +299,8 @@ class TrainConfig(_Section):
         """tie_embeddings with None resolved (see its comment)."""
         if self.tie_embeddings is not None:
             return self.tie_embeddings
+        if self.model == "sequence":  # SASRec's one table, read and scored
+            return True
         return self.model == "youtube_dnn" and self.hidden_layers[-1] == self.embedding_dim
 
     def for_corpus(self, num_items: int) -> "TrainConfig":

@@ -123,6 +123,10 @@ EXAMPLES = pa.schema(
         # prep.negatives_per_example item indices drawn ∝ count^alpha (empty when 0)
         pa.field("negatives", pa.list_(pa.int32()), nullable=False),
         pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),
+        # the user's training watches after the label (a validation watch is not one): the
+        # examples with watches_after a multiple of history_len tile the user's watches
+        # with their windows (the sequence tower's every_position training)
+        pa.field("watches_after", pa.int32(), nullable=False),
     ]
 )
 

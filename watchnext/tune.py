@@ -85,9 +85,13 @@ SEARCH_SPACE: dict[str, dict[str, list[Any]]] = {
     # auto (the exact softmax up to train.full_softmax_items items, sampled beyond) beside the
     # approximations that scale; pointwise (DSSM's objective) scored 0.26 HR@50 to sampled's 0.44
     "train.loss": {"choice": ["auto", "sampled", "in_batch", "mixed"]},
-    # the paper's user tower against item embeddings, or Yi et al.'s item tower (0.42 HR@50
-    # against 0.44 on ml-100k, where items have few features; more where they have many)
-    "train.model": {"choice": ["youtube_dnn", "two_tower"]},
+    # the paper's user tower against item embeddings, the sequence tower over the ordered
+    # history, or Yi et al.'s item tower (0.42 HR@50 against 0.44 on ml-100k, where items
+    # have few features; more where they have many)
+    "train.model": {"choice": ["youtube_dnn", "sequence", "two_tower"]},
+    # L2 on the dense weights (the item tables too, below the sparse-table threshold): none,
+    # the default and ten times it
+    "train.weight_decay": {"choice": [0.0, 1e-4, 1e-3]},
 }
 TUNABLE_SECTIONS = ("prep", "train")
 

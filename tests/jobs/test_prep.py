@@ -266,6 +266,7 @@ def test_validation_targets_are_never_labels_nor_test_targets_but_serving_histor
     assert not valid & {(e["user_id"], e["ts"]) for e in examples}
     # the one example left: a's y after x (b's x is validation's, every first watch has no history)
     assert [(e["user_id"], e["label"], e["history"]) for e in examples] == [("a", vocab["y"], [vocab["x"], 0, 0])]
+    assert examples[0]["watches_after"] == 0  # z after it is validation's, not a training watch
     # serving (and so the test) sees the validation watch as history
     features = {r["user_id"]: r for r in read(prep_dir, "user_features").to_pylist()}
     assert features["a"]["history"] == [vocab["x"], vocab["y"], vocab["z"]]

@@ -11,7 +11,7 @@ from pyspark.sql import Row
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from jobs.windows import padded, windowed_examples, with_example_age
+from jobs.windows import padded, windowed_examples, with_example_age, with_watches_after
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -136,3 +136,17 @@ def test_serving_features_ignore_searches_after_the_last_watch(spark):
     assert set(rows) == {"a", "b"}
     assert rows["a"].history == [1, 2, 0] and rows["a"].search_tokens == [5, 0]
     assert rows["b"].search_tokens == [0, 0] and rows["b"].watched == [3]
+
+
+def test_windows_ending_every_history_len_watches_tile_each_users_training_watches(spark):
+    # a's last watch (item 6) is a validation target: not a training watch, never a label
+    log = events(spark, [("a", i, i) for i in range(1, 7)] + [("b", 9, 1)]).withColumn(
+        "is_validation", F.col("item_index") == 6)
+    windows = windowed_examples(log.transform(with_watches_after), history_len=2).where(~F.col("is_validation"))
+    after = {(r.user_id, r.label): r.watches_after for r in windows.collect()}
+    assert after == {("a", 1): 4, ("a", 2): 3, ("a", 3): 2, ("a", 4): 1, ("a", 5): 0, ("b", 9): 0}
+    tiles = [r for r in windows.collect() if r.watches_after % 2 == 0]
+    # every window's watches but its first, and its label, are predicted: each watch once
+    predicted = sorted(w for r in tiles for w in [*r.history[1:r.history_length], r.label])
+    assert sorted((r.user_id, r.label) for r in tiles) == [("a", 1), ("a", 3), ("a", 5), ("b", 9)]
+    assert predicted == [1, 2, 3, 4, 5, 9]

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from ray_train.hard_negatives import hard_negative_logits, hard_negatives, pool_band
-from ray_train.model import ModelSpec, build_model
+from ray_train.model import ModelSpec
+from ray_train.models import build_model
 from ray_train.objective import Objective
 from watchnext.config import ConfigError, TrainConfig, config_from_dict
 from tests.ray_train.fitting import fit

@@ -13,7 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ray_train.model import ModelSpec, build_model
+from ray_train.model import ModelSpec
+from ray_train.models import build_model
 from ray_train.objective import Objective
 from ray_train.sampled_softmax import pointwise_loss
 from ray_train.two_tower import load_item_features

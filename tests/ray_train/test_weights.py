@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ray_train.model import ModelSpec, build_model
+from ray_train.model import ModelSpec
+from ray_train.models import build_model
 from ray_train.objective import Objective
 from watchnext.config import TrainConfig
 

@@ -1,0 +1,124 @@
+"""A sequence user tower: causal self-attention over the watch history (SASRec, Kang &
+McAuley 2018, trained with a softmax over the items as in Klenitskiy & Vasilev 2023).
+
+    x_t = E[h_t] + P[t]                                    (h: oldest-first, right-padded)
+    z = causal Transformer encoder(dropout(x))             (pre-norm layers, final LayerNorm)
+    u = z[last watch] + W [search bag, demographics, age, continuous]
+
+The user vector is the encoder's output at the last watch, which under the causal mask reads
+every earlier watch in order, where the YouTube DNN's mean forgets the order; z[t] never reads
+a watch after t. E is the softmax's item table (tied, as in SASRec). The side inputs enter
+through one linear map that starts at zero: the tower starts as the plain sequence model and
+learns what demographics, search tokens and example age add.
+
+Training (train.sequence_training): every_position, the default, trains on windows that tile
+each user's watches (prep's watches_after), every watch of a window predicting the next, so an
+epoch runs the encoder once per watch; last_position trains every example's window at its
+last position alone, as the pooled towers do, which costs a window's encoder per watch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ray_train.model import ModelSpec, categorical_dim, mean_bag
+
+
+class SequenceTower(nn.Module):
+    """Watch history -> causal Transformer -> the output at the last watch, plus a linear map
+    of the side inputs. Same inputs and output width (embedding_dim) as model.UserTower."""
+
+    def __init__(self, spec: ModelSpec, sparse: bool = False):
+        super().__init__()
+        d = spec.embedding_dim
+        if d % spec.sequence_heads:
+            raise ValueError(f"embedding_dim ({d}) must be a multiple of sequence_heads ({spec.sequence_heads})")
+        self.history = nn.Embedding(spec.num_items, d, padding_idx=0, sparse=sparse)
+        self.positions = nn.Embedding(spec.sequence_length, d)
+        layer = nn.TransformerEncoderLayer(d, spec.sequence_heads, dim_feedforward=d, dropout=spec.dropout,
+                                           batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, spec.sequence_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.input_dropout = nn.Dropout(spec.dropout)
+        self.search = nn.Embedding(spec.num_tokens, d, padding_idx=0) if spec.num_tokens > 0 else None
+        self.demographics = nn.ModuleList(nn.Embedding(n, categorical_dim(n, d)) for n in spec.categorical_sizes)
+        self.example_age = spec.example_age
+        width = d * (self.search is not None) + sum(e.embedding_dim for e in self.demographics)
+        width += 3 * spec.example_age + 3 * spec.num_continuous
+        self.side = nn.Linear(width, d, bias=False) if width else None
+        if self.side is not None:
+            nn.init.zeros_(self.side.weight)
+        nn.init.normal_(self.positions.weight, std=0.02)
+
+    def encode(self, history: torch.Tensor) -> torch.Tensor:
+        """[B, L, d]: the encoder's output at every position of oldest-first, right-padded
+        histories; position t reads only the watches up to t."""
+        width = history.shape[1]
+        if width > self.positions.num_embeddings:
+            raise ValueError(f"a history of {width} watches is longer than the tower's "
+                             f"{self.positions.num_embeddings} positions (prep.history_len)")
+        at = torch.arange(width, device=history.device)
+        x = self.input_dropout(self.history(history) + self.positions(at).unsqueeze(0))
+        causal = torch.triu(torch.full((width, width), float("-inf"), device=history.device), diagonal=1)
+        # no key padding mask: padding follows every real watch, so the causal mask hides it
+        return self.norm(self.encoder(x, mask=causal, is_causal=True))
+
+    def forward(self, history: torch.Tensor, search_tokens: torch.Tensor, demographics: torch.Tensor,
+                continuous: torch.Tensor, example_age: torch.Tensor, every_position: bool = False) -> torch.Tensor:
+        """[B, d]: the user vector after each history's last watch; with every_position,
+        [B, W, d]: the vector after every watch, W the longest history of the batch (the
+        search bag, which may hold searches after an early watch, joins the last one only)."""
+        length = (history > 0).sum(1)
+        out = self.encode(history[:, :max(int(length.max()), 1)] if len(history) else history)
+        at_last = (length - 1).clamp(min=0)
+        side = self._side(search_tokens, demographics, continuous, example_age)
+        if every_position:
+            if side is not None:
+                out = out + side[1].unsqueeze(1)
+                last = torch.zeros(out.shape[:2], device=out.device, dtype=out.dtype)
+                last[torch.arange(len(out), device=out.device), at_last] = 1
+                out = out + last.unsqueeze(-1) * side[0].unsqueeze(1)
+            return out
+        user = out[torch.arange(len(out), device=out.device), at_last]
+        user = user * (length > 0).unsqueeze(-1).to(user.dtype)  # no watch yet: the side inputs alone
+        return user if side is None else user + side[0] + side[1]
+
+    def _side(self, search_tokens: torch.Tensor, demographics: torch.Tensor, continuous: torch.Tensor,
+              example_age: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(the search bag's share, the other side inputs' share) of the user vector; None
+        without side inputs. One linear map of their concatenation, split in two."""
+        if self.side is None:
+            return None
+        d = self.side.out_features
+        bag = mean_bag(self.search, search_tokens) if self.search is not None else None
+        parts = [emb(demographics[:, i]) for i, emb in enumerate(self.demographics)]
+        if self.example_age:
+            age = example_age.unsqueeze(-1)
+            parts += [age, age * age, age.clamp(min=0).sqrt()]
+        parts += [continuous, continuous * continuous, continuous.clamp(min=0).sqrt()]
+        rest = torch.cat(parts, dim=-1)
+        if bag is None:
+            return torch.zeros(len(rest), d, device=rest.device, dtype=rest.dtype), self.side(rest)
+        weight = self.side.weight
+        return bag @ weight[:, :d].T, rest @ weight[:, d:].T
+
+
+def next_watch_targets(user: torch.Tensor, history: torch.Tensor, labels: torch.Tensor,
+                       weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(user vectors [N, d], targets [N], weights [N]) of every watch of a batch of windows:
+    the vector after watch t predicts watch t + 1, the one after the last watch the label
+    (with the example's weight; the others weigh 1). `user` is [B, W, d] from
+    SequenceTower(every_position=True)."""
+    width = user.shape[1]
+    history = history[:, :width]
+    length = (history > 0).sum(1)
+    targets = torch.cat([history[:, 1:], torch.zeros_like(history[:, :1])], dim=1)
+    rows = torch.arange(len(history), device=history.device)
+    at_last = (length - 1).clamp(min=0)
+    targets[rows, at_last] = labels
+    weight = torch.ones(targets.shape, device=user.device, dtype=torch.float32)
+    if weights is not None:
+        weight[rows, at_last] = weights.float()
+    real = torch.arange(width, device=history.device).unsqueeze(0) < length.unsqueeze(1)
+    return user[real], targets[real], weight[real]
