@@ -272,11 +272,15 @@ def evaluate(run_dir: str, cfg: Config | None = None, choice_users: int | None =
     scored = sample_rows(targets.num_rows, baseline_users)
     scored_watched = watched.take(pa.array(scored))
     history = _histories(_lookup(targets, features, "history"), history_len)[scored]
-    baselines["item_knn"] = _item_knn(target_index[scored], scored_watched, history, training_watched, validation,
-                                      choice, num_items)
-    with _spark((cfg or Config()).spark) as spark:
-        baselines["als"] = _als(spark, target_index[scored], scored_watched, _positions(targets, features)[scored],
-                                training_watched, validation, choice, num_items)
+    cfg = cfg or Config()
+    if "item_knn" in cfg.report.baselines:
+        baselines["item_knn"] = _item_knn(target_index[scored], scored_watched, history, training_watched,
+                                          validation, choice, num_items)
+    if "als" in cfg.report.baselines:
+        with _spark(cfg.spark) as spark:
+            baselines["als"] = _als(spark, target_index[scored], scored_watched,
+                                    _positions(targets, features)[scored], training_watched, validation, choice,
+                                    num_items)
     report = {
         "dataset": prep["inputs"]["dataset"],
         "users": targets.num_rows,
@@ -294,7 +298,7 @@ def evaluate(run_dir: str, cfg: Config | None = None, choice_users: int | None =
     if choice is not None and len(choice) < validation.users:
         report["baseline_settings"].update(validation_sample_of=validation.users, sample_seed=SAMPLE_SEED)
     if len(scored) < targets.num_rows:
-        report["baseline_sample"] = {"baselines": ["item_knn", "als"], "users": len(scored),
+        report["baseline_sample"] = {"baselines": list(cfg.report.baselines), "users": len(scored),
                                      "of": targets.num_rows, "seed": SAMPLE_SEED}
     effect = example_age_effect(run_dir, prep)
     if effect is not None:

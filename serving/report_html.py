@@ -132,7 +132,10 @@ def _baseline_settings(report: dict[str, Any]) -> str:
     report from before they were)."""
     how = report.get("baseline_settings")
     knn, als = report["baselines"].get("item_knn", {}), report["baselines"].get("als", {})
-    if how is None or "recent" not in knn or "rank" not in als:
+    chosen = ([f"item_knn scores the last {knn['recent']} watches"] if "recent" in knn else []) + (
+        [f"als has rank {als['rank']}, regParam {als['reg_param']:g}, alpha {als['alpha']:g} "
+         f"({als['max_iter']} iterations)"] if "rank" in als else [])
+    if how is None or not chosen:
         return ""
     if how["chosen_on"] == "validation":
         users = (f"a seeded sample of {how['validation_users']:,} of {how['validation_sample_of']:,} users"
@@ -141,9 +144,7 @@ def _baseline_settings(report: dict[str, Any]) -> str:
                  f"{users}), never on these test targets")
     else:
         where = "fixed defaults: this run's prep has no validation split (prep.validation=false, or an older prep)"
-    return (f'<p class="sub">The baselines\' settings, {html.escape(where)}: item_knn scores the last '
-            f"{knn['recent']} watches; als has rank {als['rank']}, regParam {als['reg_param']:g}, "
-            f"alpha {als['alpha']:g} ({als['max_iter']} iterations).</p>")
+    return f'<p class="sub">The baselines\' settings, {html.escape(where)}: {"; ".join(chosen)}.</p>'
 
 
 def row_name(name: str, metrics: dict[str, Any], users: int) -> str:

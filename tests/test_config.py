@@ -88,3 +88,10 @@ def test_embeddings_are_tied_by_default_where_the_tower_allows_it():
     assert not TrainConfig(hidden_layers=(256, 32)).tied  # widths differ: two tables
     assert not TrainConfig(model="two_tower").tied  # the two-tower shares its id table by design
     assert not TrainConfig(tie_embeddings=False).tied
+
+
+def test_the_report_may_leave_out_the_scored_baselines():
+    assert load_config().report.baselines == ("item_knn", "als")
+    assert load_config(None, ["report.baselines=[item_knn]"]).report.baselines == ("item_knn",)
+    with pytest.raises(ConfigError, match=r"report\.baselines"):
+        load_config(None, ["report.baselines=[sasrec]"])

@@ -354,6 +354,15 @@ class RecallConfig(_Section):
         return value.isoformat() if isinstance(value, dt.date) else value
 
 
+class ReportConfig(_Section):
+    # the scored baselines the report puts beside the model, besides most-popular and
+    # recently-popular (one pass each): item_knn, the co-watch similarity over every training
+    # user, and als, Spark MLlib's implicit ALS, a fit per point of its 8-point grid and a
+    # refit (about 50 s on MovieLens-100K and 3 minutes on the 35k-user Amazon log, 2 cores).
+    # Every report has both by default; a run that needs neither may leave them out
+    baselines: tuple[Literal["item_knn", "als"], ...] = ("item_knn", "als")
+
+
 class NightlyConfig(_Section):
     # days of logs each night trains on, ending with the night's date (the rolling window):
     # two weeks hold most items' lives (a few days' half-life) and recent tastes
@@ -399,6 +408,7 @@ class Config(_Section):
     prep: PrepConfig = PrepConfig()
     train: TrainConfig = TrainConfig()
     recall: RecallConfig = RecallConfig()
+    report: ReportConfig = ReportConfig()
     nightly: NightlyConfig = NightlyConfig()
     tune: TuneConfig = TuneConfig()
     paths: PathsConfig = PathsConfig()

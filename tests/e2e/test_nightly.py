@@ -27,7 +27,7 @@ def nights(tmp_path_factory):
                     "--start", "2026-03-01", "--days", "6", "--partition-by-date", "--out", str(data))
     assert gen.returncode == 0, gen.stderr
     config.write_text("train:\n  epochs: 2\n  workers: 1\nprep:\n  example_files: 2\nray:\n  num_cpus: 2\n"
-                      "recall:\n  top_k: 50\n")
+                      "recall:\n  top_k: 50\nreport:\n  baselines: []\n")  # the baselines: the ml-100k run's
     common = ("--data", str(data), "--root", str(root), "--config", str(config))
     first = watchnext("nightly", "--date", FIRST, *common)
     assert first.returncode == 0, first.stderr[-3000:]
