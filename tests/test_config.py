@@ -84,10 +84,16 @@ def test_loss_auto_is_the_exact_softmax_on_small_corpora_and_sampled_beyond():
 
 
 def test_embeddings_are_tied_by_default_where_the_tower_allows_it():
-    assert TrainConfig().tied
-    assert not TrainConfig(hidden_layers=(256, 32)).tied  # widths differ: two tables
+    assert TrainConfig().tied and TrainConfig(model="youtube_dnn").tied
+    assert not TrainConfig(model="youtube_dnn", hidden_layers=(256, 32)).tied  # widths differ: two tables
     assert not TrainConfig(model="two_tower").tied  # the two-tower shares its id table by design
     assert not TrainConfig(tie_embeddings=False).tied
+
+
+def test_the_sequence_tower_reads_and_scores_one_item_table():
+    assert TrainConfig(model="sequence", hidden_layers=(256, 32)).tied  # its width is embedding_dim
+    with pytest.raises(ValueError, match="sequence_heads"):
+        TrainConfig(model="sequence", embedding_dim=64, sequence_heads=3)
 
 
 def test_the_report_may_leave_out_the_scored_baselines():
