@@ -59,7 +59,7 @@ EXAMPLE_ROW_GROUP_BYTES = 16 << 20
 def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig) -> dict[str, Any]:
     """Run the whole prep stage into prep_dir, manifest last; returns the manifest."""
     prep_dir = storage.absolute(prep_dir)
-    started = storage.begin_stage(prep_dir)
+    started = storage.begin_stage(prep_dir, inputs=(data_dir, cfg.previous_vocab))
     out = partial(storage.join, prep_dir)
     days = (cfg.partition_from, cfg.partition_to) if cfg.partition_from is not None else None
     sources = read_sources(spark, data_dir, days)
@@ -458,6 +458,7 @@ def _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, continuous,
                          f"prep.min_history={cfg.min_history} earlier watches)")
     return {
         "inputs": {"data": storage.absolute(data_dir), "dataset": sources.name, "layout": sources.layout},
+        "built_from": {"data": storage.tree_fingerprint(data_dir)},
         "config": cfg.model_dump(mode="json"),
         "counts": {
             "events_in": events_in,

@@ -87,7 +87,8 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False, prep_dir: str | N
     spec = model_spec(features, train_cfg)
     widths = Widths.from_prep_features(features)
     checkpoints = storage.join(model_dir, CHECKPOINTS)
-    started = storage.begin_stage(model_dir, keep=(CHECKPOINTS,) if resume else ())
+    warm_model = storage.join(train_cfg.warm_start, "model") if train_cfg.warm_start else None
+    started = storage.begin_stage(model_dir, keep=(CHECKPOINTS,) if resume else (), inputs=(prep_dir, warm_model))
     resume_from = _resume_checkpoint(checkpoints, train_cfg.epochs) if resume else None
     # training workers hold their CPUs for the whole run; Ray Data's readers need one more
     start_ray(cfg.ray, min_cpus=int(train_cfg.workers * train_cfg.cpus_per_worker) + 1)
@@ -181,6 +182,7 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False, prep_dir: str | N
         started,
         {
             "inputs": {"prep": prep_dir},
+            "built_from": {"prep": prep.get("fingerprint")},
             "config": train_cfg.model_dump(mode="json"),
             "model_version": exported["model_version"],
             "spec": spec.to_dict(),

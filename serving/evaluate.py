@@ -41,7 +41,7 @@ from serving.baselines import cosine_similarity, item_knn_ranks
 from serving.report_html import render
 from watchnext import storage
 from watchnext.config import Config
-from watchnext.contract import fixed_lists
+from watchnext.contract import MANIFEST, fixed_lists
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -231,7 +231,11 @@ def evaluate(run_dir: str, cfg: Config | None = None, choice_users: int | None =
     report_dir = storage.join(run_dir, "report")
     prep = storage.read_manifest(prep_dir)
     recall = storage.read_manifest(recall_dir)
-    started = storage.begin_stage(report_dir)
+    model_dir = storage.join(run_dir, "model")
+    finished_model = storage.exists(storage.join(model_dir, MANIFEST))
+    upstream = {"prep": prep, **({"model": storage.read_manifest(model_dir)} if finished_model else {})}
+    storage.check_built_from(recall_dir, recall, upstream)
+    started = storage.begin_stage(report_dir, inputs=(prep_dir, recall_dir))
 
     targets = _read(storage.join(prep_dir, "eval"), ["user_id", "item_id", "item_index"])
     table = _read(storage.join(recall_dir, "table"), ["user_id", "item_ids"])
@@ -308,6 +312,8 @@ def evaluate(run_dir: str, cfg: Config | None = None, choice_users: int | None =
     metrics = json.loads(storage.read_text(metrics_path)) if storage.exists(metrics_path) else None
     storage.write_text(storage.join(report_dir, "report.html"), render(report, metrics, prep, recall))
     storage.finish_stage(report_dir, started, {"inputs": {"prep": prep_dir, "recall": recall_dir},
+                                               "built_from": {"prep": prep.get("fingerprint"),
+                                                              "recall": recall.get("fingerprint")},
                                                "outputs": ["report.json", "report.html"], "users": targets.num_rows})
     return report
 

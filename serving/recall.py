@@ -98,11 +98,12 @@ def run_recall(run_dir: str, cfg: Config) -> dict[str, Any]:
     run_dir = storage.absolute(run_dir)
     prep_dir, model_dir = storage.join(run_dir, "prep"), storage.join(run_dir, "model")
     recall_dir = storage.join(run_dir, "recall")
-    prep = storage.read_manifest(prep_dir)
-    model_version = storage.read_manifest(model_dir)["model_version"]
+    prep, model = storage.read_manifest(prep_dir), storage.read_manifest(model_dir)
+    storage.check_built_from(model_dir, model, {"prep": prep})
+    model_version = model["model_version"]
     rc = cfg.recall
     run_date = rc.run_date or dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
-    started = storage.begin_stage(recall_dir)
+    started = storage.begin_stage(recall_dir, inputs=(prep_dir, model_dir, rc.exclude_items))
     faiss.omp_set_num_threads(os.cpu_count() or 1)  # the driver's own searches use every core
 
     vectors, item_ids, excluded = _build_index(model_dir, storage.join(recall_dir, INDEX_DIR), rc, model_version,
@@ -130,6 +131,7 @@ def run_recall(run_dir: str, cfg: Config) -> dict[str, Any]:
         started,
         {
             "inputs": {"prep": prep_dir, "model": model_dir},
+            "built_from": {"prep": prep.get("fingerprint"), "model": model.get("fingerprint")},
             "config": rc.model_dump(mode="json"),
             "model_version": model_version,
             "run_date": run_date,

@@ -101,3 +101,21 @@ def test_the_report_may_leave_out_the_scored_baselines():
     assert load_config(None, ["report.baselines=[item_knn]"]).report.baselines == ("item_knn",)
     with pytest.raises(ConfigError, match=r"report\.baselines"):
         load_config(None, ["report.baselines=[sasrec]"])
+
+
+def test_a_link_inside_a_path_is_followed_to_where_it_leads_before_anything_is_read(tmp_path):
+    data, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    (data / "clicks").mkdir(parents=True)
+    elsewhere.mkdir()
+    (elsewhere / "part-0.csv").write_text("user_id,item_id,ts\n")
+    cfg = load_config(None, [f"paths.allowed_roots=['{data}']"])
+    (data / "clicks" / "part-0.csv").symlink_to(elsewhere / "part-0.csv")
+    with pytest.raises(ConfigError, match=r"--data: .*part-0.csv links to .*elsewhere.*outside the allowed roots"):
+        cfg.check_paths(**{"--data": str(data)})
+    (data / "clicks" / "part-0.csv").unlink()
+    (data / "users").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(ConfigError, match=r"users links to"):
+        cfg.check_paths(**{"--data": str(data)})
+    (data / "users").unlink()
+    (data / "items").symlink_to(data / "clicks", target_is_directory=True)  # inside the roots: fine
+    cfg.check_paths(**{"--data": str(data)})

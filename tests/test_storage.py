@@ -100,3 +100,30 @@ def test_replace_dir_from_a_missing_folder_keeps_what_was_there(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such folder to publish"):
         storage.replace_dir(str(tmp_path / "nothing"), str(tmp_path / "table" / "run_date=2026-03-04"))
     assert (tmp_path / "table" / "run_date=2026-03-04" / "a.parquet").read_text() == "served"
+
+
+def test_a_stage_refuses_an_input_inside_itself_and_removes_only_the_links_it_holds(tmp_path):
+    stage, outside = tmp_path / "run" / "prep", tmp_path / "outside"
+    (stage / "mydata").mkdir(parents=True)
+    (stage / "mydata" / "clicks.csv").write_text("user_id,item_id,ts\n")
+    outside.mkdir()
+    (outside / "planted").write_text("keep")
+    with pytest.raises(ValueError, match="mydata lies inside .*prep, which this stage empties"):
+        storage.begin_stage(str(stage), inputs=(str(tmp_path / "run" / "prep" / ".." / "prep" / "mydata"),))
+    assert (stage / "mydata" / "clicks.csv").exists() and not (stage / locks.LOCK).exists()
+    (stage / "link").symlink_to(outside)
+    storage.begin_stage(str(stage), inputs=(str(outside), None))
+    assert (outside / "planted").read_text() == "keep"  # the link went, not what it pointed to
+    assert [p.name for p in stage.iterdir()] == [locks.LOCK]
+
+
+def test_every_build_of_a_stage_has_its_own_fingerprint_and_a_stale_downstream_is_refused(tmp_path):
+    prep, model = tmp_path / "prep", tmp_path / "model"
+    first = storage.finish_stage(str(prep), 0.0, {"config": {"seed": 1}})
+    built = storage.finish_stage(str(model), 0.0, {"built_from": {"prep": first["fingerprint"]}})
+    storage.check_built_from(str(model), built, {"prep": first})
+    again = storage.finish_stage(str(prep), 0.0, {"config": {"seed": 1}})  # the same inputs, a new build
+    assert again["fingerprint"] != first["fingerprint"]
+    with pytest.raises(storage.StaleStage, match=f"model was built from another prep .fingerprint {first['fingerprint']}"):
+        storage.check_built_from(str(model), built, {"prep": again})
+    storage.check_built_from(str(model), {"stage": "model"}, {"prep": again})  # a manifest from before lineage

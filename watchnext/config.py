@@ -16,6 +16,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from watchnext import storage
+
 
 class ConfigError(ValueError):
     """A configuration file or override that cannot be used; the message names the field."""
@@ -430,29 +432,17 @@ class Config(_Section):
             return
         named = {**paths, "prep.previous_vocab": self.prep.previous_vocab, "train.warm_start": self.train.warm_start,
                  "recall.exclude_items": self.recall.exclude_items}
+        allowed = ", ".join(roots)
         for name, path in named.items():
-            if path is not None and not any(_under(path, root) for root in roots):
-                raise ConfigError(f"{name} {path} is outside the allowed roots (paths.allowed_roots: "
-                                  f"{', '.join(roots)})")
-
-
-def _under(path: str, root: str) -> bool:
-    """Is path inside root? Local paths are compared after resolving links and "..", URIs by
-    their normalized prefix; a local path is never under a URI root, nor the reverse."""
-    path_uri, root_uri = "://" in path, "://" in root
-    if path_uri != root_uri:
-        return False
-    if path_uri:
-        scheme, _, rest = path.partition("://")
-        root_scheme, _, root_rest = root.partition("://")
-        parts = [p for p in rest.split("/") if p not in ("", ".")]
-        if ".." in parts:
-            return False
-        root_parts = [p for p in root_rest.split("/") if p]
-        return scheme.lower() == root_scheme.lower() and parts[:len(root_parts)] == root_parts
-    resolved = os.path.realpath(os.path.expanduser(path))
-    base = os.path.realpath(os.path.expanduser(root))
-    return resolved == base or resolved.startswith(base.rstrip(os.sep) + os.sep)
+            if path is None:
+                continue
+            if not any(storage.is_under(path, root) for root in roots):
+                raise ConfigError(f"{name} {path} is outside the allowed roots (paths.allowed_roots: {allowed})")
+            # what the command will find inside: a link is followed where it points
+            for link, target in storage.links_within(path):
+                if not any(storage.is_under(target, root) for root in roots):
+                    raise ConfigError(f"{name}: {link} links to {target}, outside the allowed roots "
+                                      f"(paths.allowed_roots: {allowed}); copy what it holds inside them")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:

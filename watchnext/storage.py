@@ -8,6 +8,7 @@ Paths are local paths or filesystem URIs (file://, s3://, gs://, hdfs://) throug
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -24,6 +25,10 @@ from watchnext.contract import MANIFEST
 
 class StageNotFinished(RuntimeError):
     """An input stage has no manifest: it never ran, or it was interrupted."""
+
+
+class StaleStage(ValueError):
+    """A stage's manifest names another build of an upstream stage than the one now there."""
 
 
 def is_uri(path: str) -> bool:
@@ -110,10 +115,50 @@ def replace_dir(src: str, dst: str) -> None:
         fs.delete_dir(old)
 
 
-def begin_stage(stage_dir: str, keep: tuple[str, ...] = ()) -> float:
+def is_under(path: str, root: str) -> bool:
+    """Is path inside root (or root itself)? Local paths are compared after resolving links
+    and "..", URIs by their normalized prefix; a local path is never under a URI root, nor
+    the reverse."""
+    path_uri, root_uri = "://" in path, "://" in root
+    if path_uri != root_uri:
+        return False
+    if path_uri:
+        scheme, _, rest = path.partition("://")
+        root_scheme, _, root_rest = root.partition("://")
+        parts = [p for p in rest.split("/") if p not in ("", ".")]
+        if ".." in parts:
+            return False
+        root_parts = [p for p in root_rest.split("/") if p]
+        return scheme.lower() == root_scheme.lower() and parts[:len(root_parts)] == root_parts
+    resolved = os.path.realpath(os.path.expanduser(path))
+    base = os.path.realpath(os.path.expanduser(root))
+    return resolved == base or resolved.startswith(base.rstrip(os.sep) + os.sep)
+
+
+def links_within(path: str) -> list[tuple[str, str]]:
+    """(link, where it resolves) for every symbolic link at or below a local path, folders
+    and files alike, without following them; [] for a URI or a path that is not there."""
+    if is_uri(path) or not os.path.lexists(path):
+        return []
+    found = [(path, os.path.realpath(path))] if os.path.islink(path) else []
+    for folder, dirs, files in os.walk(os.path.realpath(path)):
+        for name in dirs + files:
+            entry = os.path.join(folder, name)
+            if os.path.islink(entry):
+                found.append((entry, os.path.realpath(entry)))
+    return found
+
+
+def begin_stage(stage_dir: str, keep: tuple[str, ...] = (), inputs: tuple[str | None, ...] = ()) -> float:
     """Take the stage's lock (watchnext.locks: a second run into the same directory at once
     is refused), then unfinish and empty the directory, all but the entries named in `keep`;
-    returns the start time."""
+    returns the start time. Refused, before anything is deleted, when one of `inputs` (the
+    paths the stage will read) lies inside the directory. A link inside it is removed, never
+    what it points to."""
+    for source in inputs:
+        if source is not None and is_under(source, stage_dir):
+            raise ValueError(f"{source} lies inside {stage_dir}, which this stage empties before it writes: "
+                             "move the input out of it, or write the run elsewhere")
     fs, p = filesystem(stage_dir)
     if fs.get_file_info(p).type == pafs.FileType.File:
         raise FileExistsError(f"{stage_dir} is a file, expected a stage directory")
@@ -133,7 +178,10 @@ def begin_stage(stage_dir: str, keep: tuple[str, ...] = ()) -> float:
 
 
 def finish_stage(stage_dir: str, started: float, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Write the manifest, last: from now on readers accept the directory; then drop the lock."""
+    """Write the manifest, last: from now on readers accept the directory; then drop the lock.
+    The manifest gets this build's `fingerprint`: of what it was built from (the manifest's
+    `built_from`, its inputs and configuration) and of the build itself, so a rebuilt stage
+    never carries the fingerprint its downstream stages recorded (check_built_from)."""
     body = {
         "stage": stage_dir.rstrip("/").rsplit("/", 1)[-1],
         "watchnext_version": __version__,
@@ -141,9 +189,38 @@ def finish_stage(stage_dir: str, started: float, manifest: dict[str, Any]) -> di
         "seconds": round(time.time() - started, 3),
         **manifest,
     }
+    body["fingerprint"] = fingerprint(body.get("built_from"), body.get("inputs"), body.get("config"),
+                                      body["finished_at"], uuid.uuid4().hex)
     write_text(join(stage_dir, MANIFEST), json.dumps(body, indent=2, sort_keys=True) + "\n")
     locks.release(*filesystem(stage_dir))
     return body
+
+
+def fingerprint(*parts: Any) -> str:
+    """16 hex digits of the SHA-256 of parts as JSON."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def tree_fingerprint(path: str) -> str:
+    """The fingerprint of the files under a folder (or of one file): names, sizes, mtimes."""
+    fs, p = filesystem(path)
+    info = fs.get_file_info(p)
+    entries = [info] if info.type == pafs.FileType.File else fs.get_file_info(pafs.FileSelector(p, recursive=True))
+    return fingerprint(sorted((e.path[len(p):], e.size, e.mtime_ns) for e in entries if e.type == pafs.FileType.File))
+
+
+def check_built_from(stage_dir: str, manifest: dict[str, Any], upstream: dict[str, dict[str, Any]]) -> None:
+    """Refuse (StaleStage) a finished stage whose manifest records another build of an upstream
+    stage (its `built_from` fingerprints) than the one `upstream` holds now: e.g. a model
+    trained before a new prep into the same RUN_DIR. A manifest that records none passes."""
+    recorded = manifest.get("built_from") or {}
+    for name, current in upstream.items():
+        if name in recorded and recorded[name] != current.get("fingerprint"):
+            raise StaleStage(
+                f"{stage_dir} was built from another {name} (fingerprint {recorded[name]}) than the one now "
+                f"beside it ({current.get('fingerprint')}): {name} was rebuilt since; run the "
+                f"{manifest.get('stage', 'stage')} stage and the ones after it again"
+            )
 
 
 def read_manifest(stage_dir: str) -> dict[str, Any]:

@@ -45,6 +45,15 @@ def test_generate_then_run_on_a_synthetic_log(tmp_path: Path):
     again = watchnext("evaluate", "--run", str(run))
     assert again.returncode == 0 and json.loads((run / "report" / "report.json").read_text()) == report
 
+    # a later prep into the same RUN_DIR (a new fingerprint): what was built on the old one is refused
+    manifest_path = run / "prep" / "_manifest.json"
+    manifest_path.write_text(json.dumps({**prep, "fingerprint": "0123456789abcdef"}))
+    stale_model, stale_recall = watchnext("recall", "--run", str(run)), watchnext("evaluate", "--run", str(run))
+    assert stale_model.returncode == 2 and stale_recall.returncode == 2
+    assert f"{run / 'model'} was built from another prep (fingerprint {prep['fingerprint']})" in stale_model.stderr
+    assert f"{run / 'recall'} was built from another prep" in stale_recall.stderr
+    assert (run / "recall" / "_manifest.json").exists()  # refused before anything was touched
+
 
 def test_unknown_config_key_is_an_error_naming_it(tmp_path: Path):
     bad = watchnext("train", "--run", str(tmp_path), "--set", "train.epoch=3")
@@ -79,3 +88,14 @@ def test_an_output_outside_the_allowed_roots_is_refused_before_anything_runs(tmp
     assert refused.returncode == 2
     assert f"--out {tmp_path / 'run'} is outside the allowed roots" in refused.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_prep_refuses_an_input_inside_the_folder_it_empties(tmp_path: Path, ml100k):
+    import shutil
+
+    inside = tmp_path / "run" / "prep" / "mydata"
+    shutil.copytree(ml100k, inside)
+    refused = watchnext("prep", "--data", str(inside), "--out", str(tmp_path / "run"))
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert "mydata lies inside" in refused.stderr and "which this stage empties before it writes" in refused.stderr
+    assert sorted(p.name for p in inside.iterdir()) == sorted(p.name for p in Path(ml100k).iterdir())
