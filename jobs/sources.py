@@ -163,13 +163,20 @@ def _read_table(spark: SparkSession, paths: list[str], quarantine: bool = False)
     if any(n.endswith(".parquet") for n in names):
         return _read_parquet(spark, paths)
     if any(n.endswith(".csv") or n.endswith(".csv.gz") for n in names):
-        reader = spark.read.option("header", True).option("mode", "PERMISSIVE")
+        reader = csv_reader(spark).option("mode", "PERMISSIVE")
         header = reader.csv(paths).schema  # the header line only: every column a string
         if not quarantine or not header.fields:
             return reader.csv(paths)
         schema = T.StructType([*header.fields, T.StructField(CORRUPT_RECORD, T.StringType())])
         return reader.option("columnNameOfCorruptRecord", CORRUPT_RECORD).schema(schema).csv(paths)
     raise InputError(f"{paths[0]}: expected Parquet (*.parquet) or CSV (*.csv) files")
+
+
+def csv_reader(spark: SparkSession):
+    """CSV as RFC 4180 writes it: a header line, fields quoted with ", a " inside a quoted
+    field doubled, line breaks inside quoted fields kept (so a file is read whole by one task,
+    not split), a UTF-8 byte-order mark ignored."""
+    return spark.read.option("header", True).option("quote", '"').option("escape", '"').option("multiLine", True)
 
 
 def _read_parquet(spark: SparkSession, paths: list[str]) -> DataFrame:
@@ -321,7 +328,7 @@ def _movies_with_year(movies: DataFrame) -> DataFrame:
 
 def _read_ml_latest(spark: SparkSession, data_dir: str, names: list[str]) -> Sources:
     def csv(name: str) -> DataFrame:
-        return spark.read.option("header", True).csv(storage.join(data_dir, name))
+        return csv_reader(spark).csv(storage.join(data_dir, name))
 
     ratings = csv("ratings.csv")
     movies = csv("movies.csv").withColumnRenamed("movieId", "item_id") if "movies.csv" in names else None

@@ -119,3 +119,14 @@ def test_parquet_files_with_integer_and_text_ids_are_read_as_one_log(spark, tmp_
     assert manifest["counts"]["users"] == 3  # "7" and 7 are one user
     vocab = pq.read_table(tmp_path / "run" / "prep" / "vocab" / "items").column("item_id").to_pylist()
     assert sorted(vocab) == ["1", "2", "3"]
+
+
+def test_csv_is_read_as_rfc_4180_writes_it(spark, tmp_path):
+    # a byte-order mark, a doubled quote inside a quoted field, a line break inside one
+    lines = [*BASE_ROWS, b'"u""q",i1,1700000060', b'"multi\nline",i2,1700000120', b'"multi\nline",i3,1700000180']
+    data = write_clicks(tmp_path / "data", lines, header=b"\xef\xbb\xbfuser_id,item_id,ts")
+    manifest = run_prep(spark, data, str(tmp_path / "run" / "prep"), CFG)
+    assert manifest["counts"]["events_in"] == len(lines) == accounted(manifest)
+    assert manifest["counts"]["rejected"] == {}
+    evaluated = {r["user_id"] for r in pq.read_table(tmp_path / "run" / "prep" / "eval").to_pylist()}
+    assert evaluated == {"base", "multi\nline"}  # u"q watched once: nothing to hold out
