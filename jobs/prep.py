@@ -62,7 +62,7 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     started = storage.begin_stage(prep_dir, inputs=(data_dir, cfg.previous_vocab))
     out = partial(storage.join, prep_dir)
     days = (cfg.partition_from, cfg.partition_to) if cfg.partition_from is not None else None
-    sources = read_sources(spark, data_dir, days)
+    sources = read_sources(spark, data_dir, days, cfg.ts_unit)
     check_clicks_schema(sources.clicks, f"{data_dir} clicks")
     check_key_column(sources.users, USERS_KEY, f"{data_dir} users")
     check_key_column(sources.items, ITEMS_KEY, f"{data_dir} items")
@@ -73,7 +73,7 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     # after_eval_window), validation or train. The rows are shuffled by user and sorted once, here, and
     # cached: every later per-user step reads them in that order (jobs/order.py)
     known_items = sources.items if cfg.reject_unknown_items else None
-    checked = with_rejection_reason(sources.clicks, run_anchor, known_items)
+    checked = with_rejection_reason(sources.clicks, run_anchor, known_items, cfg.earliest_ts)
     fated = checked.select(
         "user_id", "item_id", "ts", _fate(checked, cfg).alias("fate"), _example_weight(checked, cfg).alias("weight"),
         rejected_row(sources.clicks.columns).alias("rejected"),  # raw values, only where rejected

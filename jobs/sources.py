@@ -58,15 +58,17 @@ class Sources:
     searches: DataFrame | None
 
 
-def read_sources(spark: SparkSession, data_dir: str, days: tuple[dt.date, dt.date] | None = None) -> Sources:
+def read_sources(spark: SparkSession, data_dir: str, days: tuple[dt.date, dt.date] | None = None,
+                 ts_unit: str = "auto") -> Sources:
     """The tables of data_dir; `days` (first, last) reads only those days of a log
-    partitioned by day."""
+    partitioned by day; `ts_unit` is the unit of a canonical click log's numeric times
+    (parse_ts). The clicks keep each raw time as text in ts__raw, for the rejected rows."""
     data_dir = storage.absolute(data_dir)
     names = storage.list_names(data_dir)
     if not names:
         raise InputError(f"{data_dir} does not exist or is empty")
     if "clicks" in names:
-        return _read_canonical(spark, data_dir, names, days)
+        return _read_canonical(spark, data_dir, names, days, ts_unit)
     if days is not None:
         raise InputError(f"{data_dir}: reading days {days[0]}..{days[1]} needs a canonical layout with "
                          f"clicks/{PARTITION}YYYY-MM-DD/ partitions")
@@ -85,7 +87,7 @@ def read_sources(spark: SparkSession, data_dir: str, days: tuple[dt.date, dt.dat
 
 # ---------------------------------------------------------------- canonical layout
 def _read_canonical(spark: SparkSession, data_dir: str, names: list[str],
-                    days: tuple[dt.date, dt.date] | None) -> Sources:
+                    days: tuple[dt.date, dt.date] | None, ts_unit: str) -> Sources:
     def table(name: str, quarantine: bool = False) -> DataFrame | None:
         return _read_table(spark, [storage.join(data_dir, name)], quarantine) if name in names else None
 
@@ -105,14 +107,15 @@ def _read_canonical(spark: SparkSession, data_dir: str, names: list[str],
     return Sources(
         name=f"canonical:{data_dir.rstrip('/').rsplit('/', 1)[-1]}",
         layout="canonical",
-        clicks=parse_ts(clicks, "ts") if "ts" in clicks.columns else clicks,
+        clicks=parse_ts(clicks, "ts", ts_unit, f"{data_dir}/clicks") if "ts" in clicks.columns else clicks,
         users=_string_key(table("users"), USERS_KEY),
         items=(
-            parse_ts(items, "upload_ts")
+            parse_ts(items, "upload_ts", "auto", f"{data_dir}/items", keep_raw=False)
             if items is not None and "upload_ts" in items.columns
             else items
         ),
-        searches=parse_ts(searches, "ts") if searches is not None and "ts" in searches.columns else searches,
+        searches=(parse_ts(searches, "ts", ts_unit, f"{data_dir}/searches", keep_raw=False)
+                  if searches is not None and "ts" in searches.columns else searches),
     )
 
 
@@ -216,21 +219,64 @@ def _read_parquet(spark: SparkSession, paths: list[str]) -> DataFrame:
     return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
 
 
-def parse_ts(df: DataFrame, name: str) -> DataFrame:
-    """Column `name` as a timestamp, from a timestamp, epoch seconds (number or numeric text)
-    or ISO-8601 text; anything else becomes null (and is rejected downstream)."""
+EPOCH_UNITS = {"s": 1.0, "ms": 1e3, "us": 1e6}
+UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds"}
+UNIT_SAMPLE = 1000  # numeric times read to tell the unit
+
+
+def raw_column(name: str) -> str:
+    """The column that keeps `name`'s values as read, as text (parse_ts's keep_raw)."""
+    return f"{name}__raw"
+
+
+def parse_ts(df: DataFrame, name: str, unit: str = "s", source: str | None = None,
+             keep_raw: bool = True) -> DataFrame:
+    """Column `name` as a timestamp, from a timestamp or date, epoch numbers (number or
+    numeric text) in `unit` (s, ms, us; auto: told from a sample, epoch_unit) or ISO-8601
+    text; anything else becomes null (and is rejected downstream). keep_raw: the values as
+    read go to raw_column(name), as text. A column of another type (boolean, list, ...) is
+    refused at once, naming it."""
     dtype = df.schema[name].dataType
+    where = source or name
+    if not isinstance(dtype, (T.TimestampType, T.TimestampNTZType, T.DateType, T.NumericType, T.StringType)):
+        raise InputError(f"{where}: column {name!r} has type {dtype.simpleString()}; expected a timestamp, "
+                         "epoch seconds (or ms, us: prep.ts_unit) or ISO-8601 text")
     col = F.col(name)
-    if isinstance(dtype, T.TimestampType):
-        return df
+    if keep_raw:
+        df = df.withColumn(raw_column(name), col.cast("string"))
+    if isinstance(dtype, (T.TimestampType, T.TimestampNTZType, T.DateType)):
+        return df.withColumn(name, col.cast("timestamp"))
+    scale = EPOCH_UNITS[epoch_unit(df, name, unit, where)]
     if isinstance(dtype, T.NumericType):
-        return df.withColumn(name, F.timestamp_seconds(col.cast("double")))
+        return df.withColumn(name, F.timestamp_seconds(col.cast("double") / F.lit(scale)))
     text = F.trim(col.cast("string"))
-    seconds = text.try_cast("double")
-    parsed = F.when(seconds.isNotNull(), F.timestamp_seconds(seconds)).otherwise(
+    number = text.try_cast("double")
+    parsed = F.when(number.isNotNull(), F.timestamp_seconds(number / F.lit(scale))).otherwise(
         F.try_to_timestamp(text)
     )
     return df.withColumn(name, parsed.cast("timestamp"))
+
+
+def epoch_unit(df: DataFrame, name: str, unit: str, source: str) -> str:
+    """The unit of a column's epoch numbers: `unit` unless "auto", then told by the median
+    of a sample's magnitude (seconds of the years 1973-5138 stay below 1e11, milliseconds
+    below 1e14, microseconds beyond). A unit given that the sample contradicts is refused,
+    naming the unit the values look like."""
+    sample = [abs(r[0]) for r in df.select(F.col(name).cast("string").try_cast("double").alias("v"))
+              .where(F.col("v").isNotNull() & (F.col("v") != 0)).limit(UNIT_SAMPLE).collect()]
+    if not sample:
+        return "s" if unit == "auto" else unit
+    median = sorted(sample)[len(sample) // 2]
+    seen = "s" if median < 1e11 else "ms" if median < 1e14 else "us"
+    if unit == "auto":
+        if seen != "s":
+            log.info("%s: %s holds epoch %s (median %.3g): read as such (prep.ts_unit=auto)", source, name,
+                     UNIT_NAMES[seen], median)
+        return seen
+    if seen != unit:
+        raise InputError(f"{source}: column {name!r} looks like epoch {UNIT_NAMES[seen]} (median {median:.3g}), "
+                         f"not {UNIT_NAMES[unit]} as prep.ts_unit={unit} says; set prep.ts_unit={seen} or auto")
+    return unit
 
 
 def ids(col: Column) -> Column:
@@ -244,7 +290,7 @@ def _clicks(ratings: DataFrame, user: str, item: str, ts: str) -> DataFrame:
     selected = ratings.select(
         ids(F.col(user)).alias("user_id"), ids(F.col(item)).alias("item_id"), F.col(ts).alias("ts")
     )
-    return parse_ts(selected, "ts")
+    return parse_ts(selected, "ts", "s")
 
 
 def _genre_text(col: Column, sep: str) -> Column:

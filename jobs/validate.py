@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs.order import in_event_order
+from jobs.sources import raw_column
 from watchnext.contract import CLICKS_REQUIRED, CORRUPT_RECORD
 
 # what a decoder writes for bytes that are not UTF-8: an id holding it was mis-encoded and
@@ -27,8 +28,8 @@ class SchemaError(ValueError):
 WATCH_COLUMNS = ("watch_seconds", "watch_fraction")
 # the values of `reason`, in the order the checks run
 REJECTION_REASONS = (
-    "malformed_row", "null_id", "bad_encoding", "bad_timestamp", "future_timestamp", "unknown_item", "bad_watch_time", "negative_watch_time",
-    "duplicate",
+    "malformed_row", "null_id", "bad_encoding", "bad_timestamp", "implausible_timestamp", "future_timestamp",
+    "unknown_item", "bad_watch_time", "negative_watch_time", "duplicate",
 )
 _ID_TYPES = (T.StringType, T.IntegerType, T.LongType, T.ShortType)
 _TS_TYPES = (T.TimestampType, T.TimestampNTZType)
@@ -77,12 +78,15 @@ def with_rejection_reason(
     clicks: DataFrame,
     anchor: dt.datetime | None = None,
     known_items: DataFrame | None = None,
+    earliest: dt.datetime | None = None,
 ) -> DataFrame:
     """The clicks with a `reason` column (null = valid); the first failing check names it.
 
     A CSV row that did not fit the header (CORRUPT_RECORD set by the reader) is malformed;
     an id with bytes that were not UTF-8 is badly encoded.
     anchor: events after it are in the future (clock skew, bad producers) and rejected.
+    earliest: events before it are implausible (a zero or negative epoch, a default date) and
+    rejected.
     known_items: when the items table exists, clicks on items it lacks are rejected.
     Rejected rows keep their raw values (as text), so they can be inspected and replayed.
     """
@@ -100,6 +104,8 @@ def with_rejection_reason(
         .when(mis_encoded, F.lit("bad_encoding"))
         .when(F.col("ts").isNull(), F.lit("bad_timestamp"))
     )
+    if earliest is not None:
+        reason = reason.when(F.col("ts") < F.lit(earliest), F.lit("implausible_timestamp"))
     if anchor is not None:
         reason = reason.when(F.col("ts") > F.lit(anchor), F.lit("future_timestamp"))
     if known_items is not None:
@@ -138,9 +144,12 @@ def split_by_reason(tagged: DataFrame, columns: list[str]) -> tuple[DataFrame, D
 
 
 def rejected_row(columns: list[str]) -> Column:
-    """A rejected row of a tagged frame as a struct of its raw values (as text) and reason;
-    null for a valid row, so that it costs nothing to carry along."""
-    raw = F.struct(*[F.col(c).cast("string").alias(c) for c in columns], F.col("reason"))
+    """A rejected row of a tagged frame as a struct of its raw values (as text: a column's
+    values as read where the reader kept them, jobs.sources.raw_column) and reason; null for
+    a valid row, so that it costs nothing to carry along."""
+    kept = [c for c in columns if raw_column(c) not in columns and not c.endswith("__raw")]
+    read = [F.col(raw_column(c)).alias(c) for c in columns if raw_column(c) in columns]
+    raw = F.struct(*[F.col(c).cast("string").alias(c) for c in kept], *read, F.col("reason"))
     return F.when(F.col("reason").isNotNull(), raw)
 
 

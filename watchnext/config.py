@@ -55,6 +55,14 @@ class PrepConfig(_Section):
     max_rejected_fraction: float = Field(0.1, ge=0, le=1)
     # clicks on items missing from the items table (when there is one) are rejected
     reject_unknown_items: bool = True
+    # the unit of numeric times (epoch numbers, or numeric text): auto tells seconds,
+    # milliseconds and microseconds apart from a sample of the column (a log in ms is read
+    # as ms, saying so); a unit given that the values contradict stops the job naming theirs
+    ts_unit: Literal["auto", "s", "ms", "us"] = "auto"
+    # events before this are implausible (a zero or negative epoch, a default date) and
+    # rejected as implausible_timestamp, as events after the anchor are future_timestamp;
+    # 1990 keeps MovieLens-100K's 1997-98 ratings; None = no lower bound
+    earliest_ts: dt.datetime | None = dt.datetime(1990, 1, 1, tzinfo=dt.timezone.utc)
     # a watch shorter than this is not a positive (where the log has watch_seconds)
     min_watch_seconds: float | None = Field(3.0, ge=0)
     # the same for the watched fraction of the item (where the log has watch_fraction)
@@ -137,7 +145,7 @@ class PrepConfig(_Section):
     example_files: int = Field(8, ge=1)
     seed: int = 42
 
-    @field_validator("anchor", "split_time", mode="after")
+    @field_validator("anchor", "split_time", "earliest_ts", mode="after")
     @classmethod
     def _utc(cls, value: dt.datetime | None) -> dt.datetime | None:
         # a time without a zone is UTC, like every timestamp of the pipeline

@@ -38,6 +38,7 @@ KINDS = {
     "empty_user": (lambda u, i, m: f",i{i},{T0 + 60 * m}".encode(), "null_id"),
     "latin1_user": (lambda u, i, m: b"caf\xe9" + str(u).encode() + f",i{i},{T0 + 60 * m}".encode(), "bad_encoding"),
     "bad_time": (lambda u, i, m: f"u{u},i{i},yesterday".encode(), "bad_timestamp"),
+    "epoch_zero_time": (lambda u, i, m: f"u{u},i{i},{m - 5}".encode(), "implausible_timestamp"),
     "future_time": (lambda u, i, m: f"u{u},i{i},{int(ANCHOR.timestamp()) + 86400 * (m + 1)}".encode(),
                     "future_timestamp"),
 }
@@ -81,6 +82,8 @@ def test_fuzzed_click_rows_are_each_kept_or_quarantined_with_their_reason(spark,
     for r in rejected:
         if r["reason"] == "malformed_row":  # the raw line is kept for inspection
             assert r["_corrupt_record"].encode() in lines
+        if r["reason"] in ("bad_timestamp", "implausible_timestamp"):  # the time as it was written
+            assert f"{r['user_id']},{r['item_id']},{r['ts']}".encode() in lines
 
 
 @pytest.mark.parametrize("content, message", [
@@ -130,3 +133,23 @@ def test_csv_is_read_as_rfc_4180_writes_it(spark, tmp_path):
     assert manifest["counts"]["rejected"] == {}
     evaluated = {r["user_id"] for r in pq.read_table(tmp_path / "run" / "prep" / "eval").to_pylist()}
     assert evaluated == {"base", "multi\nline"}  # u"q watched once: nothing to hold out
+
+
+def test_epoch_milliseconds_are_read_as_such_or_refused_naming_the_unit(spark, tmp_path):
+    lines = [f"base,i{k},{(T0 + 60 * k) * 1000}".encode() for k in range(1, 6)]
+    data = write_clicks(tmp_path / "data", lines)
+    manifest = run_prep(spark, data, str(tmp_path / "run" / "prep"), CFG)
+    assert manifest["counts"]["rejected"] == {} and manifest["counts"]["examples"] == 3
+    held_out = pq.read_table(tmp_path / "run" / "prep" / "eval").to_pylist()
+    assert held_out[0]["ts"] == dt.datetime.fromtimestamp(T0 + 300, dt.timezone.utc)
+    with pytest.raises(ValueError, match=r"column 'ts' looks like epoch milliseconds .*prep.ts_unit=s says; "
+                                         r"set prep.ts_unit=ms or auto"):
+        run_prep(spark, data, str(tmp_path / "again" / "prep"), CFG.model_copy(update={"ts_unit": "s"}))
+
+
+def test_a_time_column_of_another_type_is_refused_before_any_pass(spark, tmp_path):
+    (tmp_path / "data" / "clicks").mkdir(parents=True)
+    pq.write_table(pa.table({"user_id": ["a"], "item_id": ["i"], "ts": [True]}),
+                   tmp_path / "data" / "clicks" / "part-0.parquet")
+    with pytest.raises(ValueError, match=r"clicks: column 'ts' has type boolean; expected a timestamp"):
+        run_prep(spark, str(tmp_path / "data"), str(tmp_path / "run" / "prep"), CFG)
