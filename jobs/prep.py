@@ -10,10 +10,12 @@ Runs the same under `watchnext prep` (embedded local Spark) and `spark-submit -m
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import logging
 import math
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -27,6 +29,7 @@ from jobs.item_features import SECONDS_PER_DAY, item_categorical_columns, item_f
 from jobs.negatives import unigram_table, with_negatives
 from jobs.sampling import per_user_sums, with_drop_reason
 from jobs.split import first_per_user, is_left_out_last, time_period
+from jobs.tables import one_row_per_id
 from jobs.tokens import encode_texts, token_vocabulary
 from jobs.user_features import serving_features
 from jobs.validate import (
@@ -66,6 +69,8 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     check_clicks_schema(sources.clicks, f"{data_dir} clicks")
     check_key_column(sources.users, USERS_KEY, f"{data_dir} users")
     check_key_column(sources.items, ITEMS_KEY, f"{data_dir} items")
+    # one row per user and per item; conflicting rows are quarantined, never in a vocabulary
+    sources, conflicts = _without_conflicts(sources, out)
     run_anchor = cfg.anchor or dt.datetime.now(dt.timezone.utc)
     laps = Laps()
 
@@ -87,7 +92,8 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     events_in = sum(n for n, _, _ in ledger.values())
     rejected_counts = {fate: n for fate, (n, _, _) in ledger.items() if fate in REJECTION_REASONS}
     fated.where(F.col("rejected").isNotNull()).select("rejected.*").write.parquet(out("rejected"))
-    _check_rejected_share(rejected_counts, events_in, cfg, out("rejected"))
+    _check_rejected_share(rejected_counts, events_in, cfg, out("rejected"),
+                          partial(_unknown_item_hint, fated, sources.items))
     filtered = {fate: ledger.get(fate, (0,))[0] for fate in ("short_watch", "held_out")}
     if cfg.split == "time":
         filtered["after_eval_window"] = ledger.get("after_eval_window", (0,))[0]
@@ -203,6 +209,9 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
                          examples_per_user)
     laps.lap("manifest")
     manifest["phases_seconds"] = laps.seconds
+    # users and items rows left out as conflicts (rejected_users/, rejected_items/)
+    manifest["counts"]["conflicts"] = conflicts
+    manifest["outputs"] += [f"rejected_{name}s" for name in ("user", "item") if conflicts.get(f"duplicate_{name}")]
     manifest["features"].update(
         {
             "search_source": search_source,
@@ -218,7 +227,8 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
             "item_age_scale": _item_age_scale(spark, out("vocab/item_features")),
         }
     )
-    for df in (indexed, items, per_user, *vocabularies.values(), *item_vocabs.values()):
+    tables = [t for t in (sources.users, sources.items) if t is not None]
+    for df in (indexed, items, per_user, *tables, *vocabularies.values(), *item_vocabs.values()):
         df.unpersist()
     return storage.finish_stage(prep_dir, started, manifest)
 
@@ -372,15 +382,47 @@ def _sampling_summary(per_user: DataFrame, cfg: PrepConfig) -> tuple[dict[str, i
     return counts, {"min": row[3], "p50": row[4][0], "p90": row[4][1], "p99": row[4][2], "max": row[5]}
 
 
-def _check_rejected_share(rejected: dict[str, int], events_in: int, cfg: PrepConfig, where: str) -> None:
+def _check_rejected_share(rejected: dict[str, int], events_in: int, cfg: PrepConfig, where: str,
+                          unknown_item_hint: Callable[[], str] | None = None) -> None:
     share = sum(rejected.values()) / max(events_in, 1)
     if share > cfg.max_rejected_fraction:
-        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(rejected.items(), key=lambda kv: -kv[1]))
+        ranked = sorted(rejected.items(), key=lambda kv: -kv[1])
+        reasons = ", ".join(f"{k}: {v}" for k, v in ranked)
+        hint = unknown_item_hint() if unknown_item_hint is not None and ranked[0][0] == "unknown_item" else ""
         raise ValueError(
             f"{share:.1%} of the {events_in} input rows were rejected ({reasons}), more than "
-            f"prep.max_rejected_fraction={cfg.max_rejected_fraction}; inspect {where}, fix the "
+            f"prep.max_rejected_fraction={cfg.max_rejected_fraction}{hint}; inspect {where}, fix the "
             "input, or raise the limit"
         )
+
+
+def _unknown_item_hint(fated: DataFrame, items: DataFrame | None) -> str:
+    """What an item id of the log and one of the items table look like, side by side: most
+    clicks on unknown items mean the two write the same ids differently."""
+    clicked = fated.where(F.col("fate") == "unknown_item").select("item_id").limit(1).collect()
+    listed = items.select(ITEMS_KEY).limit(1).collect() if items is not None else []
+    if not clicked or not listed:
+        return ""
+    return (f" (the log's item ids look like {clicked[0][0]!r}, the items table's like {listed[0][0]!r}: "
+            "the same ids written two ways?)")
+
+
+def _without_conflicts(sources: Sources, out: Callable[[str], str]) -> tuple[Sources, dict[str, int]]:
+    """The sources with one row per user and per item (jobs/tables.py); the conflicting rows
+    written to rejected_users/ and rejected_items/, and counted."""
+    tables, conflicts = {}, {}
+    for name, table, key in (("users", sources.users, USERS_KEY), ("items", sources.items, ITEMS_KEY)):
+        if table is None:
+            continue
+        reason = f"duplicate_{name[:-1]}"
+        kept, rejected = one_row_per_id(table, key, reason)
+        tables[name] = kept.persist()
+        conflicts[reason] = rejected.count()
+        if conflicts[reason]:
+            rejected.coalesce(1).write.parquet(out(f"rejected_{name}"))
+            log.warning("%s: %d rows give an id already given other values (%s); kept the first by value, the "
+                        "others are in %s", name, conflicts[reason], reason, out(f"rejected_{name}"))
+    return dataclasses.replace(sources, **tables), conflicts
 
 
 def _user_columns(sources: Sources, cfg: PrepConfig) -> tuple[list[str], list[str]]:

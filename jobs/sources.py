@@ -103,12 +103,12 @@ def _read_canonical(spark: SparkSession, data_dir: str, names: list[str],
     if clicks is None:
         raise InputError(f"{data_dir}/clicks: no partition {PARTITION}YYYY-MM-DD/ from {days[0]} to {days[1]}")
     searches = by_day("searches")
-    items = _string_key(table("items"), ITEMS_KEY)
+    items = _string_key(table("items"), ITEMS_KEY, f"{data_dir}/items")
     return Sources(
         name=f"canonical:{data_dir.rstrip('/').rsplit('/', 1)[-1]}",
         layout="canonical",
         clicks=parse_ts(clicks, "ts", ts_unit, f"{data_dir}/clicks") if "ts" in clicks.columns else clicks,
-        users=_string_key(table("users"), USERS_KEY),
+        users=_string_key(table("users"), USERS_KEY, f"{data_dir}/users"),
         items=(
             parse_ts(items, "upload_ts", "auto", f"{data_dir}/items", keep_raw=False)
             if items is not None and "upload_ts" in items.columns
@@ -151,10 +151,19 @@ def day_paths(table_dir: str, days: tuple[dt.date, dt.date] | None, every_day: b
     return [storage.join(table_dir, PARTITION + d) for d in wanted]
 
 
-def _string_key(table: DataFrame | None, key: str) -> DataFrame | None:
-    """Integer ids in a users or items table become the text keys the click log uses."""
+def _string_key(table: DataFrame | None, key: str, source: str) -> DataFrame | None:
+    """Integer ids in a users or items table become the text keys the click log uses; so do
+    floating-point ids that hold integers (1.0, as a dataframe library writes an integer
+    column with a missing value), which would otherwise never match the log's "1". A
+    fractional one is refused, naming the column and the value."""
     if table is None or key not in table.columns:
         return table
+    if isinstance(table.schema[key].dataType, (T.FloatType, T.DoubleType, T.DecimalType)):
+        fractional = table.where(F.col(key) != F.floor(F.col(key))).select(key).limit(1).collect()
+        if fractional:
+            raise InputError(f"{source}: column {key!r} holds {fractional[0][0]}, which is not an id: ids must be "
+                             "strings or integers")
+        table = table.withColumn(key, F.col(key).cast("long"))
     return table.withColumn(key, ids(F.col(key)))
 
 

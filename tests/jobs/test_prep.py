@@ -281,3 +281,45 @@ def test_a_time_split_validates_on_each_users_last_watch_before_the_split(spark,
     tests = {(r["user_id"], r["item_id"]) for r in read(tmp_path / "prep", "eval").to_pylist()}
     # a: x y z before the split, w after it; b: y x y, all before it
     assert valid == {("a", "z"), ("b", "y")} and tests == {("a", "w")}
+
+
+def test_conflicting_users_and_items_rows_are_quarantined_before_any_vocabulary(spark, tmp_path):
+    data = tmp_path / "data"
+    write_dataset(data)
+    # a is given a second country (a conflict); b's row again, exactly (one row); x a second title
+    (data / "users" / "part-1.csv").write_text("user_id,gender,country\na,M,us\nb,M,fr\n")
+    (data / "items" / "part-1.csv").write_text("item_id,title,genre,upload_ts\nx,Another X,drama,2025-12-01T02:00:00Z\n")
+    cfg = PrepConfig(history_len=3, min_category_count=1, example_files=1, anchor="2026-06-01T00:00:00Z",
+                     max_rejected_fraction=0.5, validation=False)
+    manifest = run_prep(spark, str(data), str(tmp_path / "prep"), cfg)
+    assert manifest["counts"]["conflicts"] == {"duplicate_user": 1, "duplicate_item": 1}
+    assert {"rejected_users", "rejected_items"} <= set(manifest["outputs"])
+    # of conflicting rows the first by value is kept: (F, fr) for a, "Another X" for x
+    assert read(tmp_path / "prep", "rejected_users").to_pylist() == [
+        {"user_id": "a", "gender": "M", "country": "us", "reason": "duplicate_user"}]
+    assert [(r["item_id"], r["title"], r["reason"]) for r in read(tmp_path / "prep", "rejected_items").to_pylist()] == [
+        ("x", "The X", "duplicate_item")]
+    assert "us" not in {r["value"] for r in read(tmp_path / "prep", "vocab/country").to_pylist()}
+
+
+def test_floating_point_item_ids_holding_integers_match_the_logs_integers(spark, tmp_path):
+    import pyarrow as pa
+
+    data = tmp_path / "data"
+    (data / "clicks").mkdir(parents=True)
+    (data / "items").mkdir()
+    (data / "clicks" / "part-0.csv").write_text(
+        "user_id,item_id,ts\n" + "".join(f"u{u},{i},{1767225600 + 60 * (u * 10 + i)}\n" for u in range(3) for i in (1, 2, 3)))
+    pq.write_table(pa.table({"item_id": [1.0, 2.0, 3.0, None], "genre": ["a", "b", "a", "b"]}),
+                   data / "items" / "part-0.parquet")
+    cfg = PrepConfig(anchor="2026-06-01T00:00:00Z", example_files=1, validation=False)
+    manifest = run_prep(spark, str(data), str(tmp_path / "prep"), cfg)
+    assert manifest["counts"]["rejected"] == {} and manifest["counts"]["items"] == 2  # 3 is every test target
+    pq.write_table(pa.table({"item_id": [1.5, 2.0]}), data / "items" / "part-0.parquet")
+    with pytest.raises(ValueError, match=r"items: column 'item_id' holds 1.5, which is not an id"):
+        run_prep(spark, str(data), str(tmp_path / "again"), cfg)
+    (data / "items" / "part-0.parquet").unlink()
+    (data / "items" / "part-0.csv").write_text("item_id\n1.0\n2.0\n3.0\n")  # as text: no telling they are numbers
+    with pytest.raises(ValueError, match=r"unknown_item: 9.*the log's item ids look like '\d', the items table's "
+                                         r"like '\d\.0': the same ids written two ways\?"):
+        run_prep(spark, str(data), str(tmp_path / "third"), cfg)
