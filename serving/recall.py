@@ -20,6 +20,7 @@ from typing import Any
 import faiss
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import ray
@@ -30,10 +31,11 @@ from ray_train.data import Widths, to_batch
 from ray_train.export import ITEM_EMBEDDINGS_FILE, load_user_tower
 from ray_train.trainer import start_ray
 from serving.index import IndexParams, ShardedIndex, item_keys, item_matrix, normalized, user_queries
+from serving.channels import CHANNELS, Channels, CoWatch, choose, fusion_grid, hit_rate
 from serving.search import search_excluding
 from watchnext import storage
 from watchnext.config import Config, RecallConfig
-from watchnext.contract import RECALL, SIMILAR
+from watchnext.contract import RECALL, SIMILAR, fixed_lists
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ class RecallScorer:
     """One Ray Data actor: user tower + index loaded once, a batch of users per call."""
 
     def __init__(self, model_dir: str, index_dir: str, widths: dict, top_k: int,
-                 exclude_watched: bool, faiss_threads: int, run_date: str):
+                 exclude_watched: bool, faiss_threads: int, run_date: str, channels: dict | None = None):
         faiss.omp_set_num_threads(faiss_threads)
         torch.set_num_threads(faiss_threads)
         self.tower, meta = load_user_tower(model_dir)
@@ -57,6 +59,7 @@ class RecallScorer:
         self.top_k = top_k
         self.exclude_watched = exclude_watched
         self.run_date = run_date
+        self.channels = Channels.load(channels, self.row_item_index, self.row_item_id) if channels else None
 
     def __call__(self, users: pa.Table) -> pa.Table:
         vectors = user_vectors(self.tower, users, self.widths)
@@ -67,13 +70,23 @@ class RecallScorer:
             self.index, user_queries(vectors), self.row_item_index, excluded, self.top_k
         )
         n = users.num_rows
+        if self.channels is None:
+            item_ids, sources = self.row_item_id[rows], np.zeros(rows.shape, dtype=np.int8)
+        else:
+            model = np.where(np.arange(rows.shape[1])[None, :] < counts[:, None], self.row_item_index[rows], 0)
+            history = fixed_lists(users.column("history"), self.widths.history_len)
+            items, scores, sources = self.channels.merged(model, history, excluded, self.top_k)
+            counts = (items > 0).sum(1)
+            item_ids = self.channels.item_id[items]
         return pa.table(
             {
                 "user_id": users.column("user_id"),
-                "item_ids": ranked_lists(self.row_item_id[rows], counts, pa.string()),
+                "item_ids": ranked_lists(item_ids, counts, pa.string()),
                 "scores": ranked_lists(scores, counts, pa.float32()),
                 "model_version": pa.array([self.model_version] * n, pa.string()),
                 "run_date": pa.array([self.run_date] * n, pa.string()),
+                "channels": ranked_lists(np.array(CHANNELS, dtype=object)[np.maximum(sources, 0)], counts,
+                                         pa.string()),
             },
             schema=RECALL,
         )
@@ -113,7 +126,10 @@ def run_recall(run_dir: str, cfg: Config) -> dict[str, Any]:
     widths = Widths.from_prep_features(prep["features"])
     start_ray(cfg.ray, min_cpus=rc.actors * rc.faiss_threads + 1)  # the actors, and Ray Data's reads beside them
     search_started = time.time()
-    users = _write_recall_table(prep_dir, model_dir, recall_dir, widths, rc, run_date)
+    channels, channel_summary = None, None
+    if len(rc.channels) > 1:
+        channels, channel_summary = _choose_channels(prep_dir, model_dir, recall_dir, index, widths, rc, cfg.train.seed)
+    users = _write_recall_table(prep_dir, model_dir, recall_dir, widths, rc, run_date, channels)
     seconds = time.time() - search_started
 
     index_summary = {"type": index.params.kind, "shards": len(index.shards), "items": int(index.ntotal),
@@ -122,6 +138,9 @@ def run_recall(run_dir: str, cfg: Config) -> dict[str, Any]:
     if index.params.kind != "flat" and rc.ann_check_users:
         index_summary.update(ann_recall(index, vectors, prep_dir, model_dir, widths, rc, cfg.train.seed))
     extra = {}
+    if channel_summary is not None:
+        table = ray.data.read_parquet(storage.join(recall_dir, "table"), columns=["channels"])
+        extra["channels"] = {**channel_summary, "slots": _slot_shares(table)}
     if rc.similar_items:
         extra["similar"] = write_similar_items(vectors, item_ids, index.params, rc, model_version, run_date,
                                                storage.join(recall_dir, "similar", f"run_date={run_date}"),
@@ -176,7 +195,7 @@ def actor_pool_size(rc: RecallConfig) -> int:
 
 
 def _write_recall_table(prep_dir: str, model_dir: str, recall_dir: str, widths: Widths, rc: RecallConfig,
-                        run_date: str) -> int:
+                        run_date: str, channels: dict | None = None) -> int:
     """Serving features through the actor pool into recall/table/run_date=D/; the users written."""
     table_dir = storage.join(recall_dir, "table", f"run_date={run_date}")
     ray.data.read_parquet(storage.join(prep_dir, "user_features")).map_batches(
@@ -189,6 +208,7 @@ def _write_recall_table(prep_dir: str, model_dir: str, recall_dir: str, widths: 
             "exclude_watched": rc.exclude_watched,
             "faiss_threads": rc.faiss_threads,
             "run_date": run_date,
+            "channels": channels,
         },
         batch_size=rc.batch_size,
         batch_format="pyarrow",
@@ -196,6 +216,99 @@ def _write_recall_table(prep_dir: str, model_dir: str, recall_dir: str, widths: 
         num_cpus=rc.faiss_threads,
     ).write_parquet(table_dir)
     return ray.data.read_parquet(table_dir).count()
+
+
+def _choose_channels(prep_dir: str, model_dir: str, recall_dir: str, index: ShardedIndex, widths: Widths,
+                     rc: RecallConfig, seed: int) -> tuple[dict, dict]:
+    """The other channels' inputs (the co-watch neighbours of every training user's watches,
+    written to recall/item2item/; the popular and fresh orders) and the fusion setting
+    chosen on a seeded sample of rc.channel_users validation users, everything the way it
+    was known at their validation watch: (the actors' spec, the manifest's summary)."""
+    started = time.time()
+    vocab = _read(storage.join(prep_dir, "vocab", "items"))
+    num_items = int(storage.read_manifest(prep_dir)["features"]["item_vocab_size"])
+    features = _read(storage.join(prep_dir, "user_features"), ["user_id", "watched"])
+    watched = features.column("watched").combine_chunks()
+    neighbours_path = storage.join(recall_dir, "item2item", "neighbours.parquet")
+    if "item2item" in rc.channels:
+        CoWatch.build(watched, num_items, rc.channel_neighbours).save(neighbours_path)
+    count = np.zeros(num_items, dtype=np.int64)
+    count[vocab.column("index").to_numpy()] = vocab.column("count").to_numpy()
+    recent = None
+    if "recent_count" in vocab.column_names:
+        recent = np.zeros(num_items, dtype=np.int64)
+        recent[vocab.column("index").to_numpy()] = vocab.column("recent_count").to_numpy()
+    spec = {"item2item": neighbours_path if "item2item" in rc.channels else None, "recent": rc.channel_recent,
+            "popular": _by_count(count) if "popular" in rc.channels else None,
+            "fresh": _by_count(recent) if "fresh" in rc.channels and recent is not None else None}
+    valid_path = storage.join(prep_dir, "valid")
+    valid = _read(valid_path) if storage.exists(valid_path) else None
+    if valid is None or valid.num_rows == 0:
+        log.warning("recall.channels: no validation split (prep.validation=false) to weigh the channels on; "
+                    "the lists are the model's alone")
+        fusion = fusion_grid(rc.channels)[0]
+        return {**spec, "fusion": fusion.to_dict()}, {"chosen": fusion.to_dict(), "validation_users": 0}
+    sample = np.sort(np.random.default_rng(seed).choice(valid.num_rows, min(rc.channel_users, valid.num_rows),
+                                                        replace=False))
+    users = valid.take(pa.array(sample))
+    before = users.column("watched").combine_chunks()
+    # what was known at the validation watches: their users' watches before them, the others' all
+    valid_ids = valid.column("user_id").combine_chunks()
+    others = watched.filter(pc.invert(pc.is_in(features.column("user_id").combine_chunks(), value_set=valid_ids)))
+    then = pa.concat_arrays([valid.column("watched").combine_chunks().cast(watched.type), others.cast(watched.type)])
+    tower, _ = load_user_tower(model_dir)
+    row_item_index, _ = item_keys(storage.join(recall_dir, INDEX_DIR, INDEX_ITEMS))
+    rows, _, counts = search_excluding(index, user_queries(user_vectors(tower, users, widths)), row_item_index,
+                                       before, rc.top_k)
+    model = np.where(np.arange(rows.shape[1])[None, :] < counts[:, None], row_item_index[rows], 0)
+    then_count = np.bincount(pc.list_flatten(then).to_numpy().astype(np.int64), minlength=num_items)
+    # a validation watch is its user's latest training watch: the recent counts without them
+    targets = valid.column("item_index").to_numpy().astype(np.int64)
+    then_recent = None if recent is None else np.maximum(recent - np.bincount(targets, minlength=num_items), 0)
+    chooser = Channels.load(
+        {**spec, "item2item": None, "fusion": {"weights": {c: 1.0 for c in rc.channels}, "offset": 0},
+         "popular": _by_count(then_count) if spec["popular"] is not None else None,
+         "fresh": _by_count(then_recent) if spec["fresh"] is not None else None},
+        row_item_index, np.array([""] * len(row_item_index), dtype=object))
+    if "item2item" in rc.channels:
+        chooser = dataclasses.replace(chooser, cowatch=CoWatch.build(then, num_items, rc.channel_neighbours))
+    history = fixed_lists(users.column("history"), widths.history_len)
+    lists = chooser.lists(model, history, before, rc.top_k)
+    targets = targets[sample]
+    at = min(VALIDATION_AT, rc.top_k)
+    fusion, tried = choose(lists, targets, rc.channels, rc.top_k, at)
+    alone = {name: hit_rate(ranked_items, targets, at) for name, ranked_items in lists.items()}
+    log.info("recall.channels: %s chosen on %d validation users (HR@%d %.4f; alone: %s) in %.1fs",
+             fusion.to_dict(), len(sample), at, max(t[f"hr@{at}"] for t in tried),
+             ", ".join(f"{n} {v:.4f}" for n, v in alone.items()), time.time() - started)
+    return ({**spec, "fusion": fusion.to_dict()},
+            {"chosen": fusion.to_dict(), "validation_users": len(sample), "metric": f"hr@{at}",
+             "alone": alone, "validation": tried})
+
+
+VALIDATION_AT = 50  # the channels' weights are chosen by HR@50, as every other setting
+POPULAR_KEPT = 100_000  # items of the popular and fresh orders an actor holds
+
+
+def _by_count(count: np.ndarray) -> list[int]:
+    """Item indices by count, highest first (ties: the lower index), padding and unwatched
+    items left out; the first POPULAR_KEPT."""
+    order = np.lexsort((np.arange(len(count)), -count))
+    return [int(i) for i in order[count[order] > 0][:POPULAR_KEPT] if i > 0]
+
+
+def _slot_shares(table: ray.data.Dataset) -> dict[str, float]:
+    """Each channel's share of the recall table's slots."""
+    counts: dict[str, int] = {}
+    for batch in table.iter_batches(batch_format="pyarrow"):
+        for entry in pc.value_counts(pc.list_flatten(batch.column("channels"))).to_pylist():
+            counts[entry["values"]] = counts.get(entry["values"], 0) + entry["counts"]
+    total = max(sum(counts.values()), 1)
+    return {name: counts[name] / total for name in CHANNELS if name in counts}
+
+
+def _read(path: str, columns: list[str] | None = None) -> pa.Table:
+    return storage.parquet_dataset(path).to_table(columns=columns)
 
 
 def index_params(rc: RecallConfig, num_items: int, dim: int) -> IndexParams:

@@ -53,6 +53,7 @@ def render(report: dict[str, Any], metrics: dict[str, Any] | None, prep: dict[st
         '<p class="sub">Brackets: 95% percentile-bootstrap intervals over users (1,000 resamples). '
         "Every list excludes the user's watched items.</p>",
         _baseline_settings(report),
+        _channels(recall.get("channels")),
         '<h2>Hit rate at K</h2><div class="charts">',
         _figure(line_chart({name: [(k, m[f"hr@{k}"]) for k in (10, 50, 100, 200) if f"hr@{k}" in m]
                             for name, m in rows}, "K", "HR@K", log_x=True),
@@ -145,6 +146,29 @@ def _baseline_settings(report: dict[str, Any]) -> str:
     else:
         where = "fixed defaults: this run's prep has no validation split (prep.validation=false, or an older prep)"
     return f'<p class="sub">The baselines\' settings, {html.escape(where)}: {"; ".join(chosen)}.</p>'
+
+
+def _channels(channels: dict[str, Any] | None) -> str:
+    """The recall channels: each alone and the merge on the validation users the weights were
+    chosen on, the weights, and each channel's share of the table's slots ("" when the
+    lists are the model's alone)."""
+    if not channels or not channels.get("validation_users"):
+        return ""
+    metric = channels["metric"]
+    chosen = channels["chosen"]
+    merged = max(t[metric] for t in channels["validation"])
+    rows = "".join(f"<tr><td>{html.escape(name)} alone</td><td>{value:.4f}</td><td></td><td></td></tr>"
+                   for name, value in channels["alone"].items())
+    slots = channels.get("slots", {})
+    rows += "".join(
+        f"<tr><td>{html.escape(name)}</td><td></td><td>{weight:g}</td><td>{slots.get(name, 0):.1%}</td></tr>"
+        for name, weight in chosen["weights"].items())
+    return (f"<h2>Recall channels</h2><table><tr><th>channel</th><th>validation {html.escape(metric.upper())}</th>"
+            f"<th>weight</th><th>share of slots</th></tr>{rows}<tr><td>merged</td><td>{merged:.4f}</td><td></td>"
+            f"<td></td></tr></table>"
+            f'<p class="sub">Each list merges the channels by weighted reciprocal-rank fusion (rank offset '
+            f'{chosen["offset"]}), the weights chosen on {channels["validation_users"]:,} users of the validation '
+            "split, never on these test targets; the metrics above are the merged lists'.</p>")
 
 
 def row_name(name: str, metrics: dict[str, Any], users: int) -> str:

@@ -360,6 +360,16 @@ class RecallConfig(_Section):
     ann_check_users: int = Field(1000, ge=0)
     # the similar-item (i2i) table: this many items per item by cosine of the item vectors (0 = none)
     similar_items: int = Field(20, ge=0)
+    # the candidate sources merged into each list (serving/channels.py): model (the FAISS
+    # search), item2item (co-watch neighbours of the user's last channel_recent watches,
+    # channel_neighbours kept per item), popular and fresh (the most watched overall and in
+    # prep.recent_days); each one's weight in the merge is chosen on channel_users users of
+    # the validation split (the model alone is one of the choices). model alone is the
+    # default: the others cost a co-watch similarity over every training user
+    channels: tuple[Literal["model", "item2item", "popular", "fresh"], ...] = ("model",)
+    channel_recent: int = Field(5, ge=1)
+    channel_neighbours: int = Field(100, ge=1)
+    channel_users: int = Field(2000, ge=1)
     # run date of the table partition, YYYY-MM-DD; None = today (UTC)
     run_date: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$")
 
@@ -368,6 +378,13 @@ class RecallConfig(_Section):
     def _date_as_text(cls, value: Any) -> Any:
         # YAML reads an unquoted 2026-11-23 as a date
         return value.isoformat() if isinstance(value, dt.date) else value
+
+    @field_validator("channels", mode="after")
+    @classmethod
+    def _model_first(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if "model" not in value or len(set(value)) != len(value):
+            raise ValueError("channels needs model, each channel once (e.g. [model, item2item, popular, fresh])")
+        return ("model", *(c for c in value if c != "model"))
 
 
 class ReportConfig(_Section):

@@ -185,9 +185,12 @@ RECALL = pa.schema(
     [
         pa.field("user_id", pa.string(), nullable=False),
         pa.field("item_ids", pa.list_(pa.string()), nullable=False),  # best first
+        # the model's scores; with recall.channels beyond model, the merge's fusion scores
         pa.field("scores", pa.list_(pa.float32()), nullable=False),
         pa.field("model_version", pa.string(), nullable=False),
         pa.field("run_date", pa.string(), nullable=False),  # YYYY-MM-DD
+        # each item's source (serving/channels.py): model, item2item, popular or fresh
+        pa.field("channels", pa.list_(pa.string()), nullable=False),
     ]
 )
 

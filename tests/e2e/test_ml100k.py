@@ -291,3 +291,34 @@ def test_a_recall_actor_killed_mid_run_is_replaced_and_no_user_is_lost_or_double
     # every user once, with the same list as the undisturbed run (the same model, exact search)
     assert_same_lists(recall_rows(run), recall_rows(run_dir))
     assert json.loads((run / "recall" / "_manifest.json").read_text())["users"] == 943
+
+
+def test_recall_channels_merge_the_model_with_co_watched_and_popular_items_weighed_on_validation(run_dir, tmp_path):
+    from serving.channels import CHANNELS
+
+    run = tmp_path / "channels"
+    run.mkdir()
+    for stage in ("prep", "model"):
+        (run / stage).symlink_to(run_dir / stage)
+    run_recall(str(run), load_config(None, ["recall.channels=[model, item2item, popular, fresh]",
+                                            f"recall.top_k={TOP_K}", "recall.run_date=2026-11-23"]))
+    channels = json.loads((run / "recall" / "_manifest.json").read_text())["channels"]
+    prep = json.loads((run_dir / "prep" / "_manifest.json").read_text())
+    assert channels["validation_users"] == prep["counts"]["valid_users"] and channels["metric"] == "hr@50"
+    chosen = next(t for t in channels["validation"] if t["weights"] == channels["chosen"]["weights"]
+                  and t["offset"] == channels["chosen"]["offset"])
+    # the merge is the best setting tried, the model alone among them
+    assert chosen["hr@50"] == max(t["hr@50"] for t in channels["validation"]) >= channels["alone"]["model"]
+    assert set(channels["alone"]) == set(CHANNELS)
+    active = {name for name, weight in channels["chosen"]["weights"].items() if weight > 0}
+    assert set(channels["slots"]) <= active and abs(sum(channels["slots"].values()) - 1) < 1e-9
+    vocab = {r["index"]: r["item_id"] for r in pq.read_table(run_dir / "prep" / "vocab" / "items").to_pylist()}
+    watched = {r["user_id"]: {vocab[i] for i in r["watched"]}
+               for r in pq.read_table(run_dir / "prep" / "user_features").to_pylist()}
+    table = pq.read_table(run / "recall" / "table")
+    assert table.num_rows == 943
+    for row in table.select(["user_id", "item_ids", "scores", "channels"]).to_pylist():
+        items = row["item_ids"]
+        assert len(items) == len(set(items)) == len(row["channels"]) == TOP_K
+        assert not set(items) & watched[row["user_id"]] and set(row["channels"]) <= active
+        assert row["scores"] == sorted(row["scores"], reverse=True)

@@ -93,3 +93,15 @@ def test_bars_are_as_tall_as_their_shares():
     svg = bar_chart(["x", "y"], {"s": [0.2, 0.4]}, "share")
     heights = [float(h) for h in re.findall(r'height="([^"]+)" fill="[^"]+"><title>s ', svg)]
     assert len(heights) == 2 and abs(heights[1] - 2 * heights[0]) < 0.2
+
+
+def test_the_recall_channels_show_each_alone_the_merge_and_their_slots():
+    channels = {"validation_users": 900, "metric": "hr@50",
+                "chosen": {"weights": {"model": 1.0, "item2item": 0.5, "popular": 0.0}, "offset": 10},
+                "alone": {"model": 0.50, "item2item": 0.41, "popular": 0.19},
+                "validation": [{"hr@50": 0.50}, {"hr@50": 0.56}], "slots": {"model": 0.7, "item2item": 0.3}}
+    page = render(REPORT, None, PREP, {**RECALL, "channels": channels})
+    for expected in ("Recall channels", "item2item alone</td><td>0.4100", "merged</td><td>0.5600",
+                     "<td>item2item</td><td></td><td>0.5</td><td>30.0%</td>", "rank offset 10", "900 users"):
+        assert expected in page, expected
+    assert "Recall channels" not in render(REPORT, None, PREP, RECALL)

@@ -1,0 +1,274 @@
+"""Multi-channel recall: the model's FAISS search merged with other candidate sources.
+
+A production recall list is never one source. The channels:
+- model: the user vector's nearest items (the FAISS search of serving/recall.py);
+- item2item: the items co-watched with the user's last few watches, by cosine over every
+  training user (serving/baselines.py's similarity, kept to each item's top neighbours);
+- popular: the most watched items; fresh: the most watched in the last prep.recent_days.
+Each channel ranks its own candidates (the user's watched items never among them); the merged
+list scores an item by weighted reciprocal-rank fusion (Cormack et al. 2009),
+
+    score(i) = sum over channels c of  w_c / (offset + rank_c(i) + 1),
+
+and keeps the top K, each item labelled with the channel that gave it the most. The weights
+and the offset are chosen on the validation split (serving/recall.py), never on the test; a
+weight of 0 leaves a channel out, so the model alone is always among the choices.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torch
+
+from serving.baselines import cosine_similarity, watch_pairs
+
+CHANNELS = ("model", "item2item", "popular", "fresh")
+NEIGHBOURS_FILE = "neighbours.parquet"
+# the candidate settings, cheapest first (the first of equals wins): every channel's weight
+# relative to the model's 1, and the fusion's rank offset (small: the head of each list
+# decides; 60, the paper's: agreement between the lists decides)
+WEIGHT_GRID = {"item2item": (0.0, 0.05, 0.1, 0.25, 0.5, 1.0), "popular": (0.0, 0.05, 0.1), "fresh": (0.0, 0.05, 0.1)}
+OFFSETS = (10, 60)
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """The merge's setting: a weight per channel (the model's is 1) and the rank offset."""
+
+    weights: tuple[tuple[str, float], ...]
+    offset: int
+
+    @property
+    def active(self) -> dict[str, float]:
+        return {name: w for name, w in self.weights if w > 0}
+
+    def to_dict(self) -> dict:
+        return {"weights": dict(self.weights), "offset": self.offset}
+
+
+def fusion_grid(channels: tuple[str, ...]) -> list[Fusion]:
+    """Every setting of the channels given (model first), the model alone first."""
+    others = [c for c in channels if c != "model"]
+    grid = [Fusion((("model", 1.0), *((c, 0.0) for c in others)), OFFSETS[0])]
+    for weights in itertools.product(*(WEIGHT_GRID[c] for c in others)):
+        if not any(weights):
+            continue
+        for offset in OFFSETS:
+            grid.append(Fusion((("model", 1.0), *zip(others, weights)), offset))
+    return grid
+
+
+@dataclass(frozen=True)
+class CoWatch:
+    """Each item's `M` most similar items by co-watch cosine (0 = no neighbour), best first."""
+
+    neighbours: np.ndarray  # [num_items, M] int64 item indices
+    scores: np.ndarray  # [num_items, M] float32 cosine similarities
+
+    @classmethod
+    def build(cls, watched: pa.ListArray, num_items: int, neighbours: int) -> "CoWatch":
+        """From the watch lists of every training user (one row of item indices each)."""
+        similarity = cosine_similarity(watched, num_items)
+        rows = torch.repeat_interleave(torch.arange(num_items), similarity.crow_indices().diff()).numpy()
+        cols = similarity.col_indices().numpy()
+        values = similarity.values().numpy()
+        keep = rows != cols  # an item is not its own neighbour
+        rows, cols, values = rows[keep], cols[keep], values[keep]
+        items, best, _ = top_per_row(rows, cols, values, num_items, neighbours)
+        return cls(items, best.astype(np.float32))
+
+    def save(self, path: str) -> None:
+        n, m = self.neighbours.shape
+        table = pa.table({"neighbours": pa.FixedSizeListArray.from_arrays(pa.array(self.neighbours.reshape(-1)), m),
+                          "scores": pa.FixedSizeListArray.from_arrays(pa.array(self.scores.reshape(-1)), m)})
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        pq.write_table(table, path)
+
+    @classmethod
+    def load(cls, path: str) -> "CoWatch":
+        table = pq.read_table(path)
+        m = table.schema.field("neighbours").type.list_size
+        flat = lambda c: pc.list_flatten(table.column(c).combine_chunks()).to_numpy()  # noqa: E731
+        return cls(flat("neighbours").reshape(-1, m).astype(np.int64), flat("scores").reshape(-1, m))
+
+    def candidates(self, recent: np.ndarray, excluded: pa.ListArray, k: int) -> np.ndarray:
+        """[users, k] item indices (0 = none), best first: the neighbours of each user's
+        recent item ids ([users, R], 0 = padding) by the sum of their similarities, the
+        user's `excluded` items left out."""
+        users, width = recent.shape
+        rows = np.repeat(np.arange(users), width * self.neighbours.shape[1])
+        items = self.neighbours[recent].reshape(-1)
+        scores = (self.scores[recent] * (recent > 0)[:, :, None]).reshape(-1)
+        real = (items > 0) & (scores > 0)
+        return ranked(rows[real], items[real], scores[real], users, k, excluded)[0]
+
+
+def top_per_row(rows: np.ndarray, items: np.ndarray, scores: np.ndarray, count: int,
+                k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """([count, k] items, [count, k] scores, [count, k] positions in the input) of each row's
+    k highest scores (ties: the lower item index), 0 / 0 / -1 where a row has fewer."""
+    order = np.lexsort((items, -scores, rows))
+    rows_sorted = rows[order]
+    starts = np.searchsorted(rows_sorted, np.arange(count))
+    rank = np.arange(len(order)) - starts[rows_sorted]
+    take = rank < k
+    out_items = np.zeros((count, k), dtype=np.int64)
+    out_scores = np.zeros((count, k), dtype=np.float64)
+    out_at = np.full((count, k), -1, dtype=np.int64)
+    chosen = order[take]
+    out_items[rows_sorted[take], rank[take]] = items[chosen]
+    out_scores[rows_sorted[take], rank[take]] = scores[chosen]
+    out_at[rows_sorted[take], rank[take]] = chosen
+    return out_items, out_scores, out_at
+
+
+def ranked(rows: np.ndarray, items: np.ndarray, scores: np.ndarray, users: int, k: int,
+           excluded: pa.ListArray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scores summed per (row, item), `excluded` (row i's items never ranked) left out, then
+    each row's top k: top_per_row's output, positions into the summed pairs."""
+    span = int(items.max(initial=0)) + 1
+    keys = rows.astype(np.int64) * span + items
+    unique, inverse = np.unique(keys, return_inverse=True)
+    summed = np.bincount(inverse, weights=scores, minlength=len(unique))
+    pair_rows, pair_items = unique // span, unique % span
+    if excluded is not None and len(unique):
+        flat, parents = watch_pairs(excluded)
+        inside = flat < span
+        gone = np.isin(unique, parents[inside] * span + flat[inside])
+        pair_rows, pair_items, summed = pair_rows[~gone], pair_items[~gone], summed[~gone]
+    return top_per_row(pair_rows, pair_items, summed, users, k)
+
+
+def popular_candidates(order: np.ndarray, excluded: pa.ListArray, k: int) -> np.ndarray:
+    """[users, k] the first items of `order` (item indices, most popular first) each user has
+    not watched (0 = none)."""
+    users = len(excluded)
+    longest = int(pc.max(pc.list_value_length(excluded)).as_py() or 0) if users else 0
+    head = order[:k + longest]
+    rows = np.repeat(np.arange(users), len(head))
+    items = np.tile(head, users)
+    scores = np.tile(np.arange(len(head), 0, -1, dtype=np.float64), users)  # earlier = higher
+    return ranked(rows, items, scores, users, k, excluded)[0]
+
+
+def fuse(lists: dict[str, np.ndarray], fusion: Fusion, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """([users, k] items, [users, k] fused scores, [users, k] channel of each slot as an
+    index into CHANNELS, -1 for an empty slot) of the channels' ranked lists ([users, depth]
+    item indices, 0 = none) merged by weighted reciprocal-rank fusion."""
+    weights = fusion.active
+    users = len(next(iter(lists.values())))
+    rows, items, scores, sources = [], [], [], []
+    for name, weight in weights.items():
+        ranked_items = lists[name]
+        real = ranked_items > 0
+        r, position = np.nonzero(real)
+        rows.append(r)
+        items.append(ranked_items[real])
+        scores.append(weight / (fusion.offset + position + 1.0))
+        sources.append(np.full(len(r), CHANNELS.index(name), dtype=np.int8))
+    rows, items, scores, sources = (np.concatenate(x) for x in (rows, items, scores, sources))
+    span = int(items.max(initial=0)) + 1
+    keys = rows.astype(np.int64) * span + items
+    unique, inverse = np.unique(keys, return_inverse=True)
+    summed = np.bincount(inverse, weights=scores, minlength=len(unique))
+    # each merged item's channel: the one that gave it the largest share
+    strongest = np.lexsort((-scores, inverse))
+    first = np.r_[True, inverse[strongest][1:] != inverse[strongest][:-1]]
+    channel = np.empty(len(unique), dtype=np.int8)
+    channel[inverse[strongest][first]] = sources[strongest][first]
+    out_items, out_scores, at = top_per_row(unique // span, unique % span, summed, users, k)
+    out_channels = np.where(at >= 0, channel[np.maximum(at, 0)], -1).astype(np.int8)
+    return out_items, out_scores.astype(np.float32), out_channels
+
+
+def hit_rate(items: np.ndarray, targets: np.ndarray, at: int = 50) -> float:
+    """Share of rows whose target (an item index) is among their first `at` items."""
+    return float((items[:, :at] == targets[:, None]).any(1).mean()) if len(targets) else 0.0
+
+
+def choose(lists: dict[str, np.ndarray], targets: np.ndarray, channels: tuple[str, ...], k: int,
+           at: int = 50) -> tuple[Fusion, list[dict]]:
+    """The fusion setting with the highest hit rate @at of `targets` (the first of equals),
+    and every setting tried with its hit rate and each channel's share of the slots."""
+    tried, best, best_rate = [], None, -1.0
+    for fusion in fusion_grid(channels):
+        items, _, sources = fuse(lists, fusion, k)
+        rate = hit_rate(items, targets, at)
+        tried.append({**fusion.to_dict(), f"hr@{at}": rate, "slots": slot_shares(sources)})
+        if rate > best_rate:
+            best, best_rate = fusion, rate
+    return best, tried
+
+
+def slot_shares(sources: np.ndarray) -> dict[str, float]:
+    """Each channel's share of the filled slots."""
+    filled = sources[sources >= 0]
+    counts = np.bincount(filled, minlength=len(CHANNELS))
+    return {name: float(n / max(len(filled), 1)) for name, n in zip(CHANNELS, counts) if n}
+
+
+@dataclass(frozen=True)
+class Channels:
+    """What a scoring actor needs to merge a batch's model lists with the other channels."""
+
+    fusion: Fusion
+    cowatch: CoWatch | None  # item2item's neighbours (items outside the index removed)
+    popular: np.ndarray | None  # item indices, most watched first (index items only)
+    fresh: np.ndarray | None  # the same, by watches in the last recent days
+    recent: int  # item2item reads the user's last `recent` watches
+    item_id: np.ndarray  # item index -> item id (object array; "" for items not in the index)
+
+    @classmethod
+    def load(cls, spec: dict, row_item_index: np.ndarray, row_item_id: np.ndarray) -> "Channels":
+        """From the stage's spec: {"fusion", "item2item" (a neighbours file or None),
+        "popular", "fresh" (item index lists or None), "recent"}; only items of the index
+        (row_item_index) are ever offered."""
+        fusion = Fusion(tuple(spec["fusion"]["weights"].items()), int(spec["fusion"]["offset"]))
+        size = int(row_item_index.max(initial=0)) + 1
+        allowed = np.zeros(size, dtype=bool)
+        allowed[row_item_index] = True
+        item_id = np.full(size, "", dtype=object)
+        item_id[row_item_index] = row_item_id
+        cowatch = None
+        if spec.get("item2item") and "item2item" in fusion.active:
+            loaded = CoWatch.load(spec["item2item"])
+            neighbours = loaded.neighbours[:size] if len(loaded.neighbours) >= size else np.pad(
+                loaded.neighbours, ((0, size - len(loaded.neighbours)), (0, 0)))
+            scores = loaded.scores[:len(neighbours)]
+            scores = np.pad(scores, ((0, len(neighbours) - len(scores)), (0, 0)))
+            inside = neighbours < size
+            neighbours = np.where(inside & allowed[np.where(inside, neighbours, 0)], neighbours, 0)
+            cowatch = CoWatch(neighbours, np.where(neighbours > 0, scores, 0).astype(np.float32))
+
+        def order(name: str) -> np.ndarray | None:
+            if not spec.get(name) or name not in fusion.active:
+                return None
+            ranked_items = np.asarray(spec[name], dtype=np.int64)
+            return ranked_items[(ranked_items < size) & allowed[np.minimum(ranked_items, size - 1)]]
+
+        return cls(fusion, cowatch, order("popular"), order("fresh"), int(spec["recent"]), item_id)
+
+    def lists(self, model: np.ndarray, history: np.ndarray, excluded: pa.ListArray, k: int) -> dict[str, np.ndarray]:
+        """Every active channel's [users, k] ranked item indices; `model` is the model's."""
+        from ray_train.model import last_watches
+
+        out = {"model": model}
+        if self.cowatch is not None:
+            recent = last_watches(torch.from_numpy(np.asarray(history, dtype=np.int64)), self.recent).numpy()
+            out["item2item"] = self.cowatch.candidates(recent, excluded, k)
+        for name, ranked_items in (("popular", self.popular), ("fresh", self.fresh)):
+            if ranked_items is not None:
+                out[name] = popular_candidates(ranked_items, excluded, k)
+        return out
+
+    def merged(self, model: np.ndarray, history: np.ndarray, excluded: pa.ListArray,
+               k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """fuse()'s (items, scores, channels) for a batch of users."""
+        return fuse(self.lists(model, history, excluded, k), self.fusion, k)

@@ -1,0 +1,87 @@
+"""Recall channels: co-watch neighbours equal a brute-force cosine, no channel ever offers a
+watched item, and the fused list is each channel's ranks merged, without duplicates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from serving.channels import CHANNELS, CoWatch, Fusion, choose, fuse, fusion_grid, popular_candidates
+
+WATCHED = pa.array([[1, 2, 3], [1, 2], [2, 4], [4, 5]], pa.list_(pa.int32()))
+NUM_ITEMS = 6
+
+
+def brute_cosine() -> np.ndarray:
+    x = np.zeros((len(WATCHED), NUM_ITEMS))
+    for u, items in enumerate(WATCHED.to_pylist()):
+        x[u, items] = 1
+    counts = x.sum(0)
+    together = x.T @ x
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cosine = np.nan_to_num(together / np.sqrt(np.outer(counts, counts)))
+    np.fill_diagonal(cosine, 0)
+    return cosine
+
+
+def test_co_watch_neighbours_are_the_brute_force_cosines_best_first(tmp_path):
+    cowatch = CoWatch.build(WATCHED, NUM_ITEMS, neighbours=2)
+    cosine = brute_cosine()
+    for item in range(1, NUM_ITEMS):
+        expected = [j for j in sorted(range(NUM_ITEMS), key=lambda j: (-cosine[item, j], j)) if cosine[item, j] > 0][:2]
+        got = [j for j in cowatch.neighbours[item] if j > 0]
+        assert got == expected, item
+        assert np.allclose(cowatch.scores[item][:len(got)], cosine[item, got])
+    path = str(tmp_path / "item2item" / "neighbours.parquet")
+    cowatch.save(path)
+    again = CoWatch.load(path)
+    assert np.array_equal(again.neighbours, cowatch.neighbours) and np.array_equal(again.scores, cowatch.scores)
+
+
+def test_item2item_candidates_sum_the_recent_watches_similarities_and_skip_the_watched():
+    cowatch = CoWatch.build(WATCHED, NUM_ITEMS, neighbours=5)
+    cosine = brute_cosine()
+    recent = np.array([[2, 4], [5, 0]])
+    excluded = pa.array([[2, 4, 1], [5]], pa.list_(pa.int32()))
+    got = cowatch.candidates(recent, excluded, k=3)
+    scores = cosine[2] + cosine[4]
+    expected = [j for j in sorted(range(1, NUM_ITEMS), key=lambda j: (-scores[j], j)) if scores[j] > 0
+                and j not in (2, 4, 1)][:3]
+    assert [j for j in got[0] if j] == expected
+    assert [j for j in got[1] if j] == [4]  # 5's one co-watched item
+
+
+def test_popular_candidates_are_the_most_watched_the_user_has_not_watched():
+    order = np.array([3, 1, 4, 2, 5])
+    got = popular_candidates(order, pa.array([[3, 4], [], [1, 2, 3, 4, 5]], pa.list_(pa.int32())), k=2)
+    assert got.tolist() == [[1, 2], [3, 1], [0, 0]]
+
+
+def test_the_fused_list_merges_ranks_without_duplicates_and_names_each_slots_channel():
+    lists = {"model": np.array([[7, 8, 9], [1, 0, 0]]), "item2item": np.array([[9, 6, 0], [2, 1, 0]]),
+             "popular": np.array([[5, 7, 8], [3, 2, 1]]), "fresh": np.zeros((2, 3), np.int64)}
+    alone = Fusion((("model", 1.0), ("item2item", 0.0), ("popular", 0.0), ("fresh", 0.0)), 10)
+    items, _, channels = fuse(lists, alone, k=3)
+    assert items.tolist() == [[7, 8, 9], [1, 0, 0]]
+    assert channels.tolist() == [[0, 0, 0], [0, -1, -1]]
+    both = Fusion((("model", 1.0), ("item2item", 1.0), ("popular", 0.0), ("fresh", 0.0)), 10)
+    items, scores, channels = fuse(lists, both, k=4)
+    # 9: model's third (1/13) + item2item's first (1/11) beats 7, the model's first (1/11)
+    assert items[0].tolist() == [9, 7, 6, 8]  # 6 and 8 tie (second of a list): the lower index first
+    assert np.allclose(scores[0], [1 / 13 + 1 / 11, 1 / 11, 1 / 12, 1 / 12])
+    assert [CHANNELS[c] for c in channels[0]] == ["item2item", "model", "item2item", "model"]
+    assert items[1].tolist() == [1, 2, 0, 0]  # 1: model's first and item2item's second
+    for row in items:
+        real = row[row > 0]
+        assert len(set(real.tolist())) == len(real)
+
+
+def test_the_setting_chosen_is_the_one_that_finds_the_targets():
+    lists = {"model": np.array([[1, 2], [3, 4]]), "item2item": np.array([[5, 6], [7, 8]]),
+             "popular": np.array([[9, 10], [9, 10]]), "fresh": np.array([[11, 12], [11, 12]])}
+    chosen, tried = choose(lists, np.array([5, 7]), CHANNELS, k=2, at=2)
+    assert chosen.active.get("item2item", 0) > 0 and len(tried) == len(fusion_grid(CHANNELS))
+    assert tried[0]["weights"] == {"model": 1.0, "item2item": 0.0, "popular": 0.0, "fresh": 0.0}
+    assert tried[0]["hr@2"] == 0.0 and max(t["hr@2"] for t in tried) == 1.0
+    model_only, _ = choose(lists, np.array([1, 3]), CHANNELS, k=2, at=2)
+    assert model_only.active == {"model": 1.0}  # the first of equals: the model alone
