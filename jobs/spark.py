@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from pyspark.sql import SparkSession
 
@@ -20,7 +21,8 @@ def spark_session(cfg: SparkConfig, app_name: str = "watchnext-prep") -> SparkSe
         .config("spark.sql.session.timeZone", "UTC")
         # Parquet timestamps are written as UTC instants, the contract's timestamp[us, UTC]
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-        .config("spark.ui.showConsoleProgress", "true")
+        # stage progress bars redraw one line of a terminal; in a log file they are noise
+        .config("spark.ui.showConsoleProgress", str(sys.stderr.isatty()).lower())
         # the job shuffles and sorts the events by user once and caches them; later steps rely
         # on Spark keeping that partitioning for the cached data (jobs/order.py)
         .config("spark.sql.optimizer.canChangeCachedPlanOutputPartitioning", "false")

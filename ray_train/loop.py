@@ -50,6 +50,9 @@ COSINE_FLOOR = 0.01
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     cfg = TrainConfig.model_validate(config["train"])
+    # Ray Train's own lines (each rank's every report and checkpoint) stay in its log files;
+    # the console gets one line per epoch from rank 0
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
     spec = ModelSpec.from_dict(config["spec"])
     widths = Widths(**config["widths"])
     context = ray.train.get_context()
@@ -99,7 +102,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             examples += predicted
             loss_sum += float(loss.detach())
             if rank == 0 and steps % LOG_EVERY_STEPS == 0:
-                log.info("epoch %d step %d loss %.4f", epoch + 1, steps, loss_sum / steps)
+                log.debug("epoch %d step %d loss %.4f", epoch + 1, steps, loss_sum / steps)
             asked = time.perf_counter()
         seconds = time.time() - started
         metrics = {

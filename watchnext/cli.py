@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     # FAISS's loader logs every instruction set it tries before the one it loads
     logging.getLogger("faiss.loader").setLevel(logging.WARNING if not args.verbose else logging.DEBUG)
+    # py4j logs every connection it closes, and a closed socket's traceback, at INFO
+    logging.getLogger("py4j").setLevel(logging.WARNING if not args.verbose else logging.DEBUG)
     try:
         if args.command == "generate":
             return _generate(args)
