@@ -315,7 +315,7 @@ def test_recall_channels_merge_the_model_with_co_watched_and_popular_items_weigh
     vocab = {r["index"]: r["item_id"] for r in pq.read_table(run_dir / "prep" / "vocab" / "items").to_pylist()}
     watched = {r["user_id"]: {vocab[i] for i in r["watched"]}
                for r in pq.read_table(run_dir / "prep" / "user_features").to_pylist()}
-    table = pq.read_table(run / "recall" / "table")
+    table = pads.dataset(run / "recall" / "table" / "run_date=2026-11-23", format="parquet").to_table()
     assert table.num_rows == 943
     for row in table.select(["user_id", "item_ids", "scores", "channels"]).to_pylist():
         items = row["item_ids"]
