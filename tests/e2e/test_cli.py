@@ -42,7 +42,7 @@ def test_generate_then_run_on_a_synthetic_log(tmp_path: Path):
     for stage in ("prep", "model", "recall", "report"):
         assert (run / stage / "_manifest.json").exists()
 
-    again = watchnext("evaluate", "--run", str(run))
+    again = watchnext("evaluate", "--run", str(run), "--config", str(config))
     assert again.returncode == 0 and json.loads((run / "report" / "report.json").read_text()) == report
 
     # a later prep into the same RUN_DIR (a new fingerprint): what was built on the old one is refused
