@@ -23,4 +23,5 @@ def test_constant_is_the_default():
 
 def test_tied_embeddings_with_mismatched_widths_is_a_config_error():
     with pytest.raises(ConfigError, match="tie_embeddings"):
-        config_from_dict({"train": {"tie_embeddings": True, "embedding_dim": 32, "hidden_layers": [64]}})
+        config_from_dict({"train": {"model": "youtube_dnn", "tie_embeddings": True, "embedding_dim": 32,
+                                    "hidden_layers": [64]}})
