@@ -52,7 +52,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     cfg = TrainConfig.model_validate(config["train"])
     # Ray Train's own lines (each rank's every report and checkpoint) stay in its log files;
     # the console gets one line per epoch from rank 0
-    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    quiet_ray_train()
     spec = ModelSpec.from_dict(config["spec"])
     widths = Widths(**config["widths"])
     context = ray.train.get_context()
@@ -123,8 +123,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         history.append(metrics)
         best = _best_weights(net, history, best) if rank == 0 else best
         if rank == 0:
+            validated = metrics.get(f"val_hr@{VAL_K}")
             log.info("epoch %d/%d: loss %.4f, val HR@%d %s, %d examples in %.1fs (rank 0)",
-                     epoch + 1, cfg.epochs, metrics["loss"], VAL_K, metrics.get(f"val_hr@{VAL_K}", "-"),
+                     epoch + 1, cfg.epochs, metrics["loss"], VAL_K, "-" if validated is None else f"{validated:.4f}",
                      examples, seconds)
         _report(net, optimizer, spec, cfg, metrics, history, rank, best)
         if _should_stop(history, cfg.early_stopping_patience):
@@ -132,6 +133,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 log.info("early stop after epoch %d: val HR@%d last improved at epoch %d", epoch + 1, VAL_K,
                          best_epoch(history))
             break
+
+
+def quiet_ray_train() -> None:
+    """Ray Train's INFO lines to WARNING: its package logger, and the worker context's, which
+    is named by its file's path and logs every report of every rank."""
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:  # another Ray Train layout: its lines stay
+        return
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
 
 
 def batch_loss(model: torch.nn.Module, net: torch.nn.Module, objective: Objective, batch: Batch,
