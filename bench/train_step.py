@@ -20,7 +20,6 @@ import argparse
 import time
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.dataset as pads
 import torch
 
@@ -31,7 +30,8 @@ from ray_train.models import build_model, has_item_tower
 from ray_train.objective import Objective
 from ray_train.optim import Optimizer, uses_sparse_embeddings
 from ray_train.precision import step_autocast, step_precision
-from ray_train.trainer import model_spec, tiles_sequences
+from ray_train.sequence import tile_windows, tiles_watches, windows_per_batch
+from ray_train.trainer import model_spec
 from ray_train.two_tower import load_item_features
 from watchnext import storage
 from watchnext.config import load_config
@@ -56,13 +56,13 @@ def main() -> None:
     features = storage.read_manifest(prep_dir)["features"]
     cfg = load_config(None, overrides).train.for_corpus(int(features["item_vocab_size"]))
     spec, widths = model_spec(features, cfg), Widths.from_prep_features(features)
-    every_position = tiles_sequences(cfg)
+    every_position = tiles_watches(cfg)
     table = pads.dataset(storage.join(prep_dir, "examples"), format="parquet").to_table(
         columns=EXAMPLE_COLUMNS + ["watches_after"])
     batch_size = cfg.batch_size
     if every_position:  # the windows that tile the users' watches, as the trainer reads them
-        tiles = table.filter(pa.array(table.column("watches_after").to_numpy() % widths.history_len == 0))
-        batch_size = max(1, round(cfg.batch_size * tiles.num_rows / table.num_rows))
+        tiles = tile_windows(table, widths.history_len)
+        batch_size = windows_per_batch(cfg.batch_size, tiles.num_rows, table.num_rows)
         table = tiles
     # in a random order, as training draws them: prep writes a user's examples together
     order = np.random.default_rng(0).permutation(table.num_rows)

@@ -31,7 +31,7 @@ from ray_train.models import build_model, has_item_tower
 from ray_train.objective import Objective
 from ray_train.optim import Optimizer, uses_sparse_embeddings
 from ray_train.precision import step_autocast, step_precision
-from ray_train.sequence import next_watch_targets
+from ray_train.sequence import next_watch_targets, tiles_watches
 from ray_train.sparse_sync import average_sparse_gradients, prepare_model
 from ray_train.two_tower import load_item_features
 from ray_train.validation import VAL_K, ValidationSet
@@ -76,7 +76,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         optimizer.load_state_dict(optimizer_state)
     objective = Objective(cfg, spec, config["item_sampling_path"], rank)
     batch_size = int(config.get("batch_size") or cfg.batch_size)  # windows, when they tile sequences
-    every_position = spec.model == "sequence" and cfg.sequence_training == "every_position"
+    every_position = tiles_watches(cfg)
     examples_source = WorkerExamples(ray.train.get_dataset_shard("train"), widths, batch_size, cfg.seed, rank,
                                      keep=bool(config.get("keep_in_worker")))
     validation = ValidationSet.load(config["prep_dir"], widths, cfg.val_users, cfg.seed) if rank == 0 else None

@@ -19,10 +19,29 @@ last position alone, as the pooled towers do, which costs a window's encoder per
 
 from __future__ import annotations
 
+import pyarrow as pa
 import torch
 from torch import nn
 
 from ray_train.model import ModelSpec, categorical_dim, mean_bag
+from watchnext.config import TrainConfig
+
+
+def tiles_watches(cfg: TrainConfig) -> bool:
+    """Whether training reads the windows that tile each user's watches, every watch of each
+    a target (the sequence tower's every_position training)."""
+    return cfg.model == "sequence" and cfg.sequence_training == "every_position"
+
+
+def tile_windows(examples: pa.Table, history_len: int) -> pa.Table:
+    """The examples whose windows tile their user's watches: watches_after a multiple of
+    history_len, so each window's history ends where the next window's label is."""
+    return examples.filter(pa.array(examples.column("watches_after").to_numpy() % history_len == 0))
+
+
+def windows_per_batch(batch_size: int, windows: int, examples: int) -> int:
+    """Windows a batch takes so that it holds about batch_size watches to predict."""
+    return max(1, round(batch_size * windows / max(examples, 1)))
 
 
 class SequenceTower(nn.Module):

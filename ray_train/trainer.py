@@ -13,7 +13,6 @@ import os
 from collections.abc import MutableMapping
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import ray
@@ -29,6 +28,7 @@ from ray_train.loop import CHECKPOINT_STATE, train_loop_per_worker
 from ray_train.optim import uses_sparse_embeddings
 from ray_train.model import ModelSpec
 from ray_train.models import build_model
+from ray_train.sequence import tile_windows, tiles_watches, windows_per_batch
 from ray_train.validation import VAL_K, VALIDATION_SOURCE
 from ray_train.warm_start import state_bytes, warm_start_state
 from watchnext import storage
@@ -94,11 +94,11 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False, prep_dir: str | N
     start_ray(cfg.ray, min_cpus=int(train_cfg.workers * train_cfg.cpus_per_worker) + 1)
     poll_reports_often()
 
-    columns = EXAMPLE_COLUMNS + (["watches_after"] if tiles_sequences(train_cfg) else [])
+    columns = EXAMPLE_COLUMNS + (["watches_after"] if tiles_watches(train_cfg) else [])
     _check_examples(storage.join(prep_dir, "examples"), columns)
     examples = ray.data.read_parquet(storage.join(prep_dir, "examples"), shuffle="files").select_columns(columns)
     batch_size = train_cfg.batch_size
-    if tiles_sequences(train_cfg):
+    if tiles_watches(train_cfg):
         examples, batch_size = sequence_tiles(examples, widths.history_len, int(prep["counts"]["examples"]),
                                               train_cfg.batch_size)
     cached = _cache_examples(train_cfg.cache_examples, int(prep["counts"]["examples"]) * widths.row_bytes,
@@ -193,24 +193,15 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False, prep_dir: str | N
     )
 
 
-def tiles_sequences(cfg: TrainConfig) -> bool:
-    """Whether training reads tiling windows, every watch of each a target (the sequence
-    tower's every_position training)."""
-    return cfg.model == "sequence" and cfg.sequence_training == "every_position"
-
-
 def sequence_tiles(examples: ray.data.Dataset, history_len: int, example_count: int,
                    batch_size: int) -> tuple[ray.data.Dataset, int]:
     """The examples whose windows tile their user's watches (watches_after a multiple of
     history_len: each window's history ends where the next window's label is), and windows
     per batch such that a batch holds about batch_size watches to predict."""
-    def ends_tile(table: pa.Table) -> pa.Table:
-        after = table.column("watches_after").to_numpy()
-        return table.filter(pa.array(after % history_len == 0)).drop_columns(["watches_after"])
-
-    tiles = examples.map_batches(ends_tile, batch_format="pyarrow").materialize()
+    tiles = examples.map_batches(lambda table: tile_windows(table, history_len).drop_columns(["watches_after"]),
+                                 batch_format="pyarrow").materialize()
     windows = tiles.count()
-    per_batch = max(1, round(batch_size * windows / max(example_count, 1)))
+    per_batch = windows_per_batch(batch_size, windows, example_count)
     log.info("%d windows tile the %d training watches; %d windows a batch", windows, example_count, per_batch)
     return tiles, per_batch
 

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
+from ray_train.model import last_watches
 from serving.baselines import cosine_similarity, watch_pairs
 
 CHANNELS = ("model", "item2item", "popular", "fresh")
@@ -133,10 +134,7 @@ def ranked(rows: np.ndarray, items: np.ndarray, scores: np.ndarray, users: int, 
            excluded: pa.ListArray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Scores summed per (row, item), `excluded` (row i's items never ranked) left out, then
     each row's top k: top_per_row's output, positions into the summed pairs."""
-    span = int(items.max(initial=0)) + 1
-    keys = rows.astype(np.int64) * span + items
-    unique, inverse = np.unique(keys, return_inverse=True)
-    summed = np.bincount(inverse, weights=scores, minlength=len(unique))
+    span, unique, inverse, summed = summed_pairs(rows, items, scores)
     pair_rows, pair_items = unique // span, unique % span
     if excluded is not None and len(unique):
         flat, parents = watch_pairs(excluded)
@@ -144,6 +142,15 @@ def ranked(rows: np.ndarray, items: np.ndarray, scores: np.ndarray, users: int, 
         gone = np.isin(unique, parents[inside] * span + flat[inside])
         pair_rows, pair_items, summed = pair_rows[~gone], pair_items[~gone], summed[~gone]
     return top_per_row(pair_rows, pair_items, summed, users, k)
+
+
+def summed_pairs(rows: np.ndarray, items: np.ndarray,
+                 scores: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """(span, the distinct (row, item) pairs as keys row * span + item, each input's pair,
+    each pair's summed score)."""
+    span = int(items.max(initial=0)) + 1
+    unique, inverse = np.unique(rows.astype(np.int64) * span + items, return_inverse=True)
+    return span, unique, inverse, np.bincount(inverse, weights=scores, minlength=len(unique))
 
 
 def popular_candidates(order: np.ndarray, excluded: pa.ListArray, k: int) -> np.ndarray:
@@ -174,10 +181,7 @@ def fuse(lists: dict[str, np.ndarray], fusion: Fusion, k: int) -> tuple[np.ndarr
         scores.append(weight / (fusion.offset + position + 1.0))
         sources.append(np.full(len(r), CHANNELS.index(name), dtype=np.int8))
     rows, items, scores, sources = (np.concatenate(x) for x in (rows, items, scores, sources))
-    span = int(items.max(initial=0)) + 1
-    keys = rows.astype(np.int64) * span + items
-    unique, inverse = np.unique(keys, return_inverse=True)
-    summed = np.bincount(inverse, weights=scores, minlength=len(unique))
+    span, unique, inverse, summed = summed_pairs(rows, items, scores)
     # each merged item's channel: the one that gave it the largest share
     strongest = np.lexsort((-scores, inverse))
     first = np.r_[True, inverse[strongest][1:] != inverse[strongest][:-1]]
@@ -238,13 +242,12 @@ class Channels:
         item_id[row_item_index] = row_item_id
         cowatch = None
         if spec.get("item2item") and "item2item" in fusion.active:
+            # rows for the index's items (a vocabulary's prefix); neighbours outside it dropped
             loaded = CoWatch.load(spec["item2item"])
-            neighbours = loaded.neighbours[:size] if len(loaded.neighbours) >= size else np.pad(
-                loaded.neighbours, ((0, size - len(loaded.neighbours)), (0, 0)))
-            scores = loaded.scores[:len(neighbours)]
-            scores = np.pad(scores, ((0, len(neighbours) - len(scores)), (0, 0)))
-            inside = neighbours < size
-            neighbours = np.where(inside & allowed[np.where(inside, neighbours, 0)], neighbours, 0)
+            neighbours, scores = loaded.neighbours[:size], loaded.scores[:size]
+            offered = np.zeros(len(loaded.neighbours), dtype=bool)
+            offered[:size] = allowed
+            neighbours = np.where(offered[neighbours], neighbours, 0)
             cowatch = CoWatch(neighbours, np.where(neighbours > 0, scores, 0).astype(np.float32))
 
         def order(name: str) -> np.ndarray | None:
@@ -257,8 +260,6 @@ class Channels:
 
     def lists(self, model: np.ndarray, history: np.ndarray, excluded: pa.ListArray, k: int) -> dict[str, np.ndarray]:
         """Every active channel's [users, k] ranked item indices; `model` is the model's."""
-        from ray_train.model import last_watches
-
         out = {"model": model}
         if self.cowatch is not None:
             recent = last_watches(torch.from_numpy(np.asarray(history, dtype=np.int64)), self.recent).numpy()

@@ -31,7 +31,7 @@ from ray_train.data import Widths, to_batch
 from ray_train.export import ITEM_EMBEDDINGS_FILE, load_user_tower
 from ray_train.trainer import start_ray
 from serving.index import IndexParams, ShardedIndex, item_keys, item_matrix, normalized, user_queries
-from serving.channels import CHANNELS, Channels, CoWatch, choose, fusion_grid, hit_rate
+from serving.channels import CHANNELS, NEIGHBOURS_FILE, Channels, CoWatch, choose, fusion_grid, hit_rate
 from serving.search import search_excluding
 from watchnext import storage
 from watchnext.config import Config, RecallConfig
@@ -225,11 +225,12 @@ def _choose_channels(prep_dir: str, model_dir: str, recall_dir: str, index: Shar
     chosen on a seeded sample of rc.channel_users validation users, everything the way it
     was known at their validation watch: (the actors' spec, the manifest's summary)."""
     started = time.time()
-    vocab = _read(storage.join(prep_dir, "vocab", "items"))
+    vocab = storage.parquet_dataset(storage.join(prep_dir, "vocab", "items")).to_table()
     num_items = int(storage.read_manifest(prep_dir)["features"]["item_vocab_size"])
-    features = _read(storage.join(prep_dir, "user_features"), ["user_id", "watched"])
+    features = storage.parquet_dataset(storage.join(prep_dir, "user_features")).to_table(
+        columns=["user_id", "watched"])
     watched = features.column("watched").combine_chunks()
-    neighbours_path = storage.join(recall_dir, "item2item", "neighbours.parquet")
+    neighbours_path = storage.join(recall_dir, "item2item", NEIGHBOURS_FILE)
     if "item2item" in rc.channels:
         CoWatch.build(watched, num_items, rc.channel_neighbours).save(neighbours_path)
     count = np.zeros(num_items, dtype=np.int64)
@@ -242,7 +243,7 @@ def _choose_channels(prep_dir: str, model_dir: str, recall_dir: str, index: Shar
             "popular": _by_count(count) if "popular" in rc.channels else None,
             "fresh": _by_count(recent) if "fresh" in rc.channels and recent is not None else None}
     valid_path = storage.join(prep_dir, "valid")
-    valid = _read(valid_path) if storage.exists(valid_path) else None
+    valid = storage.parquet_dataset(valid_path).to_table() if storage.exists(valid_path) else None
     if valid is None or valid.num_rows == 0:
         log.warning("recall.channels: no validation split (prep.validation=false) to weigh the channels on; "
                     "the lists are the model's alone")
@@ -305,10 +306,6 @@ def _slot_shares(table: ray.data.Dataset) -> dict[str, float]:
             counts[entry["values"]] = counts.get(entry["values"], 0) + entry["counts"]
     total = max(sum(counts.values()), 1)
     return {name: counts[name] / total for name in CHANNELS if name in counts}
-
-
-def _read(path: str, columns: list[str] | None = None) -> pa.Table:
-    return storage.parquet_dataset(path).to_table(columns=columns)
 
 
 def index_params(rc: RecallConfig, num_items: int, dim: int) -> IndexParams:
