@@ -27,7 +27,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from ray_train.model import last_watches
 from serving.baselines import cosine_similarity, watch_pairs
 
 CHANNELS = ("model", "item2item", "popular", "fresh")
@@ -109,6 +108,15 @@ class CoWatch:
         scores = (self.scores[recent] * (recent > 0)[:, :, None]).reshape(-1)
         real = (items > 0) & (scores > 0)
         return ranked(rows[real], items[real], scores[real], users, k, excluded)[0]
+
+
+def latest(history: np.ndarray, count: int) -> np.ndarray:
+    """[users, count] the last `count` watches of oldest-first, right-padded histories, oldest
+    first (0 where a user has fewer)."""
+    history = np.asarray(history, dtype=np.int64)
+    length = (history > 0).sum(1, keepdims=True)
+    at = length - count + np.arange(count)[None, :]
+    return np.where(at >= 0, np.take_along_axis(history, np.maximum(at, 0), axis=1), 0)
 
 
 def top_per_row(rows: np.ndarray, items: np.ndarray, scores: np.ndarray, count: int,
@@ -262,8 +270,7 @@ class Channels:
         """Every active channel's [users, k] ranked item indices; `model` is the model's."""
         out = {"model": model}
         if self.cowatch is not None:
-            recent = last_watches(torch.from_numpy(np.asarray(history, dtype=np.int64)), self.recent).numpy()
-            out["item2item"] = self.cowatch.candidates(recent, excluded, k)
+            out["item2item"] = self.cowatch.candidates(latest(history, self.recent), excluded, k)
         for name, ranked_items in (("popular", self.popular), ("fresh", self.fresh)):
             if ranked_items is not None:
                 out[name] = popular_candidates(ranked_items, excluded, k)

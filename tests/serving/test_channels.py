@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from serving.channels import CHANNELS, CoWatch, Fusion, choose, fuse, fusion_grid, popular_candidates
+from serving.channels import CHANNELS, CoWatch, Fusion, choose, fuse, fusion_grid, latest, popular_candidates
 
 WATCHED = pa.array([[1, 2, 3], [1, 2], [2, 4], [4, 5]], pa.list_(pa.int32()))
 NUM_ITEMS = 6
@@ -49,6 +49,12 @@ def test_item2item_candidates_sum_the_recent_watches_similarities_and_skip_the_w
                 and j not in (2, 4, 1)][:3]
     assert [j for j in got[0] if j] == expected
     assert [j for j in got[1] if j] == [4]  # 5's one co-watched item
+
+
+def test_the_recent_watches_are_each_historys_last_ones_oldest_first():
+    history = np.array([[7, 8, 9, 0, 0], [4, 0, 0, 0, 0], [0, 0, 0, 0, 0], [1, 2, 3, 4, 5]])
+    assert latest(history, 3).tolist() == [[7, 8, 9], [0, 0, 4], [0, 0, 0], [3, 4, 5]]
+    assert latest(history, 1).tolist() == [[9], [4], [0], [5]]
 
 
 def test_popular_candidates_are_the_most_watched_the_user_has_not_watched():
