@@ -122,7 +122,7 @@ def test_a_link_inside_a_path_is_followed_to_where_it_leads_before_anything_is_r
 
 
 def test_recall_channels_always_hold_the_model_first():
-    assert load_config().recall.channels == ("model",)
+    assert load_config().recall.channels == ("model", "item2item", "popular")
     assert load_config(None, ["recall.channels=[popular, model]"]).recall.channels == ("model", "popular")
     with pytest.raises(ConfigError, match=r"recall\.channels.*needs model"):
         load_config(None, ["recall.channels=[item2item]"])

@@ -364,9 +364,10 @@ class RecallConfig(_Section):
     # search), item2item (co-watch neighbours of the user's last channel_recent watches,
     # channel_neighbours kept per item), popular and fresh (the most watched overall and in
     # prep.recent_days); each one's weight in the merge is chosen on channel_users users of
-    # the validation split (the model alone is one of the choices). model alone is the
-    # default: the others cost a co-watch similarity over every training user
-    channels: tuple[Literal["model", "item2item", "popular", "fresh"], ...] = ("model",)
+    # the validation split (the model alone is one of the choices, so a channel that does
+    # not help there gets weight 0). fresh is left to logs whose recent popularity means
+    # something (real times, not an order)
+    channels: tuple[Literal["model", "item2item", "popular", "fresh"], ...] = ("model", "item2item", "popular")
     channel_recent: int = Field(5, ge=1)
     channel_neighbours: int = Field(100, ge=1)
     channel_users: int = Field(2000, ge=1)
