@@ -15,9 +15,13 @@ Training (train.sequence_training): every_position, the default, trains on windo
 each user's watches (prep's watches_after), every watch of a window predicting the next, so an
 epoch runs the encoder once per watch; last_position trains every example's window at its
 last position alone, as the pooled towers do, which costs a window's encoder per watch.
+Either way short histories are packed several to a row of the encoder (pack_rows): on a log
+of a few watches per user a batch costs its watches, not its longest history times its size.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import pyarrow as pa
 import torch
@@ -42,6 +46,55 @@ def tile_windows(examples: pa.Table, history_len: int) -> pa.Table:
 def windows_per_batch(batch_size: int, windows: int, examples: int) -> int:
     """Windows a batch takes so that it holds about batch_size watches to predict."""
     return max(1, round(batch_size * windows / max(examples, 1)))
+
+
+@dataclass(frozen=True)
+class Packing:
+    """Right-padded histories [B, L] laid out several to an encoder row of W slots: watch t of row
+    rows[k] (t = steps[k]) sits at slots[k] of the flattened [P, W] `items`, `positions`
+    counts from each history's first watch, and `hidden` [P, W, W] is True where a slot may
+    not read another: only the earlier slots of its own history are read (a padding slot
+    reads itself)."""
+
+    items: torch.Tensor
+    positions: torch.Tensor
+    hidden: torch.Tensor
+    rows: torch.Tensor
+    steps: torch.Tensor
+    slots: torch.Tensor
+
+
+def pack_rows(history: torch.Tensor, width: int) -> Packing | None:
+    """The histories packed in order into encoder rows of `width` slots, each into the
+    current row while it fits, else a new one (next-fit; a history without a watch takes one
+    padding slot); None when that saves no row."""
+    batch = len(history)
+    lengths = (history > 0).sum(1).clamp(min=1)
+    starts, row_of, used, rows_used = [], [], width, 0
+    for n in lengths.tolist():
+        if used + n > width:
+            rows_used, used = rows_used + 1, 0
+        starts.append(used)
+        row_of.append(rows_used - 1)
+        used += n
+    if rows_used >= batch:
+        return None
+    device = history.device
+    rows = torch.repeat_interleave(torch.arange(batch, device=device), lengths)
+    first = torch.cumsum(lengths, 0) - lengths
+    steps = torch.arange(len(rows), device=device) - first[rows]
+    row_of, starts = torch.tensor(row_of, device=device), torch.tensor(starts, device=device)
+    slots = row_of[rows] * width + starts[rows] + steps
+    items = torch.zeros(rows_used * width, dtype=history.dtype, device=device)
+    items[slots] = history[rows, steps]
+    positions = torch.zeros(rows_used * width, dtype=torch.long, device=device)
+    positions[slots] = steps
+    segment = -1 - torch.arange(rows_used * width, device=device)  # padding: a segment of its own
+    segment[slots] = rows
+    segment = segment.view(rows_used, width)
+    causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
+    hidden = ~((segment.unsqueeze(2) == segment.unsqueeze(1)) & causal)
+    return Packing(items.view(rows_used, width), positions.view(rows_used, width), hidden, rows, steps, slots)
 
 
 class SequenceTower(nn.Module):
@@ -72,16 +125,27 @@ class SequenceTower(nn.Module):
 
     def encode(self, history: torch.Tensor) -> torch.Tensor:
         """[B, L, d]: the encoder's output at every position of oldest-first, right-padded
-        histories; position t reads only the watches up to t."""
+        histories; position t reads only the watches up to t. Short histories are packed
+        several to a row of the encoder (pack_rows), each with its own positions and a mask
+        that keeps it to itself, so a batch of users with few watches costs their watches,
+        not the longest history times the batch."""
         width = history.shape[1]
         if width > self.positions.num_embeddings:
             raise ValueError(f"a history of {width} watches is longer than the tower's "
                              f"{self.positions.num_embeddings} positions (prep.history_len)")
-        at = torch.arange(width, device=history.device)
-        x = self.input_dropout(self.history(history) + self.positions(at).unsqueeze(0))
-        causal = torch.triu(torch.full((width, width), float("-inf"), device=history.device), diagonal=1)
-        # no key padding mask: padding follows every real watch, so the causal mask hides it
-        return self.norm(self.encoder(x, mask=causal, is_causal=True))
+        packing = pack_rows(history, self.positions.num_embeddings)
+        if packing is None:
+            at = torch.arange(width, device=history.device)
+            x = self.input_dropout(self.history(history) + self.positions(at).unsqueeze(0))
+            causal = torch.triu(torch.full((width, width), float("-inf"), device=history.device), diagonal=1)
+            # no key padding mask: padding follows every real watch, so the causal mask hides it
+            return self.norm(self.encoder(x, mask=causal, is_causal=True))
+        x = self.input_dropout(self.history(packing.items) + self.positions(packing.positions))
+        mask = packing.hidden.repeat_interleave(self.encoder.layers[0].self_attn.num_heads, dim=0)
+        packed = self.norm(self.encoder(x, mask=mask)).flatten(0, 1)
+        out = packed.new_zeros(*history.shape, packed.shape[-1])
+        out[packing.rows, packing.steps] = packed[packing.slots]
+        return out
 
     def forward(self, history: torch.Tensor, search_tokens: torch.Tensor, demographics: torch.Tensor,
                 continuous: torch.Tensor, example_age: torch.Tensor, every_position: bool = False) -> torch.Tensor:

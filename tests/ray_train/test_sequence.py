@@ -7,7 +7,7 @@ import torch
 
 from ray_train.model import ModelSpec
 from ray_train.models import build_model, build_user_tower
-from ray_train.sequence import next_watch_targets
+from ray_train.sequence import next_watch_targets, pack_rows
 
 SPEC = ModelSpec(num_items=30, categorical_sizes=(4,), embedding_dim=8, hidden_layers=(8,), num_tokens=9,
                  num_continuous=1, tie_embeddings=True, model="sequence", sequence_length=6, sequence_heads=2)
@@ -44,6 +44,24 @@ def test_the_user_vector_is_the_output_after_the_last_watch_whatever_the_padding
     assert short.shape == (1, 8)
     assert torch.allclose(short, padded, atol=1e-6)
     assert torch.allclose(short[0], every[0, 2], atol=1e-6)  # the search bag joins the last watch
+
+
+def test_short_histories_share_an_encoder_row_and_give_what_each_gives_alone():
+    torch.manual_seed(0)
+    tower = build_model(SPEC).user_tower.eval()
+    histories = [[3, 4, 0, 0, 0, 0], [5, 0, 0, 0, 0, 0], [6, 7, 8, 9, 0, 0], [0, 0, 0, 0, 0, 0], [2, 1, 3, 0, 0, 0]]
+    packing = pack_rows(torch.tensor(histories), 6)
+    # next-fit into rows of 6 slots: [3 4 | 5 | pad], [6 7 8 9 | pad], [2 1 3]
+    assert packing.items.tolist() == [[3, 4, 5, 0, 0, 0], [6, 7, 8, 9, 0, 0], [2, 1, 3, 0, 0, 0]]
+    assert packing.positions.tolist() == [[0, 1, 0, 0, 0, 0], [0, 1, 2, 3, 0, 0], [0, 1, 2, 0, 0, 0]]
+    # slot 2 (the 5) reads itself only; slot 1 (the 4) reads the 3 and itself
+    assert (~packing.hidden[0]).nonzero().tolist()[:4] == [[0, 0], [1, 0], [1, 1], [2, 2]]
+    packed = tower.encode(torch.tensor(histories))
+    for row, history in enumerate(histories):
+        length = max(sum(1 for i in history if i), 1)
+        alone = tower.encode(torch.tensor([history[:length]]))  # one row: nothing to pack
+        assert torch.allclose(packed[row, :length], alone[0], atol=1e-5), row
+    assert pack_rows(torch.tensor([[1, 2, 3, 4, 0, 0], [5, 6, 7, 0, 0, 0]]), 6) is None  # no row saved
 
 
 def test_every_watch_of_a_window_predicts_the_next_and_the_last_the_label():
