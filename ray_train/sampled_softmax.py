@@ -166,15 +166,70 @@ class _MaskHits(torch.autograd.Function):
         return grad, None, None
 
 
+CHUNK_SCORES = 1 << 20  # logits the exact softmax holds at once (4 MiB in fp32: a core's cache)
+
+
 def full_softmax_loss(
     user: torch.Tensor, labels: torch.Tensor, item_table: tuple[torch.Tensor, torch.Tensor],
-    weights: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None, chunk_scores: int = CHUNK_SCORES,
 ) -> torch.Tensor:
-    """The exact objective over (vectors, bias) of every item, for small corpora and for
-    testing the sampled estimate."""
+    """The exact objective over (vectors, bias) of every item, for corpora small enough to
+    score whole and for testing the sampled estimate. Under autocast the products run in its
+    dtype and the softmax in fp32, as F.cross_entropy would have them."""
     vectors, bias = item_table
-    logits = user @ vectors[1:].T + bias[1:]
-    return weighted_mean(F.cross_entropy(logits, labels - 1, reduction="none"), weights)
+    device = user.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else user.dtype
+    chunk = max(1, chunk_scores // max(len(user), 1))
+    losses = _ExactSoftmax.apply(user, vectors[1:], bias[1:], labels - 1, dtype, chunk)
+    return weighted_mean(losses, weights)
+
+
+class _ExactSoftmax(torch.autograd.Function):
+    """Each example's -log softmax(u . v_j + b_j)[label] over every item j, its [N, items]
+    logits computed a chunk of items at a time in forward and again in backward, never held
+    whole: the batch's scores stay in cache instead of making several passes over memory.
+
+        d loss_n / d logit_nj = grad_n (softmax_nj - [j = label_n])"""
+
+    @staticmethod
+    def forward(ctx, user: torch.Tensor, vectors: torch.Tensor, bias: torch.Tensor, labels: torch.Tensor,
+                dtype: torch.dtype, chunk: int) -> torch.Tensor:
+        with torch.autocast(user.device.type, enabled=False):
+            lse = torch.full((len(user),), float("-inf"), device=user.device)
+            target = torch.zeros(len(user), device=user.device)
+            for start, logits in _chunk_logits(user, vectors, bias, dtype, chunk):
+                lse = torch.logaddexp(lse, torch.logsumexp(logits, 1))
+                inside = (labels >= start) & (labels < start + logits.shape[1])
+                target[inside] = logits[inside, labels[inside] - start]
+        ctx.save_for_backward(user, vectors, bias, labels, lse)
+        ctx.dtype, ctx.chunk = dtype, chunk
+        return lse - target
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        user, vectors, bias, labels, lse = ctx.saved_tensors
+        low = user.to(ctx.dtype)
+        grad_user = torch.zeros(user.shape, device=user.device)
+        grad_vectors = torch.zeros(vectors.shape, device=vectors.device)
+        grad_bias = torch.zeros(bias.shape, device=bias.device)
+        for start, logits in _chunk_logits(user, vectors, bias, ctx.dtype, ctx.chunk):
+            end = start + logits.shape[1]
+            scores = torch.exp(logits - lse.unsqueeze(1)) * grad.unsqueeze(1)
+            inside = (labels >= start) & (labels < end)
+            scores[inside, labels[inside] - start] -= grad[inside]
+            part = scores.to(ctx.dtype)
+            grad_user += (part @ vectors[start:end].to(ctx.dtype)).float()
+            grad_vectors[start:end] = (part.T @ low).float()
+            grad_bias[start:end] = scores.sum(0)
+        return grad_user.to(user.dtype), grad_vectors.to(vectors.dtype), grad_bias.to(bias.dtype), None, None, None
+
+
+def _chunk_logits(user: torch.Tensor, vectors: torch.Tensor, bias: torch.Tensor, dtype: torch.dtype,
+                  chunk: int):
+    """(first item, [N, chunk] fp32 logits) of every chunk of the items, in order."""
+    low = user.to(dtype)
+    for start in range(0, len(vectors), chunk):
+        yield start, (low @ vectors[start:start + chunk].to(dtype).T).float() + bias[start:start + chunk].float()
 
 
 def pointwise_loss(

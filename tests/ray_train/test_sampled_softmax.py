@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ray_train.sampled_softmax import (
@@ -66,6 +67,34 @@ def test_logq_correction_matches_full_softmax():
     log_q = torch.full((n - 1,), -math.log(n - 1))
     sampled = sampled_softmax_loss(user, labels, vectors, bias, negatives, log_q[labels - 1], log_q)
     assert torch.allclose(sampled, full_softmax_loss(user, labels, (vectors.weight, bias.weight.squeeze(-1))), atol=1e-5)
+
+
+def test_the_exact_softmax_in_chunks_has_cross_entropys_loss_and_gradients():
+    n, d = 50, 8
+    torch.manual_seed(3)
+    user, vectors, bias = torch.randn(5, d), torch.randn(n, d), torch.randn(n)
+    labels, weights = torch.tensor([1, 7, 7, 49, 23]), torch.tensor([1.0, 2.0, 0.5, 1.0, 3.0])
+
+    def gradients(loss_of):
+        leaves = [t.clone().requires_grad_() for t in (user, vectors, bias)]
+        loss = loss_of(*leaves)
+        loss.backward()
+        return loss.detach(), [t.grad for t in leaves]
+
+    def straightforward(u, v, b):
+        losses = F.cross_entropy(u @ v[1:].T + b[1:], labels - 1, reduction="none")
+        return (losses * weights).sum() / weights.sum()
+
+    expected, expected_grads = gradients(straightforward)
+    for chunk_scores in (5 * 3, 5 * 7, 1 << 20):  # chunks of 3 and 7 items (the last one short), one chunk
+        loss, grads = gradients(lambda u, v, b: full_softmax_loss(u, labels, (v, b), weights, chunk_scores))
+        assert torch.allclose(loss, expected, atol=1e-5)
+        for got, want in zip(grads, expected_grads):
+            assert torch.allclose(got, want, atol=1e-5)
+        assert not grads[1][0].any() and not grads[2][0].any()  # padding row 0 is never scored
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low, _ = gradients(lambda u, v, b: full_softmax_loss(u, labels, (v, b), weights, 5 * 3))
+    assert torch.allclose(low, expected, atol=0.05)
 
 
 def test_accidental_hits_are_not_counted_as_negatives():
