@@ -14,6 +14,8 @@ Every scored baseline (this one, serving/als.py) ranks by the same protocol, ran
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,6 +32,8 @@ def cosine_similarity(watched: pa.ListArray, num_items: int) -> torch.Tensor:
     sparse CSR [num_items, num_items] float64 tensor holding the co-watched pairs only.
     float64: the sums of a few similarities then rank exactly as a brute-force computation."""
     flat, parents = watch_pairs(watched)
+    # torch says once per process that its sparse CSR support is in beta; these products are tested
+    warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
     ones = torch.ones(len(flat), dtype=torch.float64)
     users_items = torch.sparse_coo_tensor(np.stack([parents, flat]), ones, (len(watched), num_items),
                                           check_invariants=True).coalesce()

@@ -22,6 +22,7 @@ from typing import Any
 
 from watchnext import storage
 from watchnext.config import Config, ConfigError, load_config
+from watchnext.console import quiet_console
 from watchnext.locks import StageBusy
 from watchnext.nightly import NIGHTLY_STEPS
 
@@ -106,10 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # FAISS's loader logs every instruction set it tries before the one it loads
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING if not args.verbose else logging.DEBUG)
-    # py4j logs every connection it closes, and a closed socket's traceback, at INFO
-    logging.getLogger("py4j").setLevel(logging.WARNING if not args.verbose else logging.DEBUG)
+    quiet_console(args.verbose)
     try:
         if args.command == "generate":
             return _generate(args)

@@ -1,0 +1,38 @@
+"""The console: Ray Data's routine lines and py4j's retried sends stay off it, warnings stay on."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+
+from watchnext.console import RAY_DATA_LOGGING, Py4jRetries, RayDataNotices
+
+
+def _record(level: int, message: str, pathname: str = "/x/app.py") -> logging.LogRecord:
+    return logging.LogRecord("root", level, pathname, 1, message, None, None)
+
+
+def test_py4j_retries_are_dropped_and_its_warnings_kept():
+    retried = os.path.join(os.sep, "venv", "py4j", "java_gateway.py")
+    assert not Py4jRetries().filter(_record(logging.INFO, "Exception while sending command.", retried))
+    assert Py4jRetries().filter(_record(logging.ERROR, "Exception while sending command.", retried))
+    assert Py4jRetries().filter(_record(logging.INFO, "recall: 943 users"))
+
+
+def test_ray_data_prints_warnings_but_not_its_execution_lines():
+    script = (
+        "import logging, ray.data\n"  # Ray Data sets its loggers up on import, from the file
+        "log = logging.getLogger('ray.data._internal.execution.streaming_executor')\n"
+        "log.info('Starting execution of Dataset x')\n"
+        "logging.getLogger('ray.data._internal.progress').warning('Progress bars disabled. To enable...')\n"
+        "log.warning('a real warning')\n"
+    )
+    env = {**os.environ, "RAY_DATA_LOGGING_CONFIG": str(RAY_DATA_LOGGING)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    printed = done.stdout + done.stderr
+    assert "a real warning" in printed
+    assert "Starting execution" not in printed and "Progress bars" not in printed
+    assert not RayDataNotices().filter(_record(logging.WARNING, "Progress bars disabled."))
