@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
 from watchnext.config import SparkConfig
 
 log = logging.getLogger(__name__)
+
+LOG4J2 = Path(__file__).with_name("log4j2.properties")  # the embedded driver's logging
 
 
 def spark_session(cfg: SparkConfig, app_name: str = "watchnext-prep") -> SparkSession:
@@ -31,7 +34,8 @@ def spark_session(cfg: SparkConfig, app_name: str = "watchnext-prep") -> SparkSe
     # --driver-memory are the cluster's choice and must not be overridden here
     launched_by_spark_submit = "PYSPARK_GATEWAY_PORT" in os.environ
     if not launched_by_spark_submit:
-        builder = builder.master(cfg.master).config("spark.driver.memory", cfg.driver_memory)
+        builder = (builder.master(cfg.master).config("spark.driver.memory", cfg.driver_memory)
+                   .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={LOG4J2}"))
     spark = builder.getOrCreate()
     # global rankings (vocabularies) use an unpartitioned window by design; its warning is noise
     spark.sparkContext.setLogLevel("ERROR")

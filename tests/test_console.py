@@ -36,3 +36,15 @@ def test_ray_data_prints_warnings_but_not_its_execution_lines():
     assert "a real warning" in printed
     assert "Starting execution" not in printed and "Progress bars" not in printed
     assert not RayDataNotices().filter(_record(logging.WARNING, "Progress bars disabled."))
+
+
+def test_the_embedded_spark_starts_without_its_banner_or_start_up_warnings():
+    script = (
+        "from jobs.spark import spark_session\n"
+        "from watchnext.config import SparkConfig\n"
+        "spark_session(SparkConfig(master='local[1]', driver_memory='1g'), 'quiet').stop()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    for noise in ("log4j profile", "Setting default log level", "WARN Utils", "NativeCodeLoader"):
+        assert noise not in done.stderr, done.stderr
