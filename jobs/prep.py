@@ -4,12 +4,12 @@
          -> rollback windows + example age -> demographics
          -> write examples/, user_features/, eval/, valid/, vocab/, rejected/, manifest
 
-Runs the same under `watchnext prep` (embedded local Spark) and `spark-submit -m jobs.prep`.
+Runs the same under `watchnext prep` (embedded local Spark) and under spark-submit
+(infra/spark_main.py prep ...), where the session takes the cluster's master and memory.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime as dt
 import logging
@@ -530,23 +530,3 @@ def _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, continuous,
         "outputs": ["examples", "user_features", "eval", *(["valid"] if cfg.validation else []), "vocab",
                     "rejected"],
     }
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point for spark-submit: `spark-submit -m jobs.prep --data D --out RUN_DIR`."""
-    from jobs.spark import spark_session
-    from watchnext.config import load_config
-
-    parser = argparse.ArgumentParser(prog="jobs.prep", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--out", required=True, help="RUN_DIR; writes RUN_DIR/prep")
-    parser.add_argument("--config")
-    parser.add_argument("--set", action="append", default=[], dest="overrides")
-    args = parser.parse_args(argv)
-    cfg = load_config(args.config, args.overrides)
-    spark = spark_session(cfg.spark)
-    run_prep(spark, args.data, storage.join(storage.absolute(args.out), "prep"), cfg.prep)
-
-
-if __name__ == "__main__":
-    main()

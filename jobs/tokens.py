@@ -1,7 +1,8 @@
 """Search-history tokens: queries broken into unigrams and bigrams, indexed by a vocabulary.
 
 Covington et al. feed "tokenized unigrams and bigrams" of past queries as an unordered bag.
-Where a dataset has no search log, the titles of past watches stand in (DESIGN.md).
+Where a dataset has no search log, the titles of past watches stand in (prep.search_source):
+what a user watched is named by words, as what they searched for would be.
 """
 
 from __future__ import annotations

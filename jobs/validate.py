@@ -65,15 +65,6 @@ def check_key_column(table: DataFrame | None, key: str, source: str) -> None:
         raise SchemaError(f"{source}: table has no column {key!r} (columns: {', '.join(table.columns)})")
 
 
-def split_valid_clicks(
-    clicks: DataFrame,
-    anchor: dt.datetime | None = None,
-    known_items: DataFrame | None = None,
-) -> tuple[DataFrame, DataFrame]:
-    """(clean events, rejected rows with a `reason`); the first failing check names the reason."""
-    return split_by_reason(with_rejection_reason(clicks, anchor, known_items), clicks.columns)
-
-
 def with_rejection_reason(
     clicks: DataFrame,
     anchor: dt.datetime | None = None,
@@ -128,19 +119,6 @@ def with_rejection_reason(
         ),
     )
     return tagged
-
-
-def split_by_reason(tagged: DataFrame, columns: list[str]) -> tuple[DataFrame, DataFrame]:
-    """(clean rows with parsed values, rejected rows as raw text + reason) of a tagged frame;
-    persist `tagged` first when both are used."""
-    watch = [c for c in WATCH_COLUMNS if c in columns]
-    clean = (
-        tagged.where(F.col("reason").isNull())
-        .withColumns({c: F.col(f"{c}__parsed") for c in watch})
-        .select(*columns)
-    )
-    rejected = tagged.where(F.col("reason").isNotNull()).select(rejected_row(columns).alias("row")).select("row.*")
-    return clean, rejected
 
 
 def rejected_row(columns: list[str]) -> Column:
