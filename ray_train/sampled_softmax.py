@@ -174,12 +174,15 @@ def full_softmax_loss(
     weights: torch.Tensor | None = None, chunk_scores: int = CHUNK_SCORES,
 ) -> torch.Tensor:
     """The exact objective over (vectors, bias) of every item, for corpora small enough to
-    score whole and for testing the sampled estimate. Under autocast the products run in its
-    dtype and the softmax in fp32, as F.cross_entropy would have them."""
+    score whole and for testing the sampled estimate. Logits larger than chunk_scores are
+    scored a chunk of items at a time (_ExactSoftmax), the products in autocast's dtype and
+    the softmax in fp32, as F.cross_entropy would have them."""
     vectors, bias = item_table
+    chunk = max(1, chunk_scores // max(len(user), 1))
+    if chunk >= len(vectors) - 1:  # the logits fit in one chunk: cross-entropy's fused kernels
+        return weighted_mean(F.cross_entropy(user @ vectors[1:].T + bias[1:], labels - 1, reduction="none"), weights)
     device = user.device.type
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else user.dtype
-    chunk = max(1, chunk_scores // max(len(user), 1))
     losses = _ExactSoftmax.apply(user, vectors[1:], bias[1:], labels - 1, dtype, chunk)
     return weighted_mean(losses, weights)
 
