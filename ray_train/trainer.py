@@ -18,7 +18,8 @@ import pyarrow.fs as pafs
 import ray
 import ray.data
 import torch
-from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.data import ExecutionOptions, FileShuffleConfig
+from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from ray_train.data import EXAMPLE_COLUMNS, Widths
@@ -96,7 +97,13 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False, prep_dir: str | N
 
     columns = EXAMPLE_COLUMNS + (["watches_after"] if tiles_watches(train_cfg) else [])
     _check_examples(storage.join(prep_dir, "examples"), columns)
-    examples = ray.data.read_parquet(storage.join(prep_dir, "examples"), shuffle="files").select_columns(columns)
+    # one order of the examples per seed: the files shuffled by it, Ray Data's blocks kept in
+    # order here (the tiles and the cache are materialized in this process) and in the
+    # workers' shards (dataset_config below), so a 1-worker run repeats itself; with several
+    # workers the split hands blocks to whichever rank asks first
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    examples = ray.data.read_parquet(storage.join(prep_dir, "examples"),
+                                     shuffle=FileShuffleConfig(seed=train_cfg.seed)).select_columns(columns)
     batch_size = train_cfg.batch_size
     if tiles_watches(train_cfg):
         examples, batch_size = sequence_tiles(examples, widths.history_len, int(prep["counts"]["examples"]),
@@ -145,6 +152,7 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False, prep_dir: str | N
             callbacks=callbacks,
         ),
         datasets={"train": examples},
+        dataset_config=DataConfig(execution_options=ExecutionOptions(preserve_order=True)),
     )
     result = trainer.fit()
     if result.checkpoint is None:
