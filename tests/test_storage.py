@@ -4,12 +4,16 @@ time."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from watchnext import locks, storage
 
@@ -127,3 +131,43 @@ def test_every_build_of_a_stage_has_its_own_fingerprint_and_a_stale_downstream_i
     with pytest.raises(storage.StaleStage, match=f"model was built from another prep .fingerprint {first['fingerprint']}"):
         storage.check_built_from(str(model), built, {"prep": again})
     storage.check_built_from(str(model), {"stage": "model"}, {"prep": again})  # a manifest from before lineage
+
+
+SEGMENTS = st.lists(st.sampled_from(["a", "b", "..", ".", "out"]), max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(root_parts=SEGMENTS, path_parts=SEGMENTS)
+def test_a_path_is_under_a_root_exactly_when_its_resolved_form_is(root_parts, path_parts):
+    # a tree with a link inside it ("out") that leads outside: is_under must see through it
+    with tempfile.TemporaryDirectory() as scratch:
+        base = os.path.realpath(scratch)
+        for folder in ("tree/a/b", "tree/b/a", "elsewhere/a"):
+            os.makedirs(os.path.join(base, folder), exist_ok=True)
+        for folder in ("tree", "tree/a", "tree/b", "tree/a/b"):
+            os.symlink(os.path.join(base, "elsewhere"), os.path.join(base, folder, "out"))
+        root = os.path.join(base, "tree", *root_parts)
+        path = os.path.join(root, *path_parts)
+        real_path, real_root = os.path.realpath(path), os.path.realpath(root)
+        expected = real_path == real_root or real_path.startswith(real_root + os.sep)
+        assert storage.is_under(path, root) == expected
+
+
+@given(extra=st.lists(st.sampled_from(["x", "y", "..", ".", ""]), max_size=5))
+def test_a_uri_is_under_its_prefix_unless_it_holds_a_parent_step(extra):
+    path = "s3://bucket/runs/" + "/".join(extra)
+    assert storage.is_under(path, "s3://bucket/runs") == (".." not in extra)
+    assert not storage.is_under(path, "/bucket/runs")  # never a local root for a URI
+
+
+@given(recorded=st.dictionaries(st.sampled_from(["prep", "model", "recall"]), st.sampled_from(["f1", "f2"])),
+       current=st.dictionaries(st.sampled_from(["prep", "model", "recall"]), st.sampled_from(["f1", "f2"])))
+def test_a_stage_is_stale_exactly_when_an_upstream_it_records_was_rebuilt(recorded, current):
+    manifest = {"stage": "report", "built_from": recorded}
+    upstream = {name: {"fingerprint": fp} for name, fp in current.items()}
+    stale = any(name in recorded and recorded[name] != fp for name, fp in current.items())
+    if stale:
+        with pytest.raises(storage.StaleStage, match="was rebuilt since"):
+            storage.check_built_from("RUN/report", manifest, upstream)
+    else:
+        storage.check_built_from("RUN/report", manifest, upstream)
