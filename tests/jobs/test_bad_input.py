@@ -4,7 +4,9 @@ column; never a stack trace from inside Spark."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import re
 import tempfile
 from collections import Counter
@@ -153,3 +155,23 @@ def test_a_time_column_of_another_type_is_refused_before_any_pass(spark, tmp_pat
                    tmp_path / "data" / "clicks" / "part-0.parquet")
     with pytest.raises(ValueError, match=r"clicks: column 'ts' has type boolean; expected a timestamp"):
         run_prep(spark, str(tmp_path / "data"), str(tmp_path / "run" / "prep"), CFG)
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(users=st.lists(st.text(alphabet='ab,"\n', min_size=1, max_size=5).filter(lambda u: u.strip("\n")),
+                      min_size=1, max_size=3, unique=True))
+def test_ids_with_quotes_commas_and_line_breaks_come_back_as_written(spark, users):
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")  # RFC 4180 quoting, as Python writes it
+    writer.writerow(["user_id", "item_id", "ts"])
+    records = [["base", f"i{k}", T0 + 60 * k] for k in range(1, 6)]
+    records += [[user, f"i{k}", T0 + 60 * (10 * n + k)] for n, user in enumerate(users) for k in range(1, 4)]
+    writer.writerows(records)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "data" / "clicks").mkdir(parents=True)
+        (Path(tmp) / "data" / "clicks" / "part-0.csv").write_text(out.getvalue())
+        manifest = run_prep(spark, f"{tmp}/data", f"{tmp}/run/prep", CFG)
+        held_out = {r["user_id"] for r in pq.read_table(f"{tmp}/run/prep/eval").to_pylist()}
+    assert manifest["counts"]["events_in"] == len(records) == accounted(manifest)
+    assert manifest["counts"]["rejected"] == {}
+    assert held_out == {"base", *users}
