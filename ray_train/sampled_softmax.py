@@ -200,7 +200,7 @@ class _ExactSoftmax(torch.autograd.Function):
         with torch.autocast(user.device.type, enabled=False):
             lse = torch.full((len(user),), float("-inf"), device=user.device)
             target = torch.zeros(len(user), device=user.device)
-            for start, logits in _chunk_logits(user, vectors, bias, dtype, chunk):
+            for start, _, logits in _chunk_logits(user.to(dtype), vectors, bias, dtype, chunk):
                 lse = torch.logaddexp(lse, torch.logsumexp(logits, 1))
                 inside = (labels >= start) & (labels < start + logits.shape[1])
                 target[inside] = logits[inside, labels[inside] - start]
@@ -215,24 +215,25 @@ class _ExactSoftmax(torch.autograd.Function):
         grad_user = torch.zeros(user.shape, device=user.device)
         grad_vectors = torch.zeros(vectors.shape, device=vectors.device)
         grad_bias = torch.zeros(bias.shape, device=bias.device)
-        for start, logits in _chunk_logits(user, vectors, bias, ctx.dtype, ctx.chunk):
+        for start, block, logits in _chunk_logits(low, vectors, bias, ctx.dtype, ctx.chunk):
             end = start + logits.shape[1]
             scores = torch.exp(logits - lse.unsqueeze(1)) * grad.unsqueeze(1)
             inside = (labels >= start) & (labels < end)
             scores[inside, labels[inside] - start] -= grad[inside]
             part = scores.to(ctx.dtype)
-            grad_user += (part @ vectors[start:end].to(ctx.dtype)).float()
+            grad_user += (part @ block).float()
             grad_vectors[start:end] = (part.T @ low).float()
             grad_bias[start:end] = scores.sum(0)
         return grad_user.to(user.dtype), grad_vectors.to(vectors.dtype), grad_bias.to(bias.dtype), None, None, None
 
 
-def _chunk_logits(user: torch.Tensor, vectors: torch.Tensor, bias: torch.Tensor, dtype: torch.dtype,
+def _chunk_logits(low: torch.Tensor, vectors: torch.Tensor, bias: torch.Tensor, dtype: torch.dtype,
                   chunk: int):
-    """(first item, [N, chunk] fp32 logits) of every chunk of the items, in order."""
-    low = user.to(dtype)
+    """(first item, the chunk's vectors in `dtype`, [N, chunk] fp32 logits) of every chunk of
+    the items, in order; `low` is the user vectors already in `dtype`."""
     for start in range(0, len(vectors), chunk):
-        yield start, (low @ vectors[start:start + chunk].to(dtype).T).float() + bias[start:start + chunk].float()
+        block = vectors[start:start + chunk].to(dtype)
+        yield start, block, (low @ block.T).float() + bias[start:start + chunk].float()
 
 
 def pointwise_loss(

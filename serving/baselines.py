@@ -21,9 +21,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from ray_train.model import last_watches
 
 MISS = np.iinfo(np.int64).max
+# torch says once per process that its sparse CSR support is in beta; these products are tested
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
+
 BLOCK_SCORES = 2_000_000  # scores per [users x items] block (16 MB of float64), whatever the catalog
 
 
@@ -32,8 +34,6 @@ def cosine_similarity(watched: pa.ListArray, num_items: int) -> torch.Tensor:
     sparse CSR [num_items, num_items] float64 tensor holding the co-watched pairs only.
     float64: the sums of a few similarities then rank exactly as a brute-force computation."""
     flat, parents = watch_pairs(watched)
-    # torch says once per process that its sparse CSR support is in beta; these products are tested
-    warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
     ones = torch.ones(len(flat), dtype=torch.float64)
     users_items = torch.sparse_coo_tensor(np.stack([parents, flat]), ones, (len(watched), num_items),
                                           check_invariants=True).coalesce()
@@ -44,6 +44,15 @@ def cosine_similarity(watched: pa.ListArray, num_items: int) -> torch.Tensor:
     cosine = together.values() * inverse_norm[i] * inverse_norm[j]
     return torch.sparse_coo_tensor(together.indices(), cosine, together.shape,
                                    check_invariants=False).to_sparse_csr()  # indices from a coalesced tensor
+
+
+def latest(history: np.ndarray, count: int) -> np.ndarray:
+    """[users, count] the last `count` watches of oldest-first, right-padded histories, oldest
+    first (0 where a user has fewer)."""
+    history = np.asarray(history, dtype=np.int64)
+    length = (history > 0).sum(1, keepdims=True)
+    at = length - count + np.arange(count)[None, :]
+    return np.where(at >= 0, np.take_along_axis(history, np.maximum(at, 0), axis=1), 0)
 
 
 def item_knn_scores(similarity: torch.Tensor, recent_ids: torch.Tensor) -> torch.Tensor:
@@ -68,7 +77,7 @@ def item_knn_ranks(
     """0-based rank of each target among the items the user has not watched, by item-kNN
     score over the user's last `recent` watches (rank_unwatched's protocol)."""
     batch_size = batch_size or users_per_block(similarity.shape[0])
-    recent_ids = last_watches(torch.from_numpy(np.asarray(history, dtype=np.int64)), recent)
+    recent_ids = torch.from_numpy(latest(history, recent))
     ranks = np.empty(len(target_index), dtype=np.int64)
     for start in range(0, len(target_index), batch_size):
         rows = slice(start, start + batch_size)

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from serving.baselines import cosine_similarity, watch_pairs
+from serving.baselines import cosine_similarity, latest, watch_pairs
 
 CHANNELS = ("model", "item2item", "popular", "fresh")
 NEIGHBOURS_FILE = "neighbours.parquet"
@@ -108,15 +108,6 @@ class CoWatch:
         scores = (self.scores[recent] * (recent > 0)[:, :, None]).reshape(-1)
         real = (items > 0) & (scores > 0)
         return ranked(rows[real], items[real], scores[real], users, k, excluded)[0]
-
-
-def latest(history: np.ndarray, count: int) -> np.ndarray:
-    """[users, count] the last `count` watches of oldest-first, right-padded histories, oldest
-    first (0 where a user has fewer)."""
-    history = np.asarray(history, dtype=np.int64)
-    length = (history > 0).sum(1, keepdims=True)
-    at = length - count + np.arange(count)[None, :]
-    return np.where(at >= 0, np.take_along_axis(history, np.maximum(at, 0), axis=1), 0)
 
 
 def top_per_row(rows: np.ndarray, items: np.ndarray, scores: np.ndarray, count: int,
