@@ -413,8 +413,9 @@ class TuneConfig(_Section):
     # ones short after a few epochs
     budget_minutes: float = Field(30.0, gt=0)
     # trials drawn at most (the first is the base configuration itself, so the choice is never
-    # worse than it on validation); the budget may end the search before
-    max_trials: int = Field(20, ge=1)
+    # worse than it on validation); high enough that the budget, not the count, ends the
+    # search on a small log (ASHA stops most trials after tune.grace_epochs, ~20 s each there)
+    max_trials: int = Field(100, ge=1)
     # trials training at once; None = as many as the cluster holds, each trial needing
     # train.workers x cpus_per_worker CPUs (GPUs with use_gpu) plus one CPU for its data reads
     trials_at_once: int | None = Field(None, ge=1)
