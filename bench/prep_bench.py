@@ -1,6 +1,6 @@
 """Benchmark of the prep stage: watchnext's Spark job against the pandas per-user loop.
 
-On the same synthetic log (watchnext.synthetic, generated once per size and reused), each
+On the same synthetic log (synthetic.generator, generated once per size and reused), each
 variant runs in a fresh subprocess, so that its peak memory is its own:
 
     spark           jobs.prep.run_prep with only the work the pandas loop also does: no
@@ -43,7 +43,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from bench.memory import GIB, PeakRss, psutil  # psutil None: the Spark peak is reported as n/a
-from watchnext import synthetic
+from synthetic import generator as synthetic
 from watchnext.config import PrepConfig, SparkConfig
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ def prep_config(variant: str, max_per_user: int) -> PrepConfig:
 
 def run_spark(variant: str, data_dir: str, out_dir: str, max_per_user: int, driver_memory: str) -> dict[str, Any]:
     from jobs.prep import run_prep
-    from jobs.spark import spark_session
+    from watchnext.spark_session import spark_session
 
     cfg = prep_config(variant, max_per_user)
     if psutil is None:

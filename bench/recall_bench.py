@@ -186,7 +186,7 @@ def markdown(rows: list[dict], title: str, k: int) -> str:
 def end_to_end(run_dir: str, overrides: list[str]) -> str:
     from bench.prep_bench import PeakRss
 
-    command = [sys.executable, "-m", "watchnext.cli", "recall", "--run", run_dir]
+    command = [sys.executable, "-m", "watchnext.commands.cli", "recall", "--run", run_dir]
     for item in overrides:
         command += ["--set", item]
     started = time.perf_counter()

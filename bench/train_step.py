@@ -1,6 +1,7 @@
-"""One worker's training step alone: the trainer's model, objective and optimizer on batches
-of a prep's examples already in memory, outside Ray, so the step's own cost can be timed and
-profiled apart from the data pipeline and the other processes.
+"""One worker's training step alone (ray_train.step.train_step, the function training runs):
+the trainer's model, objective and optimizer on batches of a prep's examples already in
+memory, outside Ray, so the step's own cost can be timed and profiled apart from the data
+pipeline and the other processes.
 
     python -m bench.train_step --run RUN_DIR [--batch-size 2048] [--negatives 1024] \
         [--threads 1] [--steps N] [--set train.KEY=VALUE ...] [--profile]
@@ -31,6 +32,7 @@ from ray_train.objective import Objective
 from ray_train.optim import Optimizer, uses_sparse_embeddings
 from ray_train.precision import step_autocast, step_precision
 from ray_train.sequence import tile_windows, tiles_watches, windows_per_batch
+from ray_train.step import train_step
 from ray_train.trainer import model_spec
 from ray_train.two_tower import load_item_features
 from watchnext import storage
@@ -77,12 +79,9 @@ def main() -> None:
 
     autocast = step_autocast(cfg)
 
-    def step(batch) -> int:
-        with autocast:
-            loss, predicted = batch_loss(model, model, objective, batch, every_position)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    def step(batch) -> int:  # the step training runs; one process, so no sparse tables to sync
+        _, predicted = train_step(lambda: batch_loss(model, model, objective, batch, every_position), optimizer, [],
+                                  autocast)
         return predicted
 
     for batch in batches[:3]:  # warm-up: allocations, the optimizer's state

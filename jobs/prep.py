@@ -51,6 +51,7 @@ from jobs.windows import event_seconds, history_lengths, windowed_examples, with
 from watchnext import storage
 from watchnext.config import PrepConfig
 from watchnext.contract import ITEMS_KEY, ITEMS_TITLE, SECONDS_PER_UNIT, USERS_KEY, VALID_TARGETS
+from watchnext.layout import PrepLayout
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     """Run the whole prep stage into prep_dir, manifest last; returns the manifest."""
     prep_dir = storage.absolute(prep_dir)
     started = storage.begin_stage(prep_dir, inputs=(data_dir, cfg.previous_vocab))
-    out = partial(storage.join, prep_dir)
+    out = PrepLayout(prep_dir)
     days = (cfg.partition_from, cfg.partition_to) if cfg.partition_from is not None else None
     sources = read_sources(spark, data_dir, days, cfg.ts_unit)
     check_clicks_schema(sources.clicks, f"{data_dir} clicks")
@@ -91,8 +92,8 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     }
     events_in = sum(n for n, _, _ in ledger.values())
     rejected_counts = {fate: n for fate, (n, _, _) in ledger.items() if fate in REJECTION_REASONS}
-    fated.where(F.col("rejected").isNotNull()).select("rejected.*").write.parquet(out("rejected"))
-    _check_rejected_share(rejected_counts, events_in, cfg, out("rejected"),
+    fated.where(F.col("rejected").isNotNull()).select("rejected.*").write.parquet(out.rejected)
+    _check_rejected_share(rejected_counts, events_in, cfg, out.rejected,
                           partial(_unknown_item_hint, fated, sources.items))
     filtered = {fate: ledger.get(fate, (0,))[0] for fate in ("short_watch", "held_out")}
     if cfg.split == "time":
@@ -102,7 +103,7 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     laps.lap("validate and split")
 
     if not ledger.get("train", (0,))[0]:
-        raise ValueError(f"{data_dir}: no training events left after validation and the split (see {out('rejected')})")
+        raise ValueError(f"{data_dir}: no training events left after validation and the split (see {out.rejected})")
     # a validation watch is training history (the vocabularies count it, later windows and
     # the serving features see it) but never a label
     training = [ledger[fate] for fate in ("train", "validation") if fate in ledger]
@@ -118,7 +119,7 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     items = item_vocabulary(train, previous("items"), recent).persist(StorageLevel.MEMORY_AND_DISK)
     # at least an hour, so that a log of one burst of events does not blow the ages up
     window_seconds = max(age_anchor - float(first_ts), 3600.0)
-    _write_targets(fated, train, items, out("eval"), cfg)
+    _write_targets(fated, train, items, out.eval, cfg)
 
     search_source = _search_source(sources, cfg)
     searches, item_tokens, token_vocab = _search_tokens(
@@ -183,28 +184,28 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     features = serving_features(indexed, cfg.history_len, searches, max_tokens).transform(
         _with_demographics, demographics, len(categoricals), len(continuous)
     )
-    _write_shuffled(examples, out("examples"), cfg)
+    _write_shuffled(examples, out.examples, cfg)
     laps.lap("write examples")
     if cfg.validation:
         _validation_targets(indexed, cfg.history_len, searches, max_tokens).transform(
             _with_demographics, demographics, len(categoricals), len(continuous)
-        ).select(*VALID_TARGETS.names).write.parquet(out("valid"))
+        ).select(*VALID_TARGETS.names).write.parquet(out.valid)
         laps.lap("write validation targets")
-    features.write.parquet(out("user_features"))
+    features.write.parquet(out.user_features)
     laps.lap("write user features")
-    items.orderBy("index").coalesce(1).write.parquet(out("vocab/items"))
-    sampling_table.coalesce(1).write.parquet(out("vocab/item_sampling"))
+    items.orderBy("index").coalesce(1).write.parquet(out.item_vocab)
+    sampling_table.coalesce(1).write.parquet(out.item_sampling)
     for column, vocab in vocabularies.items():
-        vocab.orderBy("index").coalesce(1).write.parquet(out(f"vocab/{column}"))
+        vocab.orderBy("index").coalesce(1).write.parquet(out.vocab(column))
     if token_vocab is not None:
-        token_vocab.orderBy("index").coalesce(1).write.parquet(out("vocab/search_tokens"))
+        token_vocab.orderBy("index").coalesce(1).write.parquet(out.vocab("search_tokens"))
     for column, vocab in item_vocabs.items():
-        vocab.orderBy("index").coalesce(1).write.parquet(out(f"vocab/item_{column}"))
+        vocab.orderBy("index").coalesce(1).write.parquet(out.vocab(f"item_{column}"))
     item_feature_table(items, sources.items, item_vocabs, age_anchor, cfg.oov_buckets).orderBy(
         "index"
-    ).coalesce(1).write.parquet(out("vocab/item_features"))
+    ).coalesce(1).write.parquet(out.item_features)
     laps.lap("write vocabularies")
-    manifest = _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, continuous, continuous_stats,
+    manifest = _manifest(spark, sources, data_dir, out, cfg, categoricals, continuous, continuous_stats,
                          run_anchor, age_anchor, window_seconds, events_in, rejected_counts, filtered,
                          examples_per_user)
     laps.lap("manifest")
@@ -217,14 +218,14 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
             "search_source": search_source,
             "max_search_tokens": max_tokens,
             "token_vocab_size": (
-                _vocab_size(spark, out("vocab/search_tokens"), cfg.oov_buckets) if token_vocab is not None else 0
+                _vocab_size(spark, out.vocab("search_tokens"), cfg.oov_buckets) if token_vocab is not None else 0
             ),
             "item_categoricals": item_categoricals,
             "item_categorical_sizes": [
-                _vocab_size(spark, out(f"vocab/item_{c}"), cfg.oov_buckets) for c in item_categoricals
+                _vocab_size(spark, out.vocab(f"item_{c}"), cfg.oov_buckets) for c in item_categoricals
             ],
             # the item tower sees log1p(age in days) / this: the oldest item at 1
-            "item_age_scale": _item_age_scale(spark, out("vocab/item_features")),
+            "item_age_scale": _item_age_scale(spark, out.item_features),
         }
     )
     tables = [t for t in (sources.users, sources.items) if t is not None]
@@ -290,7 +291,7 @@ def _previous_vocabulary(spark: SparkSession, previous_prep: str | None, name: s
     if previous_prep is None:
         return None
     storage.read_manifest(previous_prep)  # only a finished run's vocabulary is trusted
-    path = storage.join(storage.absolute(previous_prep), "vocab", name)
+    path = PrepLayout(storage.absolute(previous_prep)).vocab(name)
     return spark.read.parquet(path) if storage.exists(path) else None
 
 
@@ -407,7 +408,7 @@ def _unknown_item_hint(fated: DataFrame, items: DataFrame | None) -> str:
             "the same ids written two ways?)")
 
 
-def _without_conflicts(sources: Sources, out: Callable[[str], str]) -> tuple[Sources, dict[str, int]]:
+def _without_conflicts(sources: Sources, out: PrepLayout) -> tuple[Sources, dict[str, int]]:
     """The sources with one row per user and per item (jobs/tables.py); the conflicting rows
     written to rejected_users/ and rejected_items/, and counted."""
     tables, conflicts = {}, {}
@@ -419,9 +420,9 @@ def _without_conflicts(sources: Sources, out: Callable[[str], str]) -> tuple[Sou
         tables[name] = kept.persist()
         conflicts[reason] = rejected.count()
         if conflicts[reason]:
-            rejected.coalesce(1).write.parquet(out(f"rejected_{name}"))
+            rejected.coalesce(1).write.parquet(out.rejected_table(name))
             log.warning("%s: %d rows give an id already given other values (%s); kept the first by value, the "
-                        "others are in %s", name, conflicts[reason], reason, out(f"rejected_{name}"))
+                        "others are in %s", name, conflicts[reason], reason, out.rejected_table(name))
     return dataclasses.replace(sources, **tables), conflicts
 
 
@@ -483,14 +484,13 @@ def _write_shuffled(examples: DataFrame, path: str, cfg: PrepConfig) -> None:
     files.sortWithinPartitions(key).write.option("parquet.block.size", EXAMPLE_ROW_GROUP_BYTES).parquet(path)
 
 
-def _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, continuous, continuous_stats,
+def _manifest(spark, sources, data_dir, out, cfg, categoricals, continuous, continuous_stats,
               run_anchor, age_anchor, window_seconds, events_in, rejected, filtered,
               examples_per_user) -> dict[str, Any]:
     """Counts of what was read and dropped, and of what is on disk, read back from the files."""
-    read = lambda name: spark.read.parquet(storage.join(prep_dir, name))  # noqa: E731
-    examples = read("examples")
+    examples = spark.read.parquet(out.examples)
     n_examples = examples.count()
-    n_items = read("vocab/items").count()
+    n_items = spark.read.parquet(out.item_vocab).count()
     accounted = sum(rejected.values()) + sum(filtered.values()) + n_examples
     if accounted != events_in:  # every input row must be an example, rejected or filtered
         raise RuntimeError(f"prep lost rows: {events_in} in, {accounted} accounted for")
@@ -507,10 +507,10 @@ def _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, continuous,
             "rejected": rejected,
             "filtered": filtered,
             "examples": n_examples,
-            "users": read("user_features").count(),
+            "users": spark.read.parquet(out.user_features).count(),
             "items": n_items,
-            "eval_users": read("eval").count(),
-            "valid_users": read("valid").count() if cfg.validation else 0,
+            "eval_users": spark.read.parquet(out.eval).count(),
+            "valid_users": spark.read.parquet(out.valid).count() if cfg.validation else 0,
             "examples_per_user": examples_per_user,
         },
         "features": {
@@ -518,7 +518,7 @@ def _manifest(spark, sources, data_dir, prep_dir, cfg, categoricals, continuous,
             "item_vocab_size": n_items + 1,  # + padding index 0
             "user_categoricals": categoricals,
             "categorical_sizes": [
-                _vocab_size(spark, storage.join(prep_dir, "vocab", c), cfg.oov_buckets) for c in categoricals
+                _vocab_size(spark, out.vocab(c), cfg.oov_buckets) for c in categoricals
             ],
             "user_continuous": continuous,
             "continuous_stats": {c: {"min": lo, "max": hi} for c, (lo, hi) in continuous_stats.items()},

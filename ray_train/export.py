@@ -14,19 +14,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from ray_train.loop import CHECKPOINT_BEST, CHECKPOINT_MODEL, CHECKPOINT_STATE
+from ray_train.checkpoint import CHECKPOINT_BEST, CHECKPOINT_MODEL, CHECKPOINT_STATE
 from ray_train.model import ModelSpec
 from ray_train.models import build_model, build_user_tower
 from watchnext import storage
 from watchnext.contract import ITEM_EMBEDDINGS
+from watchnext.layout import ModelLayout, PrepLayout
 
-USER_TOWER = "user_tower.pt"
-MODEL_SPEC = "model_spec.json"
-ITEM_EMBEDDINGS_FILE = "item_embeddings.parquet"
 
 
 def export_model(checkpoint_dir: str, prep_dir: str, model_dir: str) -> dict[str, Any]:
     """Write user_tower.pt, model_spec.json and item_embeddings.parquet into model_dir."""
+    out = ModelLayout(model_dir)
     with open(os.path.join(checkpoint_dir, CHECKPOINT_STATE)) as f:
         state = json.load(f)
     spec = ModelSpec.from_dict(state["spec"])
@@ -37,13 +36,13 @@ def export_model(checkpoint_dir: str, prep_dir: str, model_dir: str) -> dict[str
     model.load_state_dict(torch.load(weights, weights_only=True))
     model_version = _version(weights)
 
-    storage.write_bytes(storage.join(model_dir, USER_TOWER), _state_dict_bytes(model.user_tower))
+    storage.write_bytes(out.user_tower, _state_dict_bytes(model.user_tower))
     storage.write_text(
-        storage.join(model_dir, MODEL_SPEC),
+        out.spec,
         json.dumps({"spec": spec.to_dict(), "model_version": model_version, "train": state["train"]}, indent=2),
     )
 
-    vocab = pq.read_table(storage.join(prep_dir, "vocab", "items"), columns=["item_id", "index"])
+    vocab = pq.read_table(PrepLayout(prep_dir).item_vocab, columns=["item_id", "index"])
     index = vocab.column("index").to_numpy()
     with torch.no_grad():
         all_vectors, all_bias = model.item_table()
@@ -61,7 +60,7 @@ def export_model(checkpoint_dir: str, prep_dir: str, model_dir: str) -> dict[str
         },
         schema=ITEM_EMBEDDINGS,
     )
-    fs, local = storage.filesystem(storage.join(model_dir, ITEM_EMBEDDINGS_FILE))
+    fs, local = storage.filesystem(out.item_embeddings)
     pq.write_table(table, local, filesystem=fs)
     return {"model_version": model_version, "epochs": state["epochs"],
             "best_epoch": state.get("best_epoch", state["epoch"])}
@@ -69,9 +68,10 @@ def export_model(checkpoint_dir: str, prep_dir: str, model_dir: str) -> dict[str
 
 def load_user_tower(model_dir: str) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The exported user tower in eval mode, and model_spec.json's content."""
-    meta = json.loads(storage.read_text(storage.join(model_dir, MODEL_SPEC)))
+    model = ModelLayout(model_dir)
+    meta = json.loads(storage.read_text(model.spec))
     tower = build_user_tower(ModelSpec.from_dict(meta["spec"]))
-    raw = io.BytesIO(storage.read_bytes(storage.join(model_dir, USER_TOWER)))
+    raw = io.BytesIO(storage.read_bytes(model.user_tower))
     state = torch.load(raw, weights_only=True, map_location="cpu")
     tower.load_state_dict(state)
     tower.eval()

@@ -29,7 +29,8 @@ from ray_train.loop import learning_rate
 from ray_train.model import last_watches
 from ray_train.objective import make_sampler
 from ray_train.optim import Optimizer
-from ray_train.sparse_sync import average_sparse_gradients, prepare_model
+from ray_train.sparse_sync import prepare_model
+from ray_train.step import train_step
 from watchnext.config import TrainConfig
 from watchnext.contract import fixed_lists
 
@@ -91,12 +92,8 @@ def item2vec_loop_per_worker(config: dict[str, Any]) -> None:
             labels = torch.from_numpy(table.column("label").to_numpy().astype(np.int64)).to(device)
             history = torch.from_numpy(fixed_lists(table.column("history"), history_len).astype(np.int64)).to(device)
             negatives = sampler.sample(min(cfg.num_negatives, num_items - 1), generator).to(device)
-            loss = model(labels, history, negatives, cfg.item2vec_window)
-            optimizer.zero_grad()
-            loss.backward()
-            if synced_tables:
-                average_sparse_gradients(synced_tables)
-            optimizer.step()
+            loss, _ = train_step(lambda: (model(labels, history, negatives, cfg.item2vec_window), len(labels)),
+                                 optimizer, synced_tables)
             loss_sum, steps = loss_sum + float(loss.detach()), steps + 1
         metrics = {"item2vec_epoch": epoch + 1, "item2vec_loss": loss_sum / max(steps, 1)}
         if rank == 0:

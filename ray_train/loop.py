@@ -1,8 +1,8 @@
 """The training loop every Ray Train worker runs (`train_loop_per_worker`).
 
 Everything a worker needs arrives in its config dict: the train section of the configuration,
-the model spec, and where the prep vocabulary lies. Rank 0 alone writes checkpoints; a
-restarted run continues from `ray.train.get_checkpoint()`.
+the model spec, and where the prep vocabulary lies. Rank 0 alone writes checkpoints (what one
+holds: ray_train.checkpoint); a restarted run continues from `ray.train.get_checkpoint()`.
 
 Early stopping: after every epoch rank 0 measures val_hr@50 on the validation split; when it
 has not improved for `train.early_stopping_patience` epochs, every rank stops, and the
@@ -12,10 +12,8 @@ weights of the best epoch (kept in the checkpoint beside the latest) are the one
 from __future__ import annotations
 
 import io
-import json
 import logging
 import math
-import os
 import tempfile
 import time
 from typing import Any
@@ -25,6 +23,7 @@ import ray.train.torch
 import torch
 
 from ray_train.allocator import keep_freed_memory
+from ray_train.checkpoint import restore_checkpoint, save_checkpoint
 from ray_train.data import Batch, Widths, WorkerExamples
 from ray_train.model import ModelSpec
 from ray_train.models import build_model, has_item_tower
@@ -32,7 +31,8 @@ from ray_train.objective import Objective
 from ray_train.optim import Optimizer, uses_sparse_embeddings
 from ray_train.precision import step_autocast, step_precision
 from ray_train.sequence import next_watch_targets, tiles_watches
-from ray_train.sparse_sync import average_sparse_gradients, prepare_model
+from ray_train.sparse_sync import prepare_model
+from ray_train.step import train_step
 from ray_train.two_tower import load_item_features
 from ray_train.validation import VAL_K, ValidationSet
 from watchnext import storage
@@ -40,10 +40,6 @@ from watchnext.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_MODEL = "model.pt"
-CHECKPOINT_STATE = "train_state.json"
-CHECKPOINT_OPTIMIZER = "optimizer.pt"
-CHECKPOINT_BEST = "best_model.pt"  # the best validated epoch's weights, when not the latest
 LOG_EVERY_STEPS = 50
 COSINE_FLOOR = 0.01
 
@@ -67,7 +63,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         model.load_state_dict(torch.load(raw, weights_only=True))
     if has_item_tower(spec):  # the item tower's inputs, from prep (saved with the weights)
         model.item_output.set_features(*load_item_features(config["prep_dir"], spec))
-    start_epoch, history, optimizer_state, recoveries, best = _restore(model, config.get("resume_from"))
+    start_epoch, history, optimizer_state, recoveries, best = restore_checkpoint(model, config.get("resume_from"))
     model, synced_tables = prepare_model(model)
     net: torch.nn.Module = model.module if hasattr(model, "module") else model
     device = ray.train.torch.get_device()
@@ -91,13 +87,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         for batch in examples_source.epoch(epoch):
             waited += time.perf_counter() - asked  # the step waited on its data
             batch = batch.to(device)
-            with autocast:
-                loss, predicted = batch_loss(model, net, objective, batch, every_position)
-            optimizer.zero_grad()
-            loss.backward()
-            if synced_tables:
-                average_sparse_gradients(synced_tables)
-            optimizer.step()
+            loss, predicted = train_step(lambda: batch_loss(model, net, objective, batch, every_position), optimizer,
+                                         synced_tables, autocast)
             steps += 1
             examples += predicted
             loss_sum += float(loss.detach())
@@ -204,39 +195,7 @@ def _report(net: torch.nn.Module, optimizer: Optimizer, spec: ModelSpec, cfg: Tr
     """Every rank reports (it is a barrier); rank 0 attaches the checkpoint: the latest
     weights and Adam's state to go on from, and the best epoch's weights to export."""
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = None
-        if rank == 0:
-            torch.save(net.state_dict(), os.path.join(tmp, CHECKPOINT_MODEL))
-            torch.save(optimizer.state_dict(), os.path.join(tmp, CHECKPOINT_OPTIMIZER))
-            chosen = best_epoch(history)
-            if chosen != metrics["epoch"]:
-                torch.save(best, os.path.join(tmp, CHECKPOINT_BEST))
-            state = {"epoch": metrics["epoch"], "best_epoch": chosen, "epochs": history, "spec": spec.to_dict(),
-                     "train": cfg.model_dump(mode="json")}
-            with open(os.path.join(tmp, CHECKPOINT_STATE), "w") as f:
-                json.dump(state, f)
-            checkpoint = ray.train.Checkpoint.from_directory(tmp)
+        checkpoint = (save_checkpoint(tmp, net, optimizer, spec, cfg, history, best_epoch(history), best)
+                      if rank == 0 else None)
         ray.train.report(metrics, checkpoint=checkpoint)
 
-
-def _restore(model: torch.nn.Module, resume_from: str | None) -> tuple[int, list, dict | None, int, dict | None]:
-    """(first epoch to run, metrics of epochs already done, optimizer state, recoveries so far,
-    the best epoch's weights when not the latest) from the latest checkpoint: this run's after
-    a failure, else the one `--resume` named."""
-    checkpoint = ray.train.get_checkpoint()
-    recovered = checkpoint is not None
-    if checkpoint is None and resume_from is not None:
-        checkpoint = ray.train.Checkpoint(resume_from)
-    if checkpoint is None:
-        return 0, [], None, 0, None
-    with checkpoint.as_directory() as d:
-        model.load_state_dict(torch.load(os.path.join(d, CHECKPOINT_MODEL), weights_only=True))
-        optimizer_state, best = (torch.load(os.path.join(d, name), weights_only=True)
-                                 if os.path.exists(os.path.join(d, name)) else None
-                                 for name in (CHECKPOINT_OPTIMIZER, CHECKPOINT_BEST))
-        with open(os.path.join(d, CHECKPOINT_STATE)) as f:
-            state = json.load(f)
-    log.info("resuming after epoch %d", state["epoch"])
-    history = list(state["epochs"])
-    recoveries = int(history[-1].get("recoveries", 0)) + recovered if history else int(recovered)
-    return int(state["epoch"]), history, optimizer_state, recoveries, best

@@ -14,7 +14,6 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import pyarrow.dataset as pads
-import pyarrow.fs as pafs
 import ray
 import ray.data
 import torch
@@ -22,10 +21,11 @@ from ray.data import ExecutionOptions, FileShuffleConfig
 from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
+from ray_train.checkpoint import latest_checkpoint
 from ray_train.data import EXAMPLE_COLUMNS, Widths
 from ray_train.export import export_model
 from ray_train.item2vec import ITEM2VEC_COLUMNS, VECTORS, item2vec_loop_per_worker
-from ray_train.loop import CHECKPOINT_STATE, train_loop_per_worker
+from ray_train.loop import train_loop_per_worker
 from ray_train.optim import uses_sparse_embeddings
 from ray_train.model import ModelSpec
 from ray_train.models import build_model
@@ -33,38 +33,18 @@ from ray_train.sequence import tile_windows, tiles_watches, windows_per_batch
 from ray_train.validation import VAL_K, VALIDATION_SOURCE
 from ray_train.warm_start import state_bytes, warm_start_state
 from watchnext import storage
-from watchnext.config import Config, RayConfig, TrainConfig
+from watchnext.config import Config, TrainConfig
+from watchnext.layout import CHECKPOINTS, ModelLayout, PrepLayout, RunLayout
+from watchnext.ray_cluster import start_ray
 
 log = logging.getLogger(__name__)
 
-CHECKPOINTS = "checkpoints"
 # Ray Train's controller collects one report per worker each time it polls them, every 2 s
 # by default, and a worker's next report waits until the last one was collected: epochs
 # shorter than that waited for the poll (ml-100k: ~1.2 s of each ~2 s epoch). Ray Train
 # passes this variable from the driver to its controller; a value the user set is kept.
 REPORT_POLL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 REPORT_POLL_SECONDS = "0.25"
-WARM_START = "warm_start.pt"  # the initial weights train.warm_start made, read by every worker
-
-
-def start_ray(cfg: RayConfig, min_cpus: int = 1, log_to_driver: bool = True) -> None:
-    """Join the configured cluster, or start a local instance sized for training plus data;
-    log_to_driver=False leaves the workers' logs in Ray's session files (tuning trials)."""
-    # per-operator progress bars flood batch logs; stages log their own progress instead
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    if ray.is_initialized():
-        return
-    if cfg.address:
-        ray.init(address=cfg.address, log_to_driver=log_to_driver)
-        return
-    num_cpus = max(cfg.num_cpus or os.cpu_count() or 1, min_cpus)
-    ray.init(
-        num_cpus=num_cpus,
-        object_store_memory=cfg.object_store_memory,
-        log_to_driver=log_to_driver,
-        configure_logging=True,
-        logging_level=logging.WARNING,
-    )
 
 
 def poll_reports_often(environ: MutableMapping[str, str] = os.environ) -> None:
@@ -79,16 +59,16 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False, prep_dir: str | N
     epochs it holds are not trained again). prep_dir: the examples to train on, RUN_DIR/prep
     by default (tuning trials share one prep); callbacks: Ray Train run callbacks (a Tune
     trial forwards the epochs' reports to its scheduler with one)."""
-    run_dir = storage.absolute(run_dir)
-    prep_dir = storage.absolute(prep_dir) if prep_dir else storage.join(run_dir, "prep")
-    model_dir = storage.join(run_dir, "model")
+    run = RunLayout.of(run_dir)
+    inputs, out = PrepLayout(storage.absolute(prep_dir)) if prep_dir else run.prep, run.model
+    prep_dir, model_dir = inputs.root, out.root
     prep = storage.read_manifest(prep_dir)
     features = prep["features"]
     train_cfg = cfg.train.for_corpus(int(features["item_vocab_size"]))
     spec = model_spec(features, train_cfg)
     widths = Widths.from_prep_features(features)
-    checkpoints = storage.join(model_dir, CHECKPOINTS)
-    warm_model = storage.join(train_cfg.warm_start, "model") if train_cfg.warm_start else None
+    checkpoints = out.checkpoints
+    warm_model = RunLayout(train_cfg.warm_start).model.root if train_cfg.warm_start else None
     started = storage.begin_stage(model_dir, keep=(CHECKPOINTS,) if resume else (), inputs=(prep_dir, warm_model))
     resume_from = _resume_checkpoint(checkpoints, train_cfg.epochs) if resume else None
     # training workers hold their CPUs for the whole run; Ray Data's readers need one more
@@ -96,13 +76,13 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False, prep_dir: str | N
     poll_reports_often()
 
     columns = EXAMPLE_COLUMNS + (["watches_after"] if tiles_watches(train_cfg) else [])
-    _check_examples(storage.join(prep_dir, "examples"), columns)
+    _check_examples(inputs.examples, columns)
     # one order of the examples per seed: the files shuffled by it, Ray Data's blocks kept in
     # order here (the tiles and the cache are materialized in this process) and in the
     # workers' shards (dataset_config below), so a 1-worker run repeats itself; with several
     # workers the split hands blocks to whichever rank asks first
     ray.data.DataContext.get_current().execution_options.preserve_order = True
-    examples = ray.data.read_parquet(storage.join(prep_dir, "examples"),
+    examples = ray.data.read_parquet(inputs.examples,
                                      shuffle=FileShuffleConfig(seed=train_cfg.seed)).select_columns(columns)
     batch_size = train_cfg.batch_size
     if tiles_watches(train_cfg):
@@ -121,11 +101,11 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False, prep_dir: str | N
     # the initial weights, when not a fresh draw: a previous run's, or item2vec's history table
     warm_start_path = None
     if not resume and (train_cfg.warm_start or train_cfg.item2vec_epochs):
-        warm_start_path = storage.join(model_dir, WARM_START)
+        warm_start_path = out.warm_start
         initial = (
             _warm_start_state(train_cfg.warm_start, prep_dir, spec, train_cfg.seed)
             if train_cfg.warm_start
-            else _item2vec_state(examples, scaling, model_dir, prep_dir, spec, widths.history_len, train_cfg)
+            else _item2vec_state(examples, scaling, out, inputs, spec, widths.history_len, train_cfg)
         )
         storage.write_bytes(warm_start_path, state_bytes(initial))
     trainer = TorchTrainer(
@@ -134,7 +114,7 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False, prep_dir: str | N
             "train": train_cfg.model_dump(mode="json"),
             "spec": spec.to_dict(),
             "widths": dataclasses.asdict(widths),
-            "item_sampling_path": storage.join(prep_dir, "vocab", "item_sampling"),
+            "item_sampling_path": inputs.item_sampling,
             "prep_dir": prep_dir,
             # --resume: the checkpoint the first attempt starts from (a retry after a worker
             # failure starts from this run's own latest checkpoint instead)
@@ -184,7 +164,7 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False, prep_dir: str | N
             for e in epochs
         ],
     }
-    storage.write_text(storage.join(model_dir, "metrics.json"), json.dumps(metrics, indent=2) + "\n")
+    storage.write_text(out.metrics, json.dumps(metrics, indent=2) + "\n")
     return storage.finish_stage(
         model_dir,
         started,
@@ -258,12 +238,12 @@ def _cache_examples(setting: str, estimated_bytes: int, object_store_memory: int
 def _warm_start_state(previous_run: str, prep_dir: str, spec: ModelSpec, seed: int) -> dict:
     """train.warm_start: this run's initial weights from the previous run's latest checkpoint."""
     previous_run = storage.absolute(previous_run)
-    _, checkpoint = latest_checkpoint(storage.join(previous_run, "model", CHECKPOINTS))
+    _, checkpoint = latest_checkpoint(RunLayout(previous_run).model.checkpoints)
     with ray.train.Checkpoint(checkpoint).as_directory() as local:
         return warm_start_state(previous_run, local, prep_dir, spec, seed)
 
 
-def _item2vec_state(examples: ray.data.Dataset, scaling: ScalingConfig, model_dir: str, prep_dir: str,
+def _item2vec_state(examples: ray.data.Dataset, scaling: ScalingConfig, out: ModelLayout, prep: PrepLayout,
                     spec: ModelSpec, history_len: int, cfg: TrainConfig) -> dict:
     """train.item2vec_epochs: pretrain skip-gram vectors on the same workers and examples;
     fresh initial weights (seeded as the workers seed theirs) with them as the history table."""
@@ -272,11 +252,11 @@ def _item2vec_state(examples: ray.data.Dataset, scaling: ScalingConfig, model_di
         train_loop_config={
             "train": cfg.model_dump(mode="json"), "num_items": spec.num_items,
             "history_len": history_len,
-            "item_sampling_path": storage.join(prep_dir, "vocab", "item_sampling"),
+            "item_sampling_path": prep.item_sampling,
             "sparse": uses_sparse_embeddings(cfg, spec.num_items),
         },
         scaling_config=scaling,
-        run_config=RunConfig(name="item2vec", storage_path=storage.join(model_dir, "item2vec"),
+        run_config=RunConfig(name="item2vec", storage_path=out.item2vec,
                              checkpoint_config=CheckpointConfig(num_to_keep=1),
                              failure_config=FailureConfig(max_failures=2)),
         datasets={"train": examples.select_columns(ITEM2VEC_COLUMNS)},
@@ -301,23 +281,6 @@ def _resume_checkpoint(checkpoints: str, epochs: int) -> str:
         raise ValueError(f"--resume: the latest checkpoint has {done} epochs already; raise train.epochs to go on")
     log.info("resuming from %s (%d epochs done)", path, done)
     return path
-
-
-def latest_checkpoint(checkpoints: str) -> tuple[int, str]:
-    """(epochs done, URI) of the checkpoint of the most epochs under a run's
-    model/checkpoints."""
-    fs, root = storage.filesystem(checkpoints)
-    found = []
-    if fs.get_file_info(root).type == pafs.FileType.Directory:
-        for entry in fs.get_file_info(pafs.FileSelector(root, recursive=True)):
-            if entry.base_name == CHECKPOINT_STATE:
-                with fs.open_input_stream(entry.path) as f:
-                    epoch = int(json.load(f)["epoch"])
-                found.append((epoch, entry.path[len(root):].strip("/").rsplit("/", 1)[0]))
-    if not found:
-        raise FileNotFoundError(f"no checkpoint under {checkpoints}")
-    done, relative = max(found)
-    return done, storage.join(checkpoints, relative)
 
 
 def _device_name(use_gpu: bool) -> str:

@@ -27,6 +27,7 @@ from torch import nn
 from ray_train.model import ModelSpec, UserTower, categorical_dim, relu_tower, sparse_tables
 from watchnext import storage
 from watchnext.contract import fixed_lists
+from watchnext.layout import PrepLayout
 
 ITEM_CHUNK = 65536  # items through the item tower at once when every item is scored
 
@@ -35,7 +36,7 @@ def load_item_features(prep_dir: str, spec: ModelSpec) -> tuple[torch.Tensor, to
     """(categories [num_items, F] int64, age [num_items, 2] float32: log1p(days) / scale and
     a known flag) from prep's vocab/item_features; row 0 (padding) and unknown values are 0."""
     features = storage.read_manifest(prep_dir)["features"]
-    table = pq.read_table(storage.join(prep_dir, "vocab", "item_features"))
+    table = pq.read_table(PrepLayout(prep_dir).item_features)
     index = table.column("index").to_numpy().astype(np.int64)
     count = len(spec.item_categorical_sizes)
     categories = np.zeros((spec.num_items, count), dtype=np.int64)

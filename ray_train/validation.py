@@ -18,9 +18,9 @@ import torch
 
 from ray_train.data import Batch, Widths, to_batch
 from watchnext import storage
+from watchnext.layout import PrepLayout
 
 VAL_K = 50
-VALID = "valid"  # the prep folder of the validation targets
 # what metrics.json's val_hr@50 measures
 VALIDATION_SOURCE = "prep/valid: each user's last training watch, held out of the examples"
 USERS_PER_CHUNK = 256  # users scored at once: a [chunk, corpus] score matrix
@@ -37,7 +37,7 @@ class ValidationSet:
     def load(cls, prep_dir: str, widths: Widths, users: int, seed: int) -> "ValidationSet | None":
         """Up to `users` validation users, drawn with the seed; None when prep holds no
         validation targets (prep.validation=false) or users is 0."""
-        path = storage.join(prep_dir, VALID)
+        path = PrepLayout(prep_dir).valid
         if users == 0 or not storage.exists(path):
             return None
         rows = storage.parquet_dataset(path).to_table()

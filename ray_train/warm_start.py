@@ -20,10 +20,11 @@ import re
 import pyarrow.parquet as pq
 import torch
 
-from ray_train.loop import CHECKPOINT_MODEL, CHECKPOINT_STATE
+from ray_train.checkpoint import CHECKPOINT_MODEL, CHECKPOINT_STATE
 from ray_train.model import ModelSpec
 from ray_train.models import build_model
 from watchnext import storage
+from watchnext.layout import PrepLayout, RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ TOKEN_TABLE = "user_tower.search.weight"
 def vocabulary(prep_dir: str, name: str) -> dict[str, int]:
     """key -> index of prep_dir/vocab/<name> (items are keyed by item_id, the rest by value)."""
     key = "item_id" if name == "items" else "value"
-    table = pq.read_table(storage.join(prep_dir, "vocab", name), columns=[key, "index"])
+    table = pq.read_table(PrepLayout(prep_dir).vocab(name), columns=[key, "index"])
     return dict(zip(table.column(key).to_pylist(), table.column("index").to_pylist()))
 
 
@@ -59,7 +60,7 @@ def warm_start_state(previous_run: str, checkpoint_dir: str, prep_dir: str, spec
     with open(f"{checkpoint_dir}/{CHECKPOINT_STATE}") as f:
         previous_spec = ModelSpec.from_dict(json.load(f)["spec"])
     old = torch.load(f"{checkpoint_dir}/{CHECKPOINT_MODEL}", weights_only=True)
-    previous_prep = storage.join(previous_run, "prep")
+    previous_prep = RunLayout(previous_run).prep.root
     features = {d: storage.read_manifest(d)["features"] for d in (previous_prep, prep_dir)}
     torch.manual_seed(seed)
     state = build_model(spec).state_dict()

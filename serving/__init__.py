@@ -1,1 +1,2 @@
-"""Batch recall: user vectors, FAISS index, per-user top-K table, evaluation."""
+"""Batch recall: user vectors, the sharded FAISS index, the recall channels and the per-user
+top-K and similar-item tables."""

@@ -3,7 +3,7 @@
 A production recall list is never one source. The channels:
 - model: the user vector's nearest items (the FAISS search of serving/recall.py);
 - item2item: the items co-watched with the user's last few watches, by cosine over every
-  training user (serving/baselines.py's similarity, kept to each item's top neighbours);
+  training user (report/baselines.py's similarity, kept to each item's top neighbours);
 - popular: the most watched items; fresh: the most watched in the last prep.recent_days.
 Each channel ranks its own candidates (the user's watched items never among them); the merged
 list scores an item by weighted reciprocal-rank fusion (Cormack et al. 2009),
@@ -27,10 +27,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from serving.baselines import cosine_similarity, latest, watch_pairs
+from serving.cowatch import cosine_similarity, latest, watch_pairs
 
 CHANNELS = ("model", "item2item", "popular", "fresh")
-NEIGHBOURS_FILE = "neighbours.parquet"
 # the candidate settings, cheapest first (the first of equals wins): every channel's weight
 # relative to the model's 1, and the fusion's rank offset (small: the head of each list
 # decides; 60, the paper's: agreement between the lists decides)

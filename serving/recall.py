@@ -28,33 +28,33 @@ import ray.data
 import torch
 
 from ray_train.data import Widths, to_batch
-from ray_train.export import ITEM_EMBEDDINGS_FILE, load_user_tower
-from ray_train.trainer import start_ray
+from ray_train.export import load_user_tower
+from serving.channels import CHANNELS, Channels, CoWatch, choose, fusion_grid, hit_rate
 from serving.index import IndexParams, ShardedIndex, item_keys, item_matrix, normalized, user_queries
-from serving.channels import CHANNELS, NEIGHBOURS_FILE, Channels, CoWatch, choose, fusion_grid, hit_rate
 from serving.search import search_excluding
 from watchnext import storage
 from watchnext.config import Config, RecallConfig
 from watchnext.contract import RECALL, SIMILAR, fixed_lists
+from watchnext.layout import ModelLayout, RecallLayout, RunLayout
+from watchnext.ray_cluster import start_ray
 
 log = logging.getLogger(__name__)
 
-INDEX_DIR = "index"
-INDEX_ITEMS = "items.parquet"  # item index and id of every index row, in row order
 SIMILAR_BATCH = 16_384  # items per similar-item search
 
 
 class RecallScorer:
     """One Ray Data actor: user tower + index loaded once, a batch of users per call."""
 
-    def __init__(self, model_dir: str, index_dir: str, widths: dict, top_k: int,
+    def __init__(self, model_dir: str, recall_dir: str, widths: dict, top_k: int,
                  exclude_watched: bool, faiss_threads: int, run_date: str, channels: dict | None = None):
         faiss.omp_set_num_threads(faiss_threads)
         torch.set_num_threads(faiss_threads)
         self.tower, meta = load_user_tower(model_dir)
         self.model_version = meta["model_version"]
-        self.index = ShardedIndex.load(index_dir)
-        self.row_item_index, self.row_item_id = item_keys(storage.join(index_dir, INDEX_ITEMS))
+        recall = RecallLayout(recall_dir)
+        self.index = ShardedIndex.load(recall.index)
+        self.row_item_index, self.row_item_id = item_keys(recall.index_items)
         self.widths = Widths(**widths)
         self.top_k = top_k
         self.exclude_watched = exclude_watched
@@ -108,9 +108,8 @@ def ranked_lists(values: np.ndarray, counts: np.ndarray, value_type: pa.DataType
 
 
 def run_recall(run_dir: str, cfg: Config) -> dict[str, Any]:
-    run_dir = storage.absolute(run_dir)
-    prep_dir, model_dir = storage.join(run_dir, "prep"), storage.join(run_dir, "model")
-    recall_dir = storage.join(run_dir, "recall")
+    run = RunLayout.of(run_dir)
+    prep_dir, model_dir, recall_dir = run.prep.root, run.model.root, run.recall.root
     prep, model = storage.read_manifest(prep_dir), storage.read_manifest(model_dir)
     storage.check_built_from(model_dir, model, {"prep": prep})
     model_version = model["model_version"]
@@ -119,32 +118,30 @@ def run_recall(run_dir: str, cfg: Config) -> dict[str, Any]:
     started = storage.begin_stage(recall_dir, inputs=(prep_dir, model_dir, rc.exclude_items))
     faiss.omp_set_num_threads(os.cpu_count() or 1)  # the driver's own searches use every core
 
-    vectors, item_ids, excluded = _build_index(model_dir, storage.join(recall_dir, INDEX_DIR), rc, model_version,
-                                               cfg.train.seed)
+    vectors, item_ids, excluded = _build_index(run.model, run.recall, rc, model_version, cfg.train.seed)
     build_seconds = time.time() - started
-    index = ShardedIndex.load(storage.join(recall_dir, INDEX_DIR))  # as the actors will: checksums checked
+    index = ShardedIndex.load(run.recall.index)  # as the actors will: checksums checked
     widths = Widths.from_prep_features(prep["features"])
     start_ray(cfg.ray, min_cpus=rc.actors * rc.faiss_threads + 1)  # the actors, and Ray Data's reads beside them
     search_started = time.time()
     channels, channel_summary = None, None
     if len(rc.channels) > 1:
-        channels, channel_summary = _choose_channels(prep_dir, model_dir, recall_dir, index, widths, rc, cfg.train.seed)
-    users = _write_recall_table(prep_dir, model_dir, recall_dir, widths, rc, run_date, channels)
+        channels, channel_summary = _choose_channels(run, index, widths, rc, cfg.train.seed)
+    users = _write_recall_table(run, widths, rc, run_date, channels)
     seconds = time.time() - search_started
 
     index_summary = {"type": index.params.kind, "shards": len(index.shards), "items": int(index.ntotal),
                      "dim": int(vectors.shape[1]), "params": dataclasses.asdict(index.params),
                      "build_seconds": build_seconds, "excluded_items": excluded}
     if index.params.kind != "flat" and rc.ann_check_users:
-        index_summary.update(ann_recall(index, vectors, prep_dir, model_dir, widths, rc, cfg.train.seed))
+        index_summary.update(ann_recall(index, vectors, run.prep.user_features, model_dir, widths, rc, cfg.train.seed))
     extra = {}
     if channel_summary is not None:
-        table = ray.data.read_parquet(storage.join(recall_dir, "table"), columns=["channels"])
+        table = ray.data.read_parquet(run.recall.table, columns=["channels"])
         extra["channels"] = {**channel_summary, "slots": _slot_shares(table)}
     if rc.similar_items:
         extra["similar"] = write_similar_items(vectors, item_ids, index.params, rc, model_version, run_date,
-                                               storage.join(recall_dir, "similar", f"run_date={run_date}"),
-                                               cfg.train.seed)
+                                               run.recall.similar_partition(run_date), cfg.train.seed)
     return storage.finish_stage(
         recall_dir,
         started,
@@ -159,24 +156,24 @@ def run_recall(run_dir: str, cfg: Config) -> dict[str, Any]:
             "users_per_second": users / max(seconds, 1e-9),
             "index": index_summary,
             **extra,
-            "outputs": ["table", INDEX_DIR, *extra],
+            "outputs": ["table", "index", *extra],
         },
     )
 
 
-def _build_index(model_dir: str, index_dir: str, rc: RecallConfig, model_version: str,
+def _build_index(model: ModelLayout, out: RecallLayout, rc: RecallConfig, model_version: str,
                  seed: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """The item vectors (excluded items left out) into a sharded index saved at index_dir;
+    """The item vectors (excluded items left out) into a sharded index saved in recall/index/;
     returns (vectors, item ids of the index rows, how many items were excluded)."""
     started = time.time()
-    vectors, item_index, item_ids = item_matrix(storage.join(model_dir, ITEM_EMBEDDINGS_FILE))
+    vectors, item_index, item_ids = item_matrix(model.item_embeddings)
     keep = ~np.isin(item_ids, read_item_list(rc.exclude_items)) if rc.exclude_items else np.ones(len(item_ids), bool)
     vectors, item_index, item_ids = vectors[keep], item_index[keep], item_ids[keep]
     params = index_params(rc, len(vectors), vectors.shape[1])
     index = ShardedIndex.build(vectors, params, rc.shards, seed=seed)
     _write_table(pa.table({"index": item_index, "item_id": pa.array(item_ids, pa.string())}),
-                 storage.join(index_dir, INDEX_ITEMS))
-    index.save(index_dir, model_version)
+                 out.index_items)
+    index.save(out.index, model_version)
     log.info("%s index over %d items in %d shard(s): %.1fs", params.kind, len(vectors), len(index.shards),
              time.time() - started)
     return vectors, item_ids, int((~keep).sum())
@@ -194,15 +191,15 @@ def actor_pool_size(rc: RecallConfig) -> int:
     return min(rc.actors, fits)
 
 
-def _write_recall_table(prep_dir: str, model_dir: str, recall_dir: str, widths: Widths, rc: RecallConfig,
-                        run_date: str, channels: dict | None = None) -> int:
+def _write_recall_table(run: RunLayout, widths: Widths, rc: RecallConfig, run_date: str,
+                        channels: dict | None = None) -> int:
     """Serving features through the actor pool into recall/table/run_date=D/; the users written."""
-    table_dir = storage.join(recall_dir, "table", f"run_date={run_date}")
-    ray.data.read_parquet(storage.join(prep_dir, "user_features")).map_batches(
+    table_dir = run.recall.table_partition(run_date)
+    ray.data.read_parquet(run.prep.user_features).map_batches(
         RecallScorer,
         fn_constructor_kwargs={
-            "model_dir": model_dir,
-            "index_dir": storage.join(recall_dir, INDEX_DIR),
+            "model_dir": run.model.root,
+            "recall_dir": run.recall.root,
             "widths": dataclasses.asdict(widths),
             "top_k": rc.top_k,
             "exclude_watched": rc.exclude_watched,
@@ -218,19 +215,18 @@ def _write_recall_table(prep_dir: str, model_dir: str, recall_dir: str, widths: 
     return ray.data.read_parquet(table_dir).count()
 
 
-def _choose_channels(prep_dir: str, model_dir: str, recall_dir: str, index: ShardedIndex, widths: Widths,
-                     rc: RecallConfig, seed: int) -> tuple[dict, dict]:
+def _choose_channels(run: RunLayout, index: ShardedIndex, widths: Widths, rc: RecallConfig,
+                     seed: int) -> tuple[dict, dict]:
     """The other channels' inputs (the co-watch neighbours of every training user's watches,
     written to recall/item2item/; the popular and fresh orders) and the fusion setting
     chosen on a seeded sample of rc.channel_users validation users, everything the way it
     was known at their validation watch: (the actors' spec, the manifest's summary)."""
     started = time.time()
-    vocab = storage.parquet_dataset(storage.join(prep_dir, "vocab", "items")).to_table()
-    num_items = int(storage.read_manifest(prep_dir)["features"]["item_vocab_size"])
-    features = storage.parquet_dataset(storage.join(prep_dir, "user_features")).to_table(
-        columns=["user_id", "watched"])
+    vocab = storage.parquet_dataset(run.prep.item_vocab).to_table()
+    num_items = int(storage.read_manifest(run.prep.root)["features"]["item_vocab_size"])
+    features = storage.parquet_dataset(run.prep.user_features).to_table(columns=["user_id", "watched"])
     watched = features.column("watched").combine_chunks()
-    neighbours_path = storage.join(recall_dir, "item2item", NEIGHBOURS_FILE)
+    neighbours_path = run.recall.item2item_neighbours
     if "item2item" in rc.channels:
         CoWatch.build(watched, num_items, rc.channel_neighbours).save(neighbours_path)
     count = np.zeros(num_items, dtype=np.int64)
@@ -242,7 +238,7 @@ def _choose_channels(prep_dir: str, model_dir: str, recall_dir: str, index: Shar
     spec = {"item2item": neighbours_path if "item2item" in rc.channels else None, "recent": rc.channel_recent,
             "popular": _by_count(count) if "popular" in rc.channels else None,
             "fresh": _by_count(recent) if "fresh" in rc.channels and recent is not None else None}
-    valid_path = storage.join(prep_dir, "valid")
+    valid_path = run.prep.valid
     valid = storage.parquet_dataset(valid_path).to_table() if storage.exists(valid_path) else None
     if valid is None or valid.num_rows == 0:
         log.warning("recall.channels: no validation split (prep.validation=false) to weigh the channels on; "
@@ -257,8 +253,8 @@ def _choose_channels(prep_dir: str, model_dir: str, recall_dir: str, index: Shar
     valid_ids = valid.column("user_id").combine_chunks()
     others = watched.filter(pc.invert(pc.is_in(features.column("user_id").combine_chunks(), value_set=valid_ids)))
     then = pa.concat_arrays([valid.column("watched").combine_chunks().cast(watched.type), others.cast(watched.type)])
-    tower, _ = load_user_tower(model_dir)
-    row_item_index, _ = item_keys(storage.join(recall_dir, INDEX_DIR, INDEX_ITEMS))
+    tower, _ = load_user_tower(run.model.root)
+    row_item_index, _ = item_keys(run.recall.index_items)
     rows, _, counts = search_excluding(index, user_queries(user_vectors(tower, users, widths)), row_item_index,
                                        before, rc.top_k)
     model = np.where(np.arange(rows.shape[1])[None, :] < counts[:, None], row_item_index[rows], 0)
@@ -331,11 +327,11 @@ def read_item_list(path: str) -> np.ndarray:
     return np.array([line for line in lines if line], dtype=object)
 
 
-def ann_recall(index: ShardedIndex, vectors: np.ndarray, prep_dir: str, model_dir: str, widths: Widths,
+def ann_recall(index: ShardedIndex, vectors: np.ndarray, user_features: str, model_dir: str, widths: Widths,
                rc: RecallConfig, seed: int) -> dict[str, Any]:
     """recall@top_k of the approximate index against an exact scan, on a seeded sample of
-    users (no exclusions: the same candidates for both)."""
-    fs, local = storage.filesystem(storage.join(prep_dir, "user_features"))
+    the users of user_features (no exclusions: the same candidates for both)."""
+    fs, local = storage.filesystem(user_features)
     users = pads.dataset(local, filesystem=fs, format="parquet", partitioning="hive")
     total = users.count_rows()
     sample = np.sort(np.random.default_rng(seed).choice(total, min(rc.ann_check_users, total), replace=False))

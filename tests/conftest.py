@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ ML_100K = (REPO / ".." / "shared" / "data" / "ml-100k").resolve()
 
 @pytest.fixture(scope="session")
 def spark():
-    from jobs.spark import spark_session
+    from watchnext.spark_session import spark_session
     from watchnext.config import SparkConfig
 
     session = spark_session(SparkConfig(master="local[2]", driver_memory="2g", shuffle_partitions=4), "watchnext-tests")
@@ -25,7 +24,7 @@ def spark():
 def ray_local():
     import ray
 
-    from ray_train.trainer import start_ray
+    from watchnext.ray_cluster import start_ray
     from watchnext.config import RayConfig
 
     # 2 training workers + Ray Data's readers need 3 logical CPUs on this 2-core machine

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from watchnext.ablate import BASE, markdown, read_grid, resolve, total_variation
+from watchnext.commands.ablate import BASE, markdown, read_grid, resolve, total_variation
 from watchnext.config import Config, ConfigError
 
 

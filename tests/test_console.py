@@ -40,7 +40,7 @@ def test_ray_data_prints_warnings_but_not_its_execution_lines():
 
 def test_the_embedded_spark_starts_without_its_banner_or_start_up_warnings():
     script = (
-        "from jobs.spark import spark_session\n"
+        "from watchnext.spark_session import spark_session\n"
         "from watchnext.config import SparkConfig\n"
         "spark_session(SparkConfig(master='local[1]', driver_memory='1g'), 'quiet').stop()\n"
     )

@@ -8,8 +8,8 @@ import datetime as dt
 import pytest
 
 from jobs.sources import InputError
+from watchnext.commands.nightly import Night, plan, summary_path
 from watchnext.config import load_config
-from watchnext.nightly import Night, plan, summary_path
 
 D = dt.date(2026, 3, 10)
 

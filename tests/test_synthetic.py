@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from watchnext import synthetic
+from synthetic import generator as synthetic
 from watchnext.contract import CLICKS, SEARCHES
 
 SIZE = dict(users=1_000, items=3_000, events=12_000, start="2026-01-01", days=60)

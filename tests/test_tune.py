@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from watchnext.ablate import resolve
-from watchnext.config import Config, ConfigError, config_from_dict, load_config
-from watchnext.tune import (
-    METRIC, SEARCH_SPACE, base_settings, best_config, best_trial, parse_space, prep_key, prep_settings, run_tune,
-    trials_at_once,
+from watchnext.commands.ablate import resolve
+from watchnext.commands.tune import (
+    METRIC, SEARCH_SPACE, base_settings, best_config, best_trial, parse_space, prep_key, prep_settings,
+    run_tune, trials_at_once,
 )
+from watchnext.config import Config, ConfigError, config_from_dict, load_config
 
 LR = {"loguniform": [0.001, 0.01]}
 
@@ -94,7 +94,7 @@ def test_trials_at_once_follow_the_cluster_and_the_workers():
 def test_tune_runs_trials_through_asha_and_its_best_yaml_trains(spark, ray_local, tmp_path: Path):
     from jobs.prep import run_prep
     from ray_train.trainer import run_train
-    from watchnext.synthetic import generate
+    from synthetic.generator import generate
 
     def prep(data: str, run_dir: str, cfg: Config) -> None:  # the session's Spark, as the command's prep stage
         run_prep(spark, data, f"{run_dir}/prep", cfg.prep)

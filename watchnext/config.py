@@ -9,7 +9,6 @@ names the field. Defaults live here, each with the reason it was chosen.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -423,7 +422,7 @@ class TuneConfig(_Section):
     # rate or a cosine schedule says little about where a trial ends
     grace_epochs: int = Field(2, ge=1)
     # the search space, {section.key: {choice: [values]} | {uniform: [low, high]} |
-    # {loguniform: [low, high]}}; None = watchnext.tune.SEARCH_SPACE (its reasons are there)
+    # {loguniform: [low, high]}}; None = watchnext.commands.tune.SEARCH_SPACE (its reasons are there)
     space: dict[str, dict[str, list[Any]]] | None = None
     # the random draw of the trials' settings
     seed: int = 0

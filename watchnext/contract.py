@@ -1,8 +1,9 @@
 """The Parquet contract between stages, declared once.
 
 Every stage reads and writes through these schemas: jobs/ writes the prep tables, ray_train/
-reads them and writes the model tables, serving/ reads both. A change here is a change of the
-contract, and every side sees it.
+reads them and writes the model tables, serving/ reads both and writes the recall tables, and
+report/ reads them all. Where each table lives is watchnext/layout.py's. A change here is a
+change of the contract, and every side sees it.
 
 Ids are strings everywhere in the canonical input (MovieLens integers and UUIDs alike), so
 that one vocabulary code path serves every dataset. Inside the model an item is an int32
@@ -52,8 +53,6 @@ ITEMS_UPLOAD_TS = "upload_ts"
 INPUT_TABLES = ("clicks", "users", "items", "searches")
 
 # ---------------------------------------------------------------- prep/ (jobs -> ray_train, serving)
-HISTORY_LEN_FIELD = "history"
-
 # vocab/items: one row per item in the vocabulary
 ITEM_VOCAB = pa.schema(
     [

@@ -16,7 +16,7 @@ def run_dir(spark, ray_local, ml100k, tmp_path_factory) -> Path:
     Spark session and the local Ray instance."""
     from jobs.prep import run_prep
     from ray_train.trainer import run_train
-    from serving.evaluate import evaluate
+    from report.evaluate import evaluate
     from serving.recall import run_recall
     from watchnext.config import load_config
 

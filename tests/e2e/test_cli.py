@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 def watchnext(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "watchnext.cli", *args], capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "watchnext.commands.cli", *args], capture_output=True, text=True, timeout=timeout
     )
 
 

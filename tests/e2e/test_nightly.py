@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.e2e.test_cli import watchnext
-from watchnext.nightly import NIGHTLY_STEPS
+from watchnext.commands.nightly import NIGHTLY_STEPS
 
 FIRST, SECOND, HELD_OUT = "2026-03-04", "2026-03-05", "2026-03-06"
 

@@ -12,7 +12,8 @@ import pytest
 from jobs.prep import run_prep
 from jobs.validate import SchemaError
 from watchnext.config import PrepConfig
-from watchnext.contract import EXAMPLES, EVAL_TARGETS, ITEM_FEATURES, USER_FEATURES, VALID_TARGETS
+from watchnext.contract import (CATEGORY_VOCAB, EVAL_TARGETS, EXAMPLES, ITEM_FEATURES, ITEM_SAMPLING, ITEM_VOCAB,
+                                USER_FEATURES, VALID_TARGETS)
 
 CLICKS = """user_id,item_id,ts,watch_seconds
 a,x,2026-01-01T00:00:00Z,10
@@ -137,7 +138,9 @@ def test_serving_features_hold_the_latest_history_and_every_watched_item(prepped
 
 def test_outputs_follow_the_contract(prepped):
     prep_dir, _ = prepped
-    for name, schema in (("examples", EXAMPLES), ("user_features", USER_FEATURES), ("eval", EVAL_TARGETS)):
+    for name, schema in (("examples", EXAMPLES), ("user_features", USER_FEATURES), ("eval", EVAL_TARGETS),
+                         ("vocab/items", ITEM_VOCAB), ("vocab/item_sampling", ITEM_SAMPLING),
+                         ("vocab/gender", CATEGORY_VOCAB)):
         got = read(prep_dir, name).schema
         assert {f.name: f.type for f in got} == {f.name: f.type for f in schema}, name
 

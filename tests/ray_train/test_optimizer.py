@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 
-import pytest
 import torch
 
 from ray_train.optim import LazyAdam, Optimizer, uses_sparse_embeddings

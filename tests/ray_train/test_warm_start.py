@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from ray_train.loop import CHECKPOINT_MODEL, CHECKPOINT_STATE
+from ray_train.checkpoint import CHECKPOINT_MODEL, CHECKPOINT_STATE
 from ray_train.model import ModelSpec
 from ray_train.models import build_model
 from ray_train.warm_start import remap_rows, warm_start_state

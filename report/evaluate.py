@@ -33,15 +33,16 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from serving import als
-from serving.age_effect import example_age_effect
-from serving.baselines import cosine_similarity, item_knn_ranks
-from serving.report_html import render
+from report import als
+from report.age_effect import example_age_effect
+from report.baselines import item_knn_ranks
+from report.page import render
+from serving.cowatch import cosine_similarity
 from watchnext import storage
 from watchnext.config import Config
 from watchnext.contract import MANIFEST, fixed_lists
+from watchnext.layout import PrepLayout, RunLayout
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -226,20 +227,18 @@ def evaluate(run_dir: str, cfg: Config | None = None, choice_users: int | None =
     choice_users and baseline_users bound the validation users the baselines' settings are
     chosen on and the evaluated users item-kNN and ALS are scored on (default: as many as
     CHOICE_SCORES and BASELINE_SCORES allow over the catalog)."""
-    run_dir = storage.absolute(run_dir)
-    prep_dir, recall_dir = storage.join(run_dir, "prep"), storage.join(run_dir, "recall")
-    report_dir = storage.join(run_dir, "report")
+    run = RunLayout.of(run_dir)
+    prep_dir, recall_dir, report_dir, model_dir = run.prep.root, run.recall.root, run.report.root, run.model.root
     prep = storage.read_manifest(prep_dir)
     recall = storage.read_manifest(recall_dir)
-    model_dir = storage.join(run_dir, "model")
     finished_model = storage.exists(storage.join(model_dir, MANIFEST))
     upstream = {"prep": prep, **({"model": storage.read_manifest(model_dir)} if finished_model else {})}
     storage.check_built_from(recall_dir, recall, upstream)
     started = storage.begin_stage(report_dir, inputs=(prep_dir, recall_dir))
 
-    targets = _read(storage.join(prep_dir, "eval"), ["user_id", "item_id", "item_index"])
-    table = _read(storage.join(recall_dir, "table"), ["user_id", "item_ids"])
-    features = _read(storage.join(prep_dir, "user_features"), ["user_id", "watched", "history"])
+    targets = _read(run.prep.eval, ["user_id", "item_id", "item_index"])
+    table = _read(run.recall.table, ["user_id", "item_ids"])
+    features = _read(run.prep.user_features, ["user_id", "watched", "history"])
     # every evaluated user is kept: one without a recall row counts as a miss
     item_lists = _fill_empty(_lookup(targets, table, "item_ids"), pa.string())
     watched = _fill_empty(_lookup(targets, features, "watched"), pa.int32())
@@ -251,10 +250,10 @@ def evaluate(run_dir: str, cfg: Config | None = None, choice_users: int | None =
     num_items, history_len = int(prep["features"]["item_vocab_size"]), int(prep["features"]["history_len"])
     model_ranks = ranks_in_lists(item_lists, target_ids)
     model = {**ranking_metrics(model_ranks, max_k=top_k), **bootstrap_intervals(model_ranks)}
-    vocab = _read(storage.join(prep_dir, "vocab", "items"), None)
+    vocab = _read(run.prep.item_vocab, None)
     model.update(list_statistics(table.column("item_ids").combine_chunks(), vocab.column("item_id").combine_chunks(),
                                  vocab.column("count").to_numpy(), int(recall["index"]["items"]),
-                                 _fresh_items(prep_dir, vocab, recent_days)))
+                                 _fresh_items(run.prep, vocab, recent_days)))
     popular_ranks = most_popular_ranks(target_index, watched)
     baselines = {"most_popular": {**ranking_metrics(popular_ranks), **bootstrap_intervals(popular_ranks),
                                   "users": targets.num_rows}}
@@ -264,7 +263,7 @@ def evaluate(run_dir: str, cfg: Config | None = None, choice_users: int | None =
         recent_ranks = most_popular_ranks(target_index, watched, recent_positions(recent))
         baselines["recently_popular"] = {**ranking_metrics(recent_ranks), **bootstrap_intervals(recent_ranks),
                                          "users": targets.num_rows, "days": recent_days}
-    validation = _validation_split(prep_dir, features, history_len)
+    validation = _validation_split(run.prep, features, history_len)
     training_watched = features.column("watched").combine_chunks().cast(WATCHED_TYPE)
     # item-kNN and ALS: every candidate setting compared on the same validation users, and
     # both scored on the same evaluated users
@@ -304,13 +303,13 @@ def evaluate(run_dir: str, cfg: Config | None = None, choice_users: int | None =
     if len(scored) < targets.num_rows:
         report["baseline_sample"] = {"baselines": list(cfg.report.baselines), "users": len(scored),
                                      "of": targets.num_rows, "seed": SAMPLE_SEED}
-    effect = example_age_effect(run_dir, prep)
+    effect = example_age_effect(run.root, prep)
     if effect is not None:
         report["example_age_effect"] = effect
-    storage.write_text(storage.join(report_dir, "report.json"), json.dumps(report, indent=2) + "\n")
-    metrics_path = storage.join(run_dir, "model", "metrics.json")
+    storage.write_text(run.report.json, json.dumps(report, indent=2) + "\n")
+    metrics_path = run.model.metrics
     metrics = json.loads(storage.read_text(metrics_path)) if storage.exists(metrics_path) else None
-    storage.write_text(storage.join(report_dir, "report.html"), render(report, metrics, prep, recall))
+    storage.write_text(run.report.html, render(report, metrics, prep, recall))
     storage.finish_stage(report_dir, started, {"inputs": {"prep": prep_dir, "recall": recall_dir},
                                                "built_from": {"prep": prep.get("fingerprint"),
                                                               "recall": recall.get("fingerprint")},
@@ -366,10 +365,10 @@ class ValidationSplit:
         return self.targets[rows], self.watched_before().take(pa.array(rows)), self.history[rows]
 
 
-def _validation_split(prep_dir: str, features: pa.Table, history_len: int) -> ValidationSplit | None:
+def _validation_split(prep: PrepLayout, features: pa.Table, history_len: int) -> ValidationSplit | None:
     """prep/valid against user_features (every training user), or None when prep wrote no
     validation split (prep.validation=false, or a run from before it) or an empty one."""
-    path = storage.join(prep_dir, "valid")
+    path = prep.valid
     valid = _read(path, ["user_id", "item_index", "history", "watched"]) if storage.exists(path) else None
     if valid is None or valid.num_rows == 0:
         log.info("%s: no validation split; the baselines keep their default settings", path)
@@ -391,7 +390,7 @@ def _choose(candidates: Sequence[Any], validation_ranks: Callable[[Any], np.ndar
 
 def _item_knn(target_index: np.ndarray, watched: pa.ListArray, history: np.ndarray, training_watched: pa.ListArray,
               validation: ValidationSplit | None, choice: np.ndarray | None, num_items: int) -> dict[str, Any]:
-    """item-kNN (serving.baselines) on the given evaluated users, with the similarity of every
+    """item-kNN (report.baselines) on the given evaluated users, with the similarity of every
     training user's watches; R chosen on the validation users `choice`, where there is a
     validation split, with the similarity of every training user's watches known then."""
     recent, tried = KNN_RECENT_DEFAULT, []
@@ -410,7 +409,7 @@ def _item_knn(target_index: np.ndarray, watched: pa.ListArray, history: np.ndarr
 def _als(spark: SparkSession, target_index: np.ndarray, watched: pa.ListArray, feature_rows: np.ndarray,
          training_watched: pa.ListArray, validation: ValidationSplit | None, choice: np.ndarray | None,
          num_items: int) -> dict[str, Any]:
-    """ALS (serving.als) on the given evaluated users (feature_rows: each one's row of
+    """ALS (report.als) on the given evaluated users (feature_rows: each one's row of
     training_watched, -1 for none): each grid point fitted on the whole validation-time matrix
     and judged on the validation targets of the users `choice`, the best refitted on every
     training watch."""
@@ -441,7 +440,7 @@ def _spark(cfg: SparkConfig) -> Iterator[SparkSession]:
     from cfg, stopped when done."""
     from pyspark.sql import SparkSession
 
-    from jobs.spark import spark_session
+    from watchnext.spark_session import spark_session
 
     active = SparkSession.getActiveSession()
     spark = active or spark_session(cfg, "watchnext-evaluate")
@@ -460,10 +459,10 @@ def _histories(history: pa.ListArray, history_len: int) -> np.ndarray:
     return last
 
 
-def _fresh_items(prep_dir: str, vocab: pa.Table, recent_days: float) -> np.ndarray | None:
+def _fresh_items(prep: PrepLayout, vocab: pa.Table, recent_days: float) -> np.ndarray | None:
     """Per vocabulary row: was the item uploaded within the last recent_days of the training
     window (None when the catalog has no upload times)."""
-    ages = _read(storage.join(prep_dir, "vocab", "item_features"), ["index", "age_days"])
+    ages = _read(prep.item_features, ["index", "age_days"])
     if ages.column("age_days").null_count == ages.num_rows:
         return None
     fresh_index = ages.filter(pc.less_equal(ages.column("age_days"), recent_days)).column("index")

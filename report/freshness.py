@@ -14,25 +14,25 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ray_train.export import ITEM_EMBEDDINGS_FILE
-from serving.recall import INDEX_DIR, INDEX_ITEMS
 from watchnext import storage
+from watchnext.layout import RunLayout
 
 
 def new_items(run_dir: str, previous_run: str | None) -> dict[str, Any]:
     """How many items are new in run_dir, and how many of them have an embedding, are in
     the index, and appear in at least one recall list (with their share of the list slots)."""
-    vocab = _table(storage.join(run_dir, "prep", "vocab", "items"), ["item_id", "first_ts"])
+    run = RunLayout(run_dir)
+    vocab = _table(run.prep.item_vocab, ["item_id", "first_ts"])
     if previous_run is not None:
-        known = _table(storage.join(previous_run, "prep", "vocab", "items"), ["item_id"]).column("item_id").combine_chunks()
+        known = _table(RunLayout(previous_run).prep.item_vocab, ["item_id"]).column("item_id").combine_chunks()
         new = pc.filter(vocab.column("item_id"), pc.invert(pc.is_in(vocab.column("item_id"), value_set=known)))
     else:
         last_day = pc.floor_temporal(pc.max(vocab.column("first_ts")), unit="day")
         new = pc.filter(vocab.column("item_id"), pc.greater_equal(vocab.column("first_ts"), last_day))
     new = new.combine_chunks() if isinstance(new, pa.ChunkedArray) else new
-    embedded = _table(storage.join(run_dir, "model", ITEM_EMBEDDINGS_FILE), ["item_id"]).column("item_id")
-    indexed = _table(storage.join(run_dir, "recall", INDEX_DIR, INDEX_ITEMS), ["item_id"]).column("item_id")
-    slots = pc.list_flatten(_table(storage.join(run_dir, "recall", "table"), ["item_ids"]).column("item_ids"))
+    embedded = _table(run.model.item_embeddings, ["item_id"]).column("item_id")
+    indexed = _table(run.recall.index_items, ["item_id"]).column("item_id")
+    slots = pc.list_flatten(_table(run.recall.table, ["item_ids"]).column("item_ids"))
     in_lists = pc.is_in(slots, value_set=new).to_numpy(zero_copy_only=False)
     return {
         "items": len(new),

@@ -23,14 +23,16 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import yaml
 
 from watchnext import storage
+from watchnext.commands.run import Stage
 from watchnext.config import Config, ConfigError, config_from_dict
 from watchnext.contract import MANIFEST
+from watchnext.layout import RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +72,6 @@ def resolve(base: Config, overrides: dict[str, Any], name: str) -> Config:
     return config_from_dict(raw, source=f"variant {name!r}")
 
 
-Stage = Callable[..., Any]
-
-
 def run_grid(data: str, out: str, base: Config, grid: dict[str, dict[str, Any]], repeats: int,
              stages: dict[str, Stage]) -> dict[str, Any]:
     """Run every variant (stages: prep, train, recall, evaluate, as the command line's) and
@@ -104,10 +103,10 @@ def _run_variant(data: str, run_dir: Path, cfg: Config, preps: dict[str, Path],
                  stages: dict[str, Stage]) -> dict[str, Any]:
     resolved = cfg.to_dict()
     prep_key = json.dumps({"data": data, "prep": resolved["prep"]}, sort_keys=True)
-    marker = run_dir / VARIANT_FILE
-    report = run_dir / "report" / "report.json"
+    marker, run = run_dir / VARIANT_FILE, RunLayout(str(run_dir))
+    report = Path(run.report.json)
     finished = (marker.exists() and json.loads(marker.read_text()) == resolved
-                and (run_dir / "report" / MANIFEST).exists())
+                and (Path(run.report.root) / MANIFEST).exists())
     if not finished:
         if run_dir.is_symlink() or run_dir.exists():
             shutil.rmtree(run_dir)
@@ -115,7 +114,7 @@ def _run_variant(data: str, run_dir: Path, cfg: Config, preps: dict[str, Path],
         started = time.time()
         shared = preps.get(prep_key)
         if shared is not None:
-            os.symlink(shared, run_dir / "prep", target_is_directory=True)
+            os.symlink(shared, run.prep.root, target_is_directory=True)
         else:
             stages["prep"](data, str(run_dir), cfg)
         stages["train"](str(run_dir), cfg)
@@ -123,8 +122,8 @@ def _run_variant(data: str, run_dir: Path, cfg: Config, preps: dict[str, Path],
         stages["evaluate"](str(run_dir), cfg)
         marker.write_text(json.dumps(resolved, indent=2, sort_keys=True) + "\n")
         log.info("ablate: %s in %.0fs", run_dir, time.time() - started)
-    preps.setdefault(prep_key, (run_dir / "prep").resolve())
-    metrics = json.loads((run_dir / "model" / "metrics.json").read_text())
+    preps.setdefault(prep_key, Path(run.prep.root).resolve())
+    metrics = json.loads(Path(run.model.metrics).read_text())
     return {"report": json.loads(report.read_text()), "metrics": metrics, "run": str(run_dir)}
 
 
@@ -205,7 +204,7 @@ def markdown(summary: dict[str, Any]) -> str:
 
 def page(summary: dict[str, Any]) -> str:
     """ablation.html: the table, HR@50 per variant, and the example-age figure."""
-    from serving.report_html import STYLE, age_effect_figure, bar_chart
+    from report.page import STYLE, age_effect_figure, bar_chart
 
     e = html.escape
     ran = {n: v for n, v in summary["variants"].items() if "same_as" not in v}

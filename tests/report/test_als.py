@@ -6,8 +6,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from serving.als import AlsParams, als_ranks, fit_factors, ratings_frame
-from serving.baselines import MISS
+from report.als import AlsParams, als_ranks, fit_factors, ratings_frame
+from report.baselines import MISS
 
 NUM_ITEMS = 12  # index 0 is padding; item 11 is never watched
 # two tastes (items 1-5, items 6-10) and a user who watched nothing

@@ -8,7 +8,8 @@ import pyarrow as pa
 
 import torch
 
-from serving.baselines import MISS, cosine_similarity, item_knn_ranks, rank_unwatched
+from report.baselines import MISS, item_knn_ranks, rank_unwatched
+from serving.cowatch import cosine_similarity
 
 # users 0..3 watched {1,2}, {1,2,3}, {2,3}, {1}: sim(1,2) = 2/3, sim(1,3) = 1/sqrt(6),
 # sim(2,3) = 2/sqrt(6), item 4 was never watched (similar to nothing)

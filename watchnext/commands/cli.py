@@ -17,14 +17,15 @@ import argparse
 import json
 import logging
 import sys
-import time
-from typing import Any
 
 from watchnext import storage
+from watchnext.commands.nightly import NIGHTLY_STEPS
+from watchnext.commands.run import (STAGES, evaluate_stage, prep_stage, print_report, recall_stage, run_all,
+                                    train_stage)
 from watchnext.config import Config, ConfigError, load_config
 from watchnext.console import quiet_console
+from watchnext.layout import RunLayout
 from watchnext.locks import StageBusy
-from watchnext.nightly import NIGHTLY_STEPS
 
 log = logging.getLogger("watchnext")
 
@@ -118,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         paths = {f"--{name}": getattr(args, name, None) for name in ("data", "out", "run", "root")}
         cfg.check_paths(**paths)
         if args.command in ("evaluate", "report"):
-            _print_report(evaluate_stage(args.run, cfg))
-            print(f"report: {storage.join(storage.absolute(args.run), 'report', 'report.html')}")
+            print_report(evaluate_stage(args.run, cfg))
+            print(f"report: {RunLayout.of(args.run).report.html}")
         elif args.command == "prep":
             prep_stage(args.data, args.out, cfg)
         elif args.command == "train":
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                 # defaults < --config < the tuned settings < --set (fixed: tune leaves them out)
                 cfg = load_config(_tune(args.data, args.out, cfg, args.overrides), args.overrides)
                 cfg.check_paths(**paths)
-            _run(args.data, args.out, cfg)
+            run_all(args.data, args.out, cfg)
         elif args.command == "tune":
             _tune(args.data, args.out, cfg, args.overrides)
         elif args.command == "ablate":
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from watchnext.synthetic import generate
+    from synthetic.generator import generate
 
     summary = generate(args.out, users=args.users, items=args.items, events=args.events, seed=args.seed,
                        start=args.start, days=args.days, partition_by_date=args.partition_by_date, progress=True)
@@ -154,63 +155,10 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def prep_stage(data: str, run_dir: str, cfg: Config) -> dict[str, Any]:
-    from jobs.prep import run_prep
-    from jobs.spark import spark_session
-
-    spark = spark_session(cfg.spark)
-    try:
-        manifest = run_prep(spark, data, storage.join(storage.absolute(run_dir), "prep"), cfg.prep)
-    finally:
-        spark.stop()
-    counts = manifest["counts"]
-    log.info("prep: %d events -> %d examples, %d users, %d items in %.1fs",
-             counts["events_in"], counts["examples"], counts["users"], counts["items"], manifest["seconds"])
-    return manifest
-
-
-def train_stage(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]:
-    from ray_train.trainer import run_train
-
-    manifest = run_train(run_dir, cfg, resume=resume)
-    metrics = manifest["metrics"]
-    log.info("train: %d epochs, final loss %.4f, %.0f examples/s on %s x%d", len(metrics["epochs"]),
-             metrics["epochs"][-1]["loss"], metrics["examples_per_second"], metrics["device"], metrics["workers"])
-    return manifest
-
-
-def recall_stage(run_dir: str, cfg: Config) -> dict[str, Any]:
-    from serving.recall import run_recall
-
-    manifest = run_recall(run_dir, cfg)
-    log.info("recall: %d users at %.0f users/s -> %s", manifest["users"], manifest["users_per_second"],
-             storage.join(storage.absolute(run_dir), "recall", "table"))
-    return manifest
-
-
-def evaluate_stage(run_dir: str, cfg: Config | None = None) -> dict[str, Any]:
-    from serving.evaluate import evaluate
-
-    return evaluate(run_dir, cfg)
-
-
-def _run(data: str, run_dir: str, cfg: Config) -> None:
-    started = time.time()
-    prep_stage(data, run_dir, cfg)
-    train_stage(run_dir, cfg)
-    recall_stage(run_dir, cfg)
-    report = evaluate_stage(run_dir, cfg)
-    _print_report(report)
-    run_dir = storage.absolute(run_dir)
-    print(f"recall table: {storage.join(run_dir, 'recall', 'table')}")
-    print(f"report:       {storage.join(run_dir, 'report', 'report.html')} (and report.json)")
-    print(f"total time:   {time.time() - started:.0f}s")
-
-
 def _tune(data: str, out: str, cfg: Config, overrides: list[str]) -> str:
     """Tune into OUT/tune (settings given with --set stay fixed) and print the table; returns
     best.yaml's path."""
-    from watchnext.tune import run_tune
+    from watchnext.commands.tune import run_tune
 
     run_tune(data, out, cfg, fixed=[item.partition("=")[0].strip() for item in overrides], prep=prep_stage)
     tune_dir = storage.join(storage.absolute(out), "tune")
@@ -221,51 +169,24 @@ def _tune(data: str, out: str, cfg: Config, overrides: list[str]) -> str:
 
 
 def _ablate(args: argparse.Namespace, cfg: Config) -> None:
-    from watchnext.ablate import read_grid, run_grid
+    from watchnext.commands.ablate import read_grid, run_grid
 
     if args.repeats < 1:
         raise ConfigError(f"--repeats needs at least 1, got {args.repeats}")
-    stages = {"prep": prep_stage, "train": train_stage, "recall": recall_stage, "evaluate": evaluate_stage}
-    run_grid(args.data, args.out, cfg, read_grid(args.grid), args.repeats, stages)
+    run_grid(args.data, args.out, cfg, read_grid(args.grid), args.repeats, STAGES)
     out = storage.absolute(args.out)
     print(storage.read_text(storage.join(out, "ablation.md")))
     print(f"ablations: {storage.join(out, 'ablation.html')} (and ablation.json, ablation.md)")
 
 
 def _nightly(args: argparse.Namespace, cfg: Config) -> None:
-    from watchnext.nightly import parse_date, plan, run_night
+    from watchnext.commands.nightly import parse_date, plan, run_night
 
     night = plan(parse_date(args.date), args.data, args.root, cfg)
     steps = NIGHTLY_STEPS if args.step == "all" else (args.step,)
-    stages = {"prep": prep_stage, "train": train_stage, "recall": recall_stage, "evaluate": evaluate_stage}
-    summary = run_night(night, cfg, steps, stages)
+    summary = run_night(night, cfg, steps, STAGES)
     if summary is not None:
         print(json.dumps(summary, indent=2))
-
-
-def _print_report(report: dict[str, Any]) -> None:
-    from serving.evaluate import CI_METRICS
-    from serving.report_html import TABLE_METRICS, row_name
-
-    model = report["model"]
-    keys = [k for k in TABLE_METRICS if k in model]
-    rows = [("model", model)] + [(row_name(name, m, report["users"]), m) for name, m in report["baselines"].items()]
-    width = max(18, max(len(name) for name, _ in rows) + 1)
-    print(f"\n{report['dataset']}: {report['users']} users, held-out last event each")
-    print(f"{'':<{width}}" + "".join(f"{k:>11}" for k in keys))
-    for name, metrics in rows:
-        print(f"{name:<{width}}" + "".join(f"{metrics[k]:>11.4f}" if k in metrics else f"{'-':>11}" for k in keys))
-    intervals = [f"{m} [{model[m + '_ci95'][0]:.4f}, {model[m + '_ci95'][1]:.4f}]"
-                 for m in CI_METRICS if m + "_ci95" in model]
-    if intervals:
-        print("model, 95% bootstrap intervals: " + ", ".join(intervals))
-    index = report.get("index", {})
-    ann = "".join(f", {k} {v:.4f} against exact" for k, v in index.items() if k.startswith("ann_recall@"))
-    fresh = (f", fresh items {model['fresh_share']:.3f} of the slots (catalog {model['catalog_fresh_share']:.3f})"
-             if "fresh_share" in model else "")
-    print(f"model: catalog coverage {model['coverage']:.3f}, mean popularity of recommended items "
-          f"{model['mean_popularity']:.1f} (catalog {model['catalog_mean_popularity']:.1f}){fresh}; "
-          f"index {index.get('type', '?')} x{index.get('shards', 1)}{ann}\n")
 
 
 if __name__ == "__main__":

@@ -15,9 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from serving import als
-from serving.evaluate import KNN_RECENT_DEFAULT, KNN_RECENT_GRID, evaluate, sample_rows
-from watchnext.cli import _print_report
+from report import als
+from report.evaluate import KNN_RECENT_DEFAULT, KNN_RECENT_GRID, evaluate, sample_rows
+from report.console import summary
 
 NUM_ITEMS = 121  # index 0 is padding: more than 50 items, so that HR@50 tells settings apart
 HISTORY_LEN = 8
@@ -254,13 +254,12 @@ def test_item_knn_and_als_are_scored_on_the_same_sample_of_evaluated_users(spark
     assert report["model"]["hr@10"] == reports["last"]["model"]["hr@10"]
 
 
-def test_sampled_baselines_are_named_as_samples_on_the_page_and_the_console(runs, capsys):
+def test_sampled_baselines_are_named_as_samples_on_the_page_and_the_console(runs):
     _, reports = runs
     assert "item_knn (sample of 40 users)" in reports["sampled_html"]
     assert "als (sample of 40 users)" in reports["sampled_html"]
     assert "a seeded sample of 30 of 70 users" in reports["sampled_html"]
     assert "sample of" not in reports["last_html"] and "baseline_sample" not in reports["last"]
-    _print_report(reports["sampled"])
-    lines = capsys.readouterr().out.splitlines()
+    lines = summary(reports["sampled"]).splitlines()
     assert any(line.startswith("als (sample of 40 users) ") for line in lines)
     assert any(line.startswith("most_popular ") for line in lines)

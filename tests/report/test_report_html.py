@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from serving.report_html import bar_chart, line_chart, render
+from report.page import bar_chart, line_chart, render
 
 
 class Elements(HTMLParser):

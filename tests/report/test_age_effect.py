@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serving.age_effect import age_bucket, age_buckets, empirical_shares, predicted_shares
+from report.age_effect import age_bucket, age_buckets, empirical_shares, predicted_shares
 
 DAY = 86400.0
 

@@ -9,8 +9,8 @@ from collections import Counter
 import pytest
 from PIL import Image
 
-from serving.report_html import SERIES_COLOURS, render
-from tests.serving.test_report_html import PREP, RECALL, REPORT, TRAINING
+from report.page import SERIES_COLOURS, render
+from tests.report.test_report_html import PREP, RECALL, REPORT, TRAINING
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")

@@ -43,9 +43,11 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from ray_train.validation import VAL_K
 from watchnext import storage
-from watchnext.ablate import Stage, resolve
+from watchnext.commands.ablate import resolve
+from watchnext.commands.run import Stage
 from watchnext.config import Config, ConfigError, TrainConfig
 from watchnext.contract import MANIFEST
+from watchnext.layout import RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -237,11 +239,12 @@ def make_preps(data: str, preps_dir: Path, base: Config, combos: list[dict[str, 
     for settings in combos:
         key = prep_key(settings)
         cfg = resolve(base, settings, f"prep {key}")
-        run_dir = preps_dir / key
-        if not _prepped(run_dir / "prep", data, cfg):
+        run_dir = str(preps_dir / key)
+        prep_dir = RunLayout(run_dir).prep.root
+        if not _prepped(Path(prep_dir), data, cfg):
             log.info("tune: prep %s (%d of %d)", key, len(preps) + 1, len(combos))
-            prep(data, str(run_dir), cfg)
-        preps[key] = str(run_dir / "prep")
+            prep(data, run_dir, cfg)
+        preps[key] = prep_dir
     return preps
 
 
@@ -273,7 +276,7 @@ def search(knobs: dict[str, Knob], base: Config, preps: dict[str, str], tune_dir
            budget_seconds: float) -> list[dict[str, Any]]:
     """Run the trials with ASHA until max_trials ran or the budget is spent; a row per trial
     that reported or failed, in the order they were drawn."""
-    from ray_train.trainer import start_ray
+    from watchnext.ray_cluster import start_ray
 
     _quiet_tune()
     started_here = not ray.is_initialized()
@@ -343,7 +346,7 @@ def _trial(params: dict[str, Any], base: Config, preps: dict[str, str], trials_d
     context = tune.get_context()
     settings = {key: _plain(value) for key, value in params.items()}
     cfg = resolve(base, settings, f"trial {context.get_trial_id()}")
-    run_train(f"{trials_dir}/{context.get_trial_id()}", cfg, prep_dir=preps[prep_key(settings)],
+    run_train(storage.join(trials_dir, context.get_trial_id()), cfg, prep_dir=preps[prep_key(settings)],
               callbacks=[TuneReportCallback()])
 
 
@@ -388,7 +391,7 @@ class _TrialLines(tune.Callback):
         last = trial.last_result or {}
         best = trial.metric_analysis.get(METRIC, {}).get("max")
         ended = _ending(trial.trial_id, int(last.get("epoch", 0)), self.cap, error, self.stopped,
-                        self.trials_dir / trial.trial_id / "model" / MANIFEST)
+                        _model_manifest(self.trials_dir, trial.trial_id))
         score = f"{METRIC} {best:.4f}" if best is not None else f"no {METRIC}"
         settings = " ".join(f"{k}={_cell(_plain(v))}" for k, v in trial.config.items())
         log.info("tune: trial %s (%d ended): %s, %d epochs, %s%s, %.0fs; %s", trial.trial_id, self.ended, score,
@@ -408,6 +411,11 @@ def _ending(trial_id: str, epochs: int, cap: int, error: str | None, stopped: se
     return "early stopping" if manifest.exists() else "cut by the budget"
 
 
+def _model_manifest(trials_dir: Path, trial_id: str) -> Path:
+    """The manifest a trial's training writes when it ends by itself."""
+    return Path(RunLayout(str(trials_dir / trial_id)).model.root) / MANIFEST
+
+
 def _row(result: Any, stopped: set[str], cap: int, trials_dir: Path) -> dict[str, Any] | None:
     """A trial's row from its Ray Tune result: settings, val_hr@50 per epoch, its best, how it
     ended; None for a trial drawn but never started (the budget ran out first)."""
@@ -425,7 +433,7 @@ def _row(result: Any, stopped: set[str], cap: int, trials_dir: Path) -> dict[str
         "id": trial_id,
         "settings": {key: _plain(value) for key, value in result.config.items()},
         METRIC: best_value, "best_epoch": -best_epoch or None, "epochs": epochs,
-        "ended": _ending(trial_id, epochs, cap, error, stopped, trials_dir / trial_id / "model" / MANIFEST),
+        "ended": _ending(trial_id, epochs, cap, error, stopped, _model_manifest(trials_dir, trial_id)),
         "seconds": round(float(frame["time_total_s"].iloc[-1]), 1) if frame is not None and len(frame) else None,
         "history": history, "error": error, "run": str(trials_dir / trial_id),
     }
@@ -496,7 +504,7 @@ def markdown(summary: dict[str, Any]) -> str:
 
 def page(summary: dict[str, Any], best_yaml: str) -> str:
     """tune.html: val_hr@50 per epoch of every trial, the table, best.yaml."""
-    from serving.report_html import STYLE, line_chart
+    from report.page import STYLE, line_chart
 
     e = html.escape
     keys = list(summary["space"])

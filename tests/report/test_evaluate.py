@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pyarrow as pa
 
-from serving.evaluate import (
+from report.evaluate import (
     MISS, bootstrap_intervals, list_statistics, most_popular_ranks, popularity_bucket, popularity_buckets,
     ranking_metrics, ranks_in_lists, recent_positions,
 )

@@ -4,7 +4,7 @@ scripts, no external files), for reviewers who open it offline.
 Sections: the metrics against the baselines with bootstrap intervals, and the baselines'
 settings (chosen on the validation split); HR@K curves; training loss and validation HR@50
 per epoch; the recommended items' popularity beside the catalog's, with the share of fresh
-items; the example-age effect (serving/age_effect.py); the run's data counts and
+items; the example-age effect (report/age_effect.py); the run's data counts and
 configuration.
 """
 

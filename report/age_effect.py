@@ -27,10 +27,11 @@ import pyarrow.compute as pc
 import torch
 
 from ray_train.data import Widths, to_batch
-from ray_train.export import ITEM_EMBEDDINGS_FILE, load_user_tower
+from ray_train.export import load_user_tower
 from serving.index import item_matrix, user_queries
 from watchnext import storage
 from watchnext.contract import SECONDS_PER_UNIT
+from watchnext.layout import PrepLayout, RunLayout
 
 SECONDS_PER_DAY = 86400.0
 AGE_EDGES_DAYS = (1, 2, 4, 8, 16, 32, 64, 128)  # buckets: not yet, < 1, 1-2, ..., 64-128, >= 128 days
@@ -79,11 +80,11 @@ def empirical_shares(labels: np.ndarray, first_watch: np.ndarray, event_time: np
     return counts / max(counts.sum(), 1)
 
 
-def item_first_watch(prep_dir: str, features: dict) -> np.ndarray:
+def item_first_watch(prep: PrepLayout, features: dict) -> np.ndarray:
     """Per item index (padding row 0 included): its first training watch in epoch seconds,
     NaN where unknown (an item of the previous vocabulary not watched in this window)."""
     first = np.full(int(features["item_vocab_size"]), np.nan)
-    vocab = storage.parquet_dataset(storage.join(prep_dir, "vocab", "items")).to_table()
+    vocab = storage.parquet_dataset(prep.item_vocab).to_table()
     if "first_ts" not in vocab.column_names:  # a vocabulary written before first_ts
         return first
     seen = vocab.filter(pc.is_valid(vocab.column("first_ts")))
@@ -95,14 +96,14 @@ def example_age_effect(run_dir: str, prep: dict, seed: int = 0) -> dict[str, Any
     """report.json's "example_age_effect": buckets, empirical and predicted shares, the
     examples behind each and whether the model reads example age; None for a vocabulary
     without first watches."""
-    prep_dir, model_dir = storage.join(run_dir, "prep"), storage.join(run_dir, "model")
+    run = RunLayout(run_dir)
     features = prep["features"]
-    first = item_first_watch(prep_dir, features)  # by item index
+    first = item_first_watch(run.prep, features)  # by item index
     if np.isnan(first).all():
         return None
     unit_seconds = SECONDS_PER_UNIT[features.get("example_age_unit", "hours")]
     anchor = float(features["anchor_ts"])
-    examples = storage.parquet_dataset(storage.join(prep_dir, "examples"))
+    examples = storage.parquet_dataset(run.prep.examples)
     total = examples.count_rows()
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(total, min(EMPIRICAL_EXAMPLES, total), replace=False))
@@ -110,9 +111,9 @@ def example_age_effect(run_dir: str, prep: dict, seed: int = 0) -> dict[str, Any
     empirical = empirical_shares(sample.column("label").to_numpy().astype(np.int64), first,
                                  anchor - sample.column("example_age_raw").to_numpy() * unit_seconds)
 
-    vectors, item_index, _ = item_matrix(storage.join(model_dir, ITEM_EMBEDDINGS_FILE))
+    vectors, item_index, _ = item_matrix(run.model.item_embeddings)
     first_watch = first[item_index]  # by embedding row
-    tower, meta = load_user_tower(model_dir)
+    tower, meta = load_user_tower(run.model.root)
     rows = max(1, min(MAX_PREDICTED_EXAMPLES, PREDICTED_SCORES // len(vectors)))
     scored = examples.take(pa.array(np.sort(rng.choice(total, min(rows, total), replace=False))))
     widths = Widths.from_prep_features(features)

@@ -28,11 +28,13 @@ import datetime as dt
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from watchnext import storage
+from watchnext.commands.run import Stage
 from watchnext.config import Config, config_from_dict
 from watchnext.contract import MANIFEST
+from watchnext.layout import RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,10 @@ class Night:
     def run_dir(self) -> str:
         return run_dir(self.root, self.date)
 
+    @property
+    def run(self) -> RunLayout:
+        return RunLayout(self.run_dir)
+
     def config(self, cfg: Config) -> Config:
         """cfg with the night's settings: the window, the time split, the previous night's
         vocabularies and model, and the run date of the tables."""
@@ -68,7 +74,7 @@ class Night:
             split_time=(end_of_day - dt.timedelta(microseconds=1)).isoformat(),
             eval_days=1.0,
             anchor=(end_of_day + dt.timedelta(days=1)).isoformat(),  # later than D + 1 is the future
-            previous_vocab=storage.join(run_dir(self.root, self.previous), "prep") if self.previous else None,
+            previous_vocab=RunLayout(run_dir(self.root, self.previous)).prep.root if self.previous else None,
         )
         raw["train"]["warm_start"] = run_dir(self.root, self.previous) if self.previous else None
         raw["recall"]["run_date"] = self.date.isoformat()
@@ -116,10 +122,7 @@ def plan(date: dt.date, data: str, root: str, cfg: Config) -> Night:
     return night
 
 
-Stages = dict[str, Callable[..., dict[str, Any]]]
-
-
-def run_night(night: Night, cfg: Config, steps: tuple[str, ...], stages: Stages) -> dict[str, Any] | None:
+def run_night(night: Night, cfg: Config, steps: tuple[str, ...], stages: dict[str, Stage]) -> dict[str, Any] | None:
     """Run the given steps of the night, in order; returns the summary when publish ran."""
     cfg = night.config(cfg)
     summary = None
@@ -145,26 +148,26 @@ def run_night(night: Night, cfg: Config, steps: tuple[str, ...], stages: Stages)
 def _as_prepared(night: Night, cfg: Config) -> Config:
     """Training warm-starts from the night whose vocabularies prep kept, whatever has
     finished since (a scheduler runs the steps as separate jobs)."""
-    previous_vocab = storage.read_manifest(storage.join(night.run_dir, "prep"))["config"]["previous_vocab"]
+    previous_vocab = storage.read_manifest(night.run.prep.root)["config"]["previous_vocab"]
     raw = cfg.to_dict()
     raw["train"]["warm_start"] = previous_vocab.rsplit("/", 1)[0] if previous_vocab else None
     return config_from_dict(raw, source=f"nightly {night.date}")
 
 
-def evaluate(night: Night, cfg: Config, stages: Stages) -> dict[str, Any] | None:
+def evaluate(night: Night, cfg: Config, stages: dict[str, Stage]) -> dict[str, Any] | None:
     """With day D + 1 there: the run's report, and runs/D/compare: tonight's lists against
     the lists the previous night published, on the same held-out users."""
     if night.eval_day is None:
         log.info("night %s: %s has not landed, nothing to evaluate", night.date, night.date + dt.timedelta(days=1))
         return None
-    from serving.evaluate import table_metrics
+    from report.evaluate import table_metrics
 
     stages["evaluate"](night.run_dir, cfg)
-    compare_dir = storage.join(night.run_dir, "compare")
+    compare_dir = night.run.compare
     started = storage.begin_stage(compare_dir)
-    targets = storage.join(night.run_dir, "prep", "eval")
-    top_k = int(storage.read_manifest(storage.join(night.run_dir, "recall"))["config"]["top_k"])
-    tonight = table_metrics(targets, storage.join(night.run_dir, "recall", "table"), top_k)
+    targets = night.run.prep.eval
+    top_k = int(storage.read_manifest(night.run.recall.root)["config"]["top_k"])
+    tonight = table_metrics(targets, night.run.recall.table, top_k)
     result: dict[str, Any] = {"eval_day": night.eval_day.isoformat(), "users": tonight.pop("users"),
                               "tonight": {"night": night.date.isoformat(), **tonight}}
     published = partition(night.root, RECALL, night.previous) if night.previous else None
@@ -185,20 +188,19 @@ def partition(root: str, table: str, date: dt.date) -> str:
 
 def publish(night: Night) -> dict[str, Any]:
     """Swap the night's recall and i2i partitions in, then write nightly/D.json, last."""
-    from serving.freshness import new_items
+    from report.freshness import new_items
 
-    recall = storage.read_manifest(storage.join(night.run_dir, "recall"))
-    prep = storage.read_manifest(storage.join(night.run_dir, "prep"))
-    model = storage.read_manifest(storage.join(night.run_dir, "model"))
+    run = night.run
+    recall = storage.read_manifest(run.recall.root)
+    prep = storage.read_manifest(run.prep.root)
+    model = storage.read_manifest(run.model.root)
     day = night.date.isoformat()
-    storage.replace_dir(storage.join(night.run_dir, "recall", "table", f"run_date={day}"),
-                        partition(night.root, RECALL, night.date))
+    storage.replace_dir(run.recall.table_partition(day), partition(night.root, RECALL, night.date))
     tables = {"recall": partition(night.root, RECALL, night.date)}
     if "similar" in recall:
-        storage.replace_dir(storage.join(night.run_dir, "recall", "similar", f"run_date={day}"),
-                            partition(night.root, I2I, night.date))
+        storage.replace_dir(run.recall.similar_partition(day), partition(night.root, I2I, night.date))
         tables["i2i"] = partition(night.root, I2I, night.date)
-    compare = storage.join(night.run_dir, "compare")
+    compare = run.compare
     metrics = model["metrics"]
     summary = {
         "date": day,

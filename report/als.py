@@ -6,7 +6,7 @@ Spark MLlib. A user's candidates are ranked by x_u . y_i over the items they hav
          p_ui = [u watched i],  c_ui = 1 + alpha p_ui,  n = watches of the user or item
 
 (Spark scales the regularization by n, ALS-WR.) The rank, lambda (regParam) and alpha come
-from GRID, chosen on the validation split by serving/evaluate.py; a user or item with no
+from GRID, chosen on the validation split by report/evaluate.py; a user or item with no
 watch has the zero vector, the solution of its empty least-squares problem.
 """
 
@@ -21,7 +21,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from serving.baselines import rank_unwatched, users_per_block, watch_pairs
+from report.baselines import rank_unwatched, users_per_block
+from serving.cowatch import watch_pairs
 from watchnext.contract import fixed_lists
 
 if TYPE_CHECKING:

@@ -1,0 +1,32 @@
+"""The Ray instance every stage runs on: the configured cluster's, or a local one sized for
+the stage."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import ray
+import ray.data
+
+from watchnext.config import RayConfig
+
+
+def start_ray(cfg: RayConfig, min_cpus: int = 1, log_to_driver: bool = True) -> None:
+    """Join the configured cluster, or start a local instance sized for training plus data;
+    log_to_driver=False leaves the workers' logs in Ray's session files (tuning trials)."""
+    # per-operator progress bars flood batch logs; stages log their own progress instead
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    if ray.is_initialized():
+        return
+    if cfg.address:
+        ray.init(address=cfg.address, log_to_driver=log_to_driver)
+        return
+    num_cpus = max(cfg.num_cpus or os.cpu_count() or 1, min_cpus)
+    ray.init(
+        num_cpus=num_cpus,
+        object_store_memory=cfg.object_store_memory,
+        log_to_driver=log_to_driver,
+        configure_logging=True,
+        logging_level=logging.WARNING,
+    )
