@@ -11,7 +11,7 @@ import pytest
 
 from watchnext.commands.ablate import resolve
 from watchnext.commands.tune import (
-    METRIC, SEARCH_SPACE, base_settings, best_config, best_trial, parse_space, prep_key, prep_settings,
+    METRIC, SEARCH_SPACE, base_settings, best_config, best_trial, neighbours, parse_space, prep_key, prep_settings,
     run_tune, trials_at_once,
 )
 from watchnext.config import Config, ConfigError, config_from_dict, load_config
@@ -58,12 +58,27 @@ def test_each_combination_of_prep_choices_is_one_prep_the_base_first():
     space = {"prep.max_examples_per_user": {"choice": [0, 10]}, "prep.subsample_threshold": {"choice": [None, 0.001]},
              "train.learning_rate": LR}
     combos = prep_settings(parse_space(space, base), base)
-    assert combos[0] == {"prep.max_examples_per_user": 30, "prep.subsample_threshold": 0.001}
-    assert len(combos) == 5 and len({prep_key(c) for c in combos}) == 5
+    # the base's own, then its neighbour without down-sampling (the cap of 30 is no choice),
+    # then the 2 x 2 combinations
+    assert combos[:2] == [{"prep.max_examples_per_user": 30, "prep.subsample_threshold": 0.001},
+                          {"prep.max_examples_per_user": 30, "prep.subsample_threshold": None}]
+    assert len(combos) == 6 and len({prep_key(c) for c in combos}) == 6
     assert prep_key(combos[0]) == "max_examples_per_user=30,subsample_threshold=0.001"
     # a trial finds its prep from its prep settings alone
     assert prep_key({**combos[1], "train.learning_rate": 0.004}) == prep_key(combos[1])
     assert prep_key({"train.learning_rate": 0.004}) == "base"
+
+
+def test_the_neighbours_change_one_knob_each_ranges_to_the_midpoints_towards_their_ends():
+    base = load_config(None, ["train.learning_rate=0.004", "train.loss=sampled", "train.dropout=0.2"])
+    space = {"train.learning_rate": LR, "train.loss": {"choice": ["sampled", "in_batch", "mixed"]},
+             "train.dropout": {"uniform": [0.0, 0.5]}}
+    own = {"train.learning_rate": 0.004, "train.loss": "sampled", "train.dropout": 0.2}
+    assert neighbours(base, parse_space(space, base)) == [
+        {**own, "train.learning_rate": 0.002}, {**own, "train.learning_rate": 0.006325},  # sqrt(0.004 x the end)
+        {**own, "train.loss": "in_batch"}, {**own, "train.loss": "mixed"},
+        {**own, "train.dropout": 0.1}, {**own, "train.dropout": 0.35},
+    ]
 
 
 def test_the_choice_is_the_best_val_hr_at_any_epoch_the_first_drawn_of_equals():

@@ -1,8 +1,9 @@
 """`watchnext tune`: Ray Tune's ASHA over prep and train settings, chosen on the validation split.
 
 The search space (SEARCH_SPACE below, or the `tune.space` setting) gives each knob
-`section.key` a distribution. Trials are drawn at random, the first being the base
-configuration itself, so the choice is never worse than it on validation. Each trial is a
+`section.key` a distribution. The first trial is the base configuration itself, so the choice
+is never worse than it on validation; then come its neighbours (one knob changed at a time),
+then random draws over the whole space until the budget is spent. Each trial is a
 Ray Tune function that trains with `ray_train.trainer.run_train` on the prep of its prep
 settings; Ray Train's TuneReportCallback hands every epoch's report to ASHAScheduler, which
 stops a trial at a rung (tune.grace_epochs, then x3 epochs) unless it is in the top third of
@@ -172,14 +173,34 @@ def base_settings(base: Config, keys: Iterable[str]) -> dict[str, Any]:
     return {key: raw[key.split(".")[0]][key.split(".")[1]] for key in keys}
 
 
+def neighbours(base: Config, knobs: dict[str, Knob]) -> list[dict[str, Any]]:
+    """The settings one knob away from the base's: each other choice of a choice knob, and for a
+    range the midpoints between the base's value and each end (geometric for loguniform), the
+    others at the base's values. They are tried first, after the base itself: the defaults were
+    chosen across data sets, so a log's best setting is most often a step or two away from them,
+    which random draws over the whole space rarely land on (a draw changes every knob at once)."""
+    own = base_settings(base, knobs)
+    points = []
+    for key, knob in knobs.items():
+        if knob.kind == "choice":
+            steps = [value for value in knob.values if value != own[key]]
+        else:
+            low, high = knob.values
+            value = min(max(float(own[key]), low), high)
+            middle = (lambda a, b: (a * b) ** 0.5) if knob.kind == "loguniform" else (lambda a, b: (a + b) / 2)
+            steps = [float(f"{middle(value, end):.4g}") for end in (low, high) if end != value]
+        points += [{**own, key: step} for step in steps]
+    return points
+
+
 def prep_settings(knobs: dict[str, Knob], base: Config) -> list[dict[str, Any]]:
-    """The preps the trials need: every combination of the prep knobs' choices, and the
-    base's own (the first trial's) first when it is not among them."""
-    prep_knobs = [k for k in knobs.values() if k.is_prep]
-    combos = [dict(zip([k.key for k in prep_knobs], values))
-              for values in itertools.product(*(k.values for k in prep_knobs))]
-    own = base_settings(base, [k.key for k in prep_knobs])
-    return combos if own in combos else [own, *combos]
+    """The preps the trials need: every combination of the prep knobs' choices, with the
+    base's own (the first trial's) first and its neighbours' when they are not among them."""
+    prep_knobs = [k.key for k in knobs.values() if k.is_prep]
+    combos = [dict(zip(prep_knobs, values)) for values in itertools.product(*(knobs[k].values for k in prep_knobs))]
+    needed = [base_settings(base, prep_knobs), *({k: p[k] for k in prep_knobs} for p in neighbours(base, knobs))]
+    extra = [settings for i, settings in enumerate(needed) if settings not in combos and settings not in needed[:i]]
+    return [*extra, *combos]
 
 
 def prep_key(settings: dict[str, Any]) -> str:
@@ -295,6 +316,7 @@ def search(knobs: dict[str, Knob], base: Config, preps: dict[str, str], tune_dir
         scheduler = _RecordingASHA(time_attr="epoch", metric=METRIC, mode="max", max_t=base.train.epochs,
                                    grace_period=_grace(base), reduction_factor=REDUCTION_FACTOR,
                                    stop_last_trials=False)
+        first_points = [base_settings(base, knobs), *neighbours(base, knobs)][:base.tune.max_trials]
         log.info("tune: %d knobs, %d preps, up to %d trials (%d at once) in %.1f minutes",
                  len(knobs), len(preps), base.tune.max_trials, concurrency, budget_seconds / 60)
         tuner = tune.Tuner(
@@ -303,9 +325,9 @@ def search(knobs: dict[str, Knob], base: Config, preps: dict[str, str], tune_dir
             param_space={key: knob.domain() for key, knob in knobs.items()},
             tune_config=tune.TuneConfig(
                 scheduler=scheduler,
-                # random draws (the generator limits the trials at once: Tune's max_concurrent_trials
-                # applies to other searchers only); the base configuration first
-                search_alg=BasicVariantGenerator(points_to_evaluate=[base_settings(base, knobs)],
+                # the base configuration first, then its neighbours, then random draws (the generator
+                # limits the trials at once: Tune's max_concurrent_trials applies to other searchers only)
+                search_alg=BasicVariantGenerator(points_to_evaluate=first_points,
                                                  max_concurrent=concurrency, random_state=base.tune.seed),
                 num_samples=base.tune.max_trials, time_budget_s=budget_seconds,
                 trial_dirname_creator=_trial_dirname,
