@@ -66,7 +66,7 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
     started = storage.begin_stage(prep_dir, inputs=(data_dir, cfg.previous_vocab))
     out = PrepLayout(prep_dir)
     days = (cfg.partition_from, cfg.partition_to) if cfg.partition_from is not None else None
-    sources = read_sources(spark, data_dir, days, cfg.ts_unit)
+    sources = read_sources(spark, data_dir, days, cfg.ts_unit, cfg.day_marker)
     check_clicks_schema(sources.clicks, f"{data_dir} clicks")
     check_key_column(sources.users, USERS_KEY, f"{data_dir} users")
     check_key_column(sources.items, ITEMS_KEY, f"{data_dir} items")

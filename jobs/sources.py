@@ -33,7 +33,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from watchnext import storage
-from watchnext.contract import CORRUPT_RECORD, ITEMS_KEY, USERS_KEY
+from watchnext.contract import CORRUPT_RECORD, DAY_MARKER, ITEMS_KEY, USERS_KEY
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +59,17 @@ class Sources:
 
 
 def read_sources(spark: SparkSession, data_dir: str, days: tuple[dt.date, dt.date] | None = None,
-                 ts_unit: str = "auto") -> Sources:
+                 ts_unit: str = "auto", day_marker: str | None = DAY_MARKER) -> Sources:
     """The tables of data_dir; `days` (first, last) reads only those days of a log
-    partitioned by day; `ts_unit` is the unit of a canonical click log's numeric times
+    partitioned by day, a day being there once its folder holds `day_marker` (None: once the
+    folder is there); `ts_unit` is the unit of a canonical click log's numeric times
     (parse_ts). The clicks keep each raw time as text in ts__raw, for the rejected rows."""
     data_dir = storage.absolute(data_dir)
     names = storage.list_names(data_dir)
     if not names:
         raise InputError(f"{data_dir} does not exist or is empty")
     if "clicks" in names:
-        return _read_canonical(spark, data_dir, names, days, ts_unit)
+        return _read_canonical(spark, data_dir, names, days, ts_unit, day_marker)
     if days is not None:
         raise InputError(f"{data_dir}: reading days {days[0]}..{days[1]} needs a canonical layout with "
                          f"clicks/{PARTITION}YYYY-MM-DD/ partitions")
@@ -87,14 +88,14 @@ def read_sources(spark: SparkSession, data_dir: str, days: tuple[dt.date, dt.dat
 
 # ---------------------------------------------------------------- canonical layout
 def _read_canonical(spark: SparkSession, data_dir: str, names: list[str],
-                    days: tuple[dt.date, dt.date] | None, ts_unit: str) -> Sources:
+                    days: tuple[dt.date, dt.date] | None, ts_unit: str, day_marker: str | None) -> Sources:
     def table(name: str, quarantine: bool = False) -> DataFrame | None:
         return _read_table(spark, [storage.join(data_dir, name)], quarantine) if name in names else None
 
     def by_day(name: str, quarantine: bool = False) -> DataFrame | None:
         if name not in names:
             return None
-        paths = day_paths(storage.join(data_dir, name), days, every_day=name == "clicks")
+        paths = day_paths(storage.join(data_dir, name), days, every_day=name == "clicks", marker=day_marker)
         if paths is None:  # not partitioned by day
             return table(name, quarantine)
         return _read_table(spark, paths, quarantine) if paths else None
@@ -119,27 +120,49 @@ def _read_canonical(spark: SparkSession, data_dir: str, names: list[str],
     )
 
 
-def logged_days(table_dir: str) -> list[str]:
-    """The days (YYYY-MM-DD, sorted) of a table partitioned by day: its date=YYYY-MM-DD/ folders."""
+def day_folders(table_dir: str) -> list[str]:
+    """The days (YYYY-MM-DD, sorted) of a table partitioned by day: its date=YYYY-MM-DD/
+    folders, landed or still being written."""
     return sorted(m.group(1) for m in map(DAY_FOLDER.match, storage.list_names(table_dir)) if m)
 
 
-def day_paths(table_dir: str, days: tuple[dt.date, dt.date] | None, every_day: bool = True) -> list[str] | None:
-    """The date=YYYY-MM-DD/ folders of a table partitioned by day: all of them, or those from
-    days[0] to days[1], each of which must be there when every_day. None for a table that is
-    not partitioned, which is an error when days are asked for every day."""
-    present = logged_days(table_dir)
-    if not present:
+def logged_days(table_dir: str, marker: str | None = DAY_MARKER) -> list[str]:
+    """The days (YYYY-MM-DD, sorted) that have landed in a table partitioned by day: the
+    date=YYYY-MM-DD/ folders holding `marker` (every folder when marker is None)."""
+    return [day for day in day_folders(table_dir)
+            if marker is None or storage.exists(storage.join(table_dir, PARTITION + day, marker))]
+
+
+def day_paths(table_dir: str, days: tuple[dt.date, dt.date] | None, every_day: bool = True,
+              marker: str | None = DAY_MARKER) -> list[str] | None:
+    """The date=YYYY-MM-DD/ folders of a table partitioned by day that have landed (hold
+    `marker`): all of them, or those from days[0] to days[1], each of which must have landed
+    when every_day. None for a table that is not partitioned, which is an error when days are
+    asked for every day."""
+    present = logged_days(table_dir, marker)
+    if not present and not day_folders(table_dir):
         if days is not None and every_day:
             raise InputError(f"{table_dir}: reading days {days[0]}..{days[1]} needs {PARTITION}YYYY-MM-DD/ "
                              "partitions; the table has none")
         return None
     if days is None:
         wanted = present
+        landing = [d for d in day_folders(table_dir) if d not in present]
+        if landing:
+            log.warning("%s: left out %d day(s) not landed whole yet (their folders hold no %s): %s", table_dir,
+                        len(landing), marker, ", ".join(landing[:5]))
     else:
         first, last = days
         wanted = [(first + dt.timedelta(days=d)).isoformat() for d in range((last - first).days + 1)]
         missing = [d for d in wanted if d not in present]
+        landing = [d for d in missing if d in day_folders(table_dir)]
+        if landing and every_day:
+            raise InputError(
+                f"{table_dir}: the day{'s' if len(landing) > 1 else ''} {', '.join(landing[:5])} of {first}..{last} "
+                f"{'have' if len(landing) > 1 else 'has'} not landed whole ({PARTITION}{landing[0]}/ holds no "
+                f"{marker}, which the writer of a day writes last): wait for {'them' if len(landing) > 1 else 'it'}, "
+                "or set prep.day_marker=null for a log written without markers"
+            )
         if missing and every_day:
             raise InputError(
                 f"{table_dir}: the day{'s' if len(missing) > 1 else ''} {', '.join(missing[:5])}"

@@ -81,7 +81,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from watchnext.contract import CLICKS, INPUT_TABLES, SEARCHES
+from watchnext.contract import CLICKS, DAY_MARKER, INPUT_TABLES, SEARCHES
 
 log = logging.getLogger(__name__)
 
@@ -312,6 +312,10 @@ def generate(
     try:
         summary = _write(world, tmp, seed=seed, chunk_events=chunk_events, partition_by_date=partition_by_date,
                          progress=progress)
+        if partition_by_date:  # each day is complete now: its marker, as a day's writer puts it last
+            for table in ("clicks", "searches"):
+                for day in os.listdir(os.path.join(tmp, table)):
+                    open(os.path.join(tmp, table, day, DAY_MARKER), "w").close()
         for table in ("users", "items", "searches", "clicks"):
             os.rename(os.path.join(tmp, table), os.path.join(out, table))
     finally:

@@ -14,9 +14,12 @@ from watchnext.config import load_config
 D = dt.date(2026, 3, 10)
 
 
-def _log(tmp_path, days: list[str]) -> str:
+def _log(tmp_path, days: list[str], landing: tuple[str, ...] = ()) -> str:
+    """clicks/date=D/ folders, each with its _SUCCESS marker but the days in `landing`."""
     for day in days:
         (tmp_path / "data" / "clicks" / f"date={day}").mkdir(parents=True)
+        if day not in landing:
+            (tmp_path / "data" / "clicks" / f"date={day}" / "_SUCCESS").touch()
     return str(tmp_path / "data")
 
 
@@ -37,6 +40,17 @@ def test_without_the_next_day_there_is_nothing_to_evaluate(tmp_path):
     assert night.eval_day is None
     prep = night.config(load_config()).prep
     assert prep.partition_to == D
+
+
+def test_a_day_still_landing_is_waited_for_the_next_day_not_evaluated_on(tmp_path):
+    night = plan(D, _log(tmp_path, _days(1, 11), landing=("2026-03-11",)), str(tmp_path / "root"), load_config())
+    assert night.eval_day is None  # D + 1's folder is there, its marker not yet
+    data = _log(tmp_path / "b", _days(1, 11), landing=("2026-03-10",))
+    with pytest.raises(InputError, match=r"the day 2026-03-10 of 2026-03-01..2026-03-10 has not landed whole"):
+        plan(D, data, str(tmp_path / "root"), load_config())
+    # a log written without markers: every folder is a landed day
+    assert plan(D, data, str(tmp_path / "root"), load_config(overrides=["prep.day_marker=null"])).eval_day == D + \
+        dt.timedelta(days=1)
 
 
 def test_a_missing_day_fails_before_anything_runs(tmp_path):

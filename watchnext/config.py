@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from watchnext import storage
+from watchnext.contract import DAY_MARKER
 
 
 class ConfigError(ValueError):
@@ -130,6 +131,10 @@ class PrepConfig(_Section):
     # the days from partition_from to partition_to, each of which must be there; None = all
     partition_from: dt.date | None = None
     partition_to: dt.date | None = None
+    # the file whose presence in a day's date=YYYY-MM-DD/ folder says the day landed whole
+    # (Spark and Hadoop write _SUCCESS when a job's output is complete); a folder without it
+    # is a day still being written and is not read. None = every day folder has landed
+    day_marker: str | None = DAY_MARKER
     # "recent" for the evaluation: the recently-popular baseline counts the watches of the
     # last recent_days of the training window, and fresh items were uploaded within them
     recent_days: float = Field(7.0, gt=0)

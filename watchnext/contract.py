@@ -51,6 +51,10 @@ ITEMS_TITLE = "title"
 ITEMS_UPLOAD_TS = "upload_ts"
 
 INPUT_TABLES = ("clicks", "users", "items", "searches")
+# clicks/ and searches/ may be partitioned by day, date=YYYY-MM-DD/; a day's writer puts this
+# file in the day's folder last, as Spark and Hadoop jobs do, and a folder without it is a day
+# still being written (the default of prep.day_marker)
+DAY_MARKER = "_SUCCESS"
 
 # ---------------------------------------------------------------- prep/ (jobs -> ray_train, serving)
 # vocab/items: one row per item in the vocabulary

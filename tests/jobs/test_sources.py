@@ -63,8 +63,9 @@ def test_canonical_parquet_with_integer_ids_and_epoch_seconds(spark, tmp_path):
     assert sorted(r.user_id for r in src.users.collect()) == ["1", "2"]
 
 
-def _daily_clicks(root, days: dict[str, list[int]]) -> None:
-    """clicks/date=D/ partitions, one click per listed hour of the day."""
+def _daily_clicks(root, days: dict[str, list[int]], landing: tuple[str, ...] = ()) -> None:
+    """clicks/date=D/ partitions, one click per listed hour of the day, each with its _SUCCESS
+    marker but the days in `landing` (still being written)."""
     import datetime as dt
 
     import pyarrow as pa
@@ -77,6 +78,8 @@ def _daily_clicks(root, days: dict[str, list[int]]) -> None:
         pq.write_table(pa.table({"user_id": ["u"] * len(ts), "item_id": [f"{day}/{h}" for h in hours],
                                  "ts": pa.array(ts, pa.timestamp("us", tz="UTC"))}),
                        root / "clicks" / f"date={day}" / "part-0.parquet")
+        if day not in landing:
+            (root / "clicks" / f"date={day}" / "_SUCCESS").touch()
 
 
 def test_a_range_of_days_reads_those_partitions_only(spark, tmp_path):
@@ -96,3 +99,18 @@ def test_a_missing_day_in_the_range_is_a_clear_error(spark, tmp_path):
     _daily_clicks(tmp_path, {"2026-03-01": [1], "2026-03-03": [4]})
     with pytest.raises(InputError, match=r"the day 2026-03-02 of 2026-03-01..2026-03-03 is missing"):
         read_sources(spark, str(tmp_path), (dt.date(2026, 3, 1), dt.date(2026, 3, 3)))
+
+
+def test_a_day_without_its_marker_is_not_read_and_a_range_that_needs_it_says_so(spark, tmp_path, caplog):
+    import datetime as dt
+
+    _daily_clicks(tmp_path, {"2026-03-01": [1], "2026-03-02": [2, 3], "2026-03-03": [4]}, landing=("2026-03-03",))
+    every = read_sources(spark, str(tmp_path))
+    assert sorted(r.item_id for r in every.clicks.collect()) == ["2026-03-01/1", "2026-03-02/2", "2026-03-02/3"]
+    assert "left out 1 day(s) not landed whole yet (their folders hold no _SUCCESS): 2026-03-03" in caplog.text
+    with pytest.raises(InputError, match=r"the day 2026-03-03 of 2026-03-02..2026-03-03 has not landed whole "
+                                         r"\(date=2026-03-03/ holds no _SUCCESS.*prep.day_marker=null"):
+        read_sources(spark, str(tmp_path), (dt.date(2026, 3, 2), dt.date(2026, 3, 3)))
+    # a log written without markers: every folder is a landed day
+    assert read_sources(spark, str(tmp_path), (dt.date(2026, 3, 2), dt.date(2026, 3, 3)), day_marker=None
+                        ).clicks.count() == 3

@@ -102,15 +102,16 @@ def plan(date: dt.date, data: str, root: str, cfg: Config) -> Night:
     from jobs.sources import InputError, day_paths, logged_days
 
     clicks = storage.join(storage.absolute(data), "clicks")
-    logged = logged_days(clicks)
+    logged = logged_days(clicks, cfg.prep.day_marker)
     if not logged:
         raise InputError(f"{clicks}: the nightly job reads clicks partitioned by day (date=YYYY-MM-DD/ "
-                         "folders); there are none")
+                         f"folders{f' holding {cfg.prep.day_marker}' if cfg.prep.day_marker else ''}); "
+                         "there are none")
     first_logged = dt.date.fromisoformat(logged[0])
     if date < first_logged:
         raise InputError(f"{clicks}: night {date} is before the log's first day, {first_logged}")
     first_day = max(date - dt.timedelta(days=cfg.nightly.window_days - 1), first_logged)
-    day_paths(clicks, (first_day, date))  # raises, naming the days that are missing
+    day_paths(clicks, (first_day, date), marker=cfg.prep.day_marker)  # raises, naming the days not landed
     next_day = date + dt.timedelta(days=1)
     previous = next((day for back in range(1, cfg.nightly.lookback_days + 1)
                      if storage.exists(summary_path(root, day := date - dt.timedelta(days=back)))), None)
