@@ -3,11 +3,13 @@ stages get (the night itself runs end to end in tests/e2e/test_nightly.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
 
 from jobs.sources import InputError
+from watchnext.commands.gate import NightStats, refusals
 from watchnext.commands.nightly import Night, plan, summary_path
 from watchnext.config import load_config
 
@@ -95,3 +97,56 @@ def test_partition_bounds_go_together_and_in_order():
         load_config(overrides=["prep.partition_from=2026-03-01"])
     with pytest.raises(ValueError, match="is after"):
         load_config(overrides=["prep.partition_from=2026-03-05", "prep.partition_to=2026-03-01"])
+
+
+LAST = NightStats(val_hr50=0.30, coverage=0.40, full_lists=0.99, days=14, events_in=140_000, users=9_000,
+                  items=3_000, rejected_share=0.001)
+
+
+def test_a_night_like_the_last_published_one_passes_the_gate():
+    cfg = load_config().nightly
+    steady = dataclasses.replace(LAST, val_hr50=0.29, coverage=0.38, events_in=150_000, users=9_500, items=3_100)
+    assert refusals(steady, LAST, cfg) == []
+    # the window still growing: a fifth day after four brings more users and items
+    young = dataclasses.replace(LAST, days=4, events_in=40_000, users=4_000, items=1_500)
+    assert refusals(dataclasses.replace(young, days=5, events_in=50_000, users=5_800, items=2_200), young, cfg) == []
+    # the first night is judged on its own lists alone
+    assert refusals(LAST, None, cfg) == []
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"val_hr50": 0.20}, "validation HR@50 0.2000 is more than 20% below the last published night's 0.3000"),
+    ({"coverage": 0.10}, "catalog coverage 0.1000 is more than 20% below"),
+    ({"full_lists": 0.40}, "40.0% of the users have a full list, under nightly.gate_min_full_lists=0.5"),
+    ({"full_lists": 0.70}, "the share of full lists 0.7000 is more than 20% below"),
+    ({"events_in": 50_000}, "3571 events a day is outside 50% of the last published night's 10000"),
+    ({"items": 7_000}, "7000 items is outside 50% of the last published night's 3000"),
+    ({"users": 3_000}, "3000 users is outside 50%"),
+    ({"rejected_share": 0.05}, "5.00% of the rows were rejected, against 0.10% the last published night"),
+])
+def test_the_gate_names_each_rule_a_night_breaks(change, reason):
+    reasons = refusals(dataclasses.replace(LAST, **change), LAST, load_config().nightly)
+    assert reason in reasons[0], reasons
+    # a share of full lists under the floor is also far below yesterday's; every other rule alone
+    assert len(reasons) == (2 if change == {"full_lists": 0.40} else 1), reasons
+
+
+def test_a_nights_stats_come_from_its_manifests_and_its_recall_table(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from watchnext.layout import RunLayout
+
+    run = RunLayout(str(tmp_path / "run"))
+    (tmp_path / "run" / "recall" / "table" / "run_date=2026-03-10").mkdir(parents=True)
+    pq.write_table(pa.table({"item_ids": [["a", "b", "c"], ["a", "d", "e"], ["b"]]}),
+                   f"{run.recall.table_partition('2026-03-10')}/part-0.parquet")
+    prep = {"counts": {"events_in": 1000, "users": 3, "items": 10, "rejected": {"bad_ts": 5, "null_id": 5}}}
+    model = {"metrics": {"best_epoch": 2, "epochs": [{"epoch": 1, "val_hr@50": 0.1}, {"epoch": 2, "val_hr@50": 0.3},
+                                                     {"epoch": 3, "val_hr@50": 0.2}]}}
+    recall = {"config": {"top_k": 3}, "index": {"items": 10}}
+    stats = NightStats.of(run, prep, model, recall, "2026-03-10", days=7)
+    # the exported (best) epoch's validation; 5 of 10 items recommended; 2 of 3 lists full
+    assert stats == NightStats(val_hr50=0.3, coverage=0.5, full_lists=2 / 3, days=7, events_in=1000, users=3,
+                               items=10, rejected_share=0.01)
+    assert NightStats.from_dict(stats.to_dict()) == stats

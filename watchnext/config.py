@@ -408,6 +408,19 @@ class NightlyConfig(_Section):
     # the previous night is the latest finished night at most this many days back: its
     # vocabulary is kept and its model warm-starts tonight's; none = a cold start
     lookback_days: int = Field(7, ge=1)
+    # --- the publish gate (watchnext/commands/gate.py): tonight against the last published night
+    # validation HR@50, catalog coverage and the share of full lists may fall at most this share:
+    # a retrained model moves a few percent from night to night, a collapsed one far more
+    gate_max_drop: float = Field(0.2, ge=0, le=1)
+    # events a day, users and items within this share of the last published night's (users and
+    # items may grow with the window besides): a broken or half-delivered day, or a mix-up of
+    # ids, moves them by far more than a day's growth
+    gate_count_band: float = Field(0.5, gt=0)
+    # the share of rejected rows may rise at most this much (prep.max_rejected_fraction stops
+    # prep itself above its own bound)
+    gate_max_rejected_rise: float = Field(0.02, ge=0, le=1)
+    # every night: at least this share of the users get a full top-K list
+    gate_min_full_lists: float = Field(0.5, ge=0, le=1)
 
 
 class TuneConfig(_Section):

@@ -13,6 +13,8 @@ import pytest
 from tests.e2e.test_cli import watchnext
 from watchnext.commands.nightly import NIGHTLY_STEPS
 
+pytestmark = pytest.mark.slow  # every test reads the nights the module fixture runs
+
 FIRST, SECOND, HELD_OUT = "2026-03-04", "2026-03-05", "2026-03-06"
 
 
@@ -20,14 +22,17 @@ FIRST, SECOND, HELD_OUT = "2026-03-04", "2026-03-05", "2026-03-06"
 def nights(tmp_path_factory):
     """A 6-day log from 2026-03-01; night FIRST runs in one process, night SECOND one step per
     process (as the cluster's scheduler runs it), then SECOND again with the two-tower model
-    (its item tower reads the items' categories): (data, root, what the first SECOND published)."""
+    (its item tower reads the items' categories), then its publish step again at a gate that
+    refuses it, and with --force: (data, root, what the first SECOND published, the gate's runs)."""
     base = tmp_path_factory.mktemp("nightly")
     data, root, config = base / "data", base / "root", base / "small.yaml"
     gen = watchnext("generate", "--users", "400", "--items", "300", "--events", "12000", "--seed", "3",
                     "--start", "2026-03-01", "--days", "6", "--partition-by-date", "--out", str(data))
     assert gen.returncode == 0, gen.stderr
+    # the baselines are the ml-100k run's to prove; validation HR@50 on a few hundred users of a
+    # 2-epoch model moves more from night to night than a real log's, so the gate allows more
     config.write_text("train:\n  epochs: 2\n  workers: 1\nprep:\n  example_files: 2\nray:\n  num_cpus: 2\n"
-                      "recall:\n  top_k: 50\nreport:\n  baselines: []\n")  # the baselines: the ml-100k run's
+                      "recall:\n  top_k: 50\nreport:\n  baselines: []\nnightly:\n  gate_max_drop: 0.5\n")
     common = ("--data", str(data), "--root", str(root), "--config", str(config))
     first = watchnext("nightly", "--date", FIRST, *common)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -43,7 +48,14 @@ def nights(tmp_path_factory):
     first_publish["served"] = recalled(root, SECOND, first_publish["fresh"])
     again = watchnext("nightly", "--date", SECOND, *common, "--set", "train.model=two_tower")
     assert again.returncode == 0, again.stderr[-3000:]
-    return data, root, first_publish
+    # the same night at a gate that lets no count move: refused, then published with --force
+    published_files = sorted(p.name for p in (root / "recall" / f"run_date={SECOND}").iterdir())
+    strict = (*common, "--step", "publish", "--set", "nightly.gate_count_band=0.000001")
+    refused = watchnext("nightly", "--date", SECOND, *strict)
+    gate = {"refused": refused, "refused_summary": summary(root, SECOND), "published_files": published_files,
+            "files_after_refusal": sorted(p.name for p in (root / "recall" / f"run_date={SECOND}").iterdir())}
+    gate["forced"] = watchnext("nightly", "--date", SECOND, *strict, "--force")
+    return data, root, first_publish, gate
 
 
 def summary(root, night: str) -> dict:
@@ -78,7 +90,7 @@ def assert_fresh_items_are_served(night_summary: dict, fresh: set[str], embedded
 
 
 def test_the_first_night_starts_cold_and_the_next_continues_it(nights):
-    _, root, first_publish = nights
+    _, root, first_publish, _ = nights
     first, second = summary(root, FIRST), first_publish["summary"]
     assert first["previous_night"] is None and first["days"] == ["2026-03-01", FIRST]
     assert second["previous_night"] == FIRST and second["eval_day"] == HELD_OUT
@@ -92,12 +104,12 @@ def test_the_first_night_starts_cold_and_the_next_continues_it(nights):
 
 
 def test_items_first_seen_tonight_get_id_rows_and_are_recalled(nights):
-    _, _, first = nights  # the YouTube DNN: new items get fresh rows of the output table
+    _, _, first, _ = nights  # the YouTube DNN: new items get fresh rows of the output table
     assert_fresh_items_are_served(first["summary"], first["fresh"], first["embedded"], first["served"])
 
 
 def test_with_the_item_tower_new_items_get_vectors_from_their_features_and_are_recalled(nights):
-    _, root, _ = nights
+    _, root, _, _ = nights
     spec = json.loads((root / "runs" / SECOND / "model" / "model_spec.json").read_text())["spec"]
     assert spec["model"] == "two_tower" and spec["item_categorical_sizes"]
     fresh = fresh_items(root, FIRST, SECOND)
@@ -106,7 +118,7 @@ def test_with_the_item_tower_new_items_get_vectors_from_their_features_and_are_r
 
 
 def test_tonight_is_judged_beside_the_lists_the_previous_night_published(nights):
-    _, root, first_publish = nights
+    _, root, first_publish, _ = nights
     evaluation = first_publish["summary"]["evaluation"]
     assert evaluation["eval_day"] == HELD_OUT and evaluation["users"] > 100
     assert evaluation["previous"]["night"] == FIRST
@@ -118,7 +130,7 @@ def test_tonight_is_judged_beside_the_lists_the_previous_night_published(nights)
 
 
 def test_a_rerun_of_a_night_replaces_its_partitions(nights):
-    _, root, first_publish = nights
+    _, root, first_publish, _ = nights
     # every write of the table names its files anew: the partition holds the rerun's files only
     after = sorted(p.name for p in (root / "recall" / f"run_date={SECOND}").iterdir())
     written = sorted(p.name for p in (root / "runs" / SECOND / "recall" / "table" / f"run_date={SECOND}").iterdir())
@@ -132,7 +144,7 @@ def test_a_rerun_of_a_night_replaces_its_partitions(nights):
 
 
 def test_a_missing_day_fails_with_a_clear_message_and_writes_nothing(nights, tmp_path):
-    data, _, _ = nights
+    data, _, _, _ = nights
     gap = tmp_path / "data"
     shutil.copytree(data, gap)
     shutil.rmtree(gap / "clicks" / "date=2026-03-02")
@@ -140,3 +152,29 @@ def test_a_missing_day_fails_with_a_clear_message_and_writes_nothing(nights, tmp
     assert failed.returncode == 2
     assert "the day 2026-03-02 of 2026-03-01..2026-03-05 is missing" in failed.stderr
     assert not (tmp_path / "root").exists()
+
+
+def test_a_night_the_gate_refuses_keeps_the_published_tables_and_says_why(nights):
+    _, root, first_publish, gate = nights
+    # every published night passed the gate, each judged against the night before it
+    first, second = summary(root, FIRST), first_publish["summary"]
+    assert first["published"] and first["gate"] == {"stats": first["gate"]["stats"], "against": None,
+                                                    "refused": [], "forced": False}
+    assert second["published"] and second["gate"]["against"] == FIRST and not second["gate"]["refused"]
+    stats = second["gate"]["stats"]
+    assert stats["days"] == 5 and stats["events_in"] == second["counts"]["events_in"]
+    assert 0 < stats["val_hr50"] <= 1 and 0 < stats["coverage"] <= 1 and stats["full_lists"] == 1.0
+    # refused: exit code 3 naming the rule, nothing swapped in, the reasons in nightly/D.json
+    refused = gate["refused"]
+    assert refused.returncode == 3, refused.stderr[-3000:]
+    assert f"night {SECOND} was not published (--force publishes it anyway)" in refused.stderr
+    assert "events a day is outside 0% of the last published night's" in refused.stderr
+    assert gate["files_after_refusal"] == gate["published_files"]
+    assert gate["refused_summary"]["published"] is False and gate["refused_summary"]["tables"] == {}
+    assert any("nightly.gate_count_band" in r for r in gate["refused_summary"]["gate"]["refused"])
+    # --force publishes it and keeps the reasons
+    forced = gate["forced"]
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    assert "published with --force, although" in forced.stderr
+    night = summary(root, SECOND)
+    assert night["published"] and night["gate"]["forced"] and night["gate"]["refused"]

@@ -8,7 +8,7 @@
     watchnext run      --data DATA_DIR --out RUN_DIR [--tune] [--config F] [--set k=v ...]
     watchnext tune     --data DATA_DIR --out OUT [--budget-minutes M] [--config F] [--set k=v ...]
     watchnext ablate   --data DATA_DIR --out OUT --grid GRID [--repeats R] [--config F] [--set k=v ...]
-    watchnext nightly  --date D --data DATA_DIR --root ROOT [--step STEP] [--config F] [--set k=v ...]
+    watchnext nightly  --date D --data DATA_DIR --root ROOT [--step STEP] [--force] [--config F] [--set k=v ...]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import logging
 import sys
 
 from watchnext import storage
-from watchnext.commands.nightly import NIGHTLY_STEPS
+from watchnext.commands.nightly import NIGHTLY_STEPS, NightRefused
 from watchnext.commands.run import (STAGES, evaluate_stage, prep_stage, print_report, recall_stage, run_all,
                                     train_stage)
 from watchnext.config import Config, ConfigError, load_config
@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     nightly.add_argument("--root", required=True, help="NIGHTLY_ROOT: runs/D/, recall/, i2i/ and nightly/D.json")
     nightly.add_argument("--step", choices=("all", *NIGHTLY_STEPS), default="all",
                          help="one step alone (a scheduler runs them in order), or all of them")
+    nightly.add_argument("--force", action="store_true",
+                         help="publish the night even when the publish gate refuses it (the reasons are kept)")
     return parser
 
 
@@ -140,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "nightly":
             _nightly(args, cfg)
         return 0
+    except NightRefused as refused:
+        # not the user's input: tonight's lists do not look like the published ones
+        log.error("%s", refused)
+        return 3
     except (ConfigError, storage.StageNotFinished, StageBusy, FileNotFoundError, ValueError) as err:
         # errors at the boundary are the user's to fix: say what, not a stack trace
         log.error("%s", err)
@@ -184,7 +190,7 @@ def _nightly(args: argparse.Namespace, cfg: Config) -> None:
 
     night = plan(parse_date(args.date), args.data, args.root, cfg)
     steps = NIGHTLY_STEPS if args.step == "all" else (args.step,)
-    summary = run_night(night, cfg, steps, STAGES)
+    summary = run_night(night, cfg, steps, STAGES, force=args.force)
     if summary is not None:
         print(json.dumps(summary, indent=2))
 

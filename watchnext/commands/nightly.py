@@ -10,7 +10,7 @@ Night D reads the daily partitions of the click log (clicks/date=YYYY-MM-DD/) in
 of nightly.window_days ending D, clipped at the log's first day; every day in it must be
 there. Watches up to the end of D are training; when day D+1 has landed, each known user's
 first watch on it is the held-out target (prep's time split). The previous night P is the
-latest finished night (nightly/P.json) at most nightly.lookback_days before D: its
+latest published night (nightly/P.json, not refused) at most nightly.lookback_days before D: its
 vocabularies are kept (stable indices, new items appended; prep.previous_vocab) and its model
 warm-starts tonight's (train.warm_start); without one the night starts cold. With D+1 there,
 tonight's lists and the lists night P published are ranked on the same targets: what users
@@ -20,6 +20,10 @@ The steps, in order, each reading what the step before wrote, so that a schedule
 them as separate jobs (prep on Spark, train and recall on Ray): NIGHTLY_STEPS. A rerun of
 night D withdraws nightly/D.json first, rebuilds runs/D stage by stage, and publish swaps
 each table's run_date=D partition for the new one (storage.replace_dir).
+
+Publish is gated (watchnext/commands/gate.py): a night that does not look like the last
+published one is refused, its reasons in nightly/D.json ("published": false), its tables not
+swapped in, and the step fails (exit code 3); --force publishes it anyway and says so.
 """
 
 from __future__ import annotations
@@ -114,17 +118,19 @@ def plan(date: dt.date, data: str, root: str, cfg: Config) -> Night:
     day_paths(clicks, (first_day, date), marker=cfg.prep.day_marker)  # raises, naming the days not landed
     next_day = date + dt.timedelta(days=1)
     previous = next((day for back in range(1, cfg.nightly.lookback_days + 1)
-                     if storage.exists(summary_path(root, day := date - dt.timedelta(days=back)))), None)
+                     if published_night(root, day := date - dt.timedelta(days=back))), None)
     night = Night(date, storage.absolute(data), storage.absolute(root), first_day,
                   next_day if next_day.isoformat() in logged else None, previous)
     log.info("night %s: days %s..%s, %s, %s", date, first_day, date,
              f"evaluated on {night.eval_day}" if night.eval_day else f"{next_day} not there yet: no evaluation",
-             f"continuing night {previous}" if previous else "a cold start (no finished night before it)")
+             f"continuing night {previous}" if previous else "a cold start (no published night before it)")
     return night
 
 
-def run_night(night: Night, cfg: Config, steps: tuple[str, ...], stages: dict[str, Stage]) -> dict[str, Any] | None:
-    """Run the given steps of the night, in order; returns the summary when publish ran."""
+def run_night(night: Night, cfg: Config, steps: tuple[str, ...], stages: dict[str, Stage],
+              force: bool = False) -> dict[str, Any] | None:
+    """Run the given steps of the night, in order; returns the summary when publish ran
+    (NightRefused when the gate refused it; force publishes it anyway)."""
     cfg = night.config(cfg)
     summary = None
     for step in NIGHTLY_STEPS:
@@ -142,7 +148,7 @@ def run_night(night: Night, cfg: Config, steps: tuple[str, ...], stages: dict[st
         elif step == "evaluate":
             evaluate(night, cfg, stages)
         else:
-            summary = publish(night)
+            summary = publish(night, cfg, force)
     return summary
 
 
@@ -187,24 +193,44 @@ def partition(root: str, table: str, date: dt.date) -> str:
     return storage.join(storage.absolute(root), table, f"run_date={date.isoformat()}")
 
 
-def publish(night: Night) -> dict[str, Any]:
-    """Swap the night's recall and i2i partitions in, then write nightly/D.json, last."""
+class NightRefused(Exception):
+    """The publish gate refused the night: yesterday's tables stay the published ones."""
+
+    def __init__(self, date: dt.date, reasons: list[str]):
+        super().__init__(f"night {date} was not published (--force publishes it anyway): " + "; ".join(reasons))
+        self.reasons = reasons
+
+
+def publish(night: Night, cfg: Config, force: bool = False) -> dict[str, Any]:
+    """Judge the night at the publish gate; when it passes (or with force), swap its recall
+    and i2i partitions in. Either way write nightly/D.json, last; a refused night raises
+    NightRefused after it."""
     from report.freshness import new_items
+    from watchnext.commands.gate import NightStats, refusals
 
     run = night.run
     recall = storage.read_manifest(run.recall.root)
     prep = storage.read_manifest(run.prep.root)
     model = storage.read_manifest(run.model.root)
     day = night.date.isoformat()
-    storage.replace_dir(run.recall.table_partition(day), partition(night.root, RECALL, night.date))
-    tables = {"recall": partition(night.root, RECALL, night.date)}
-    if "similar" in recall:
-        storage.replace_dir(run.recall.similar_partition(day), partition(night.root, I2I, night.date))
-        tables["i2i"] = partition(night.root, I2I, night.date)
+    stats = NightStats.of(run, prep, model, recall, day, days=(night.date - night.first_day).days + 1)
+    last = _published_stats(night.root, night.previous)
+    reasons = refusals(stats, last, cfg.nightly)
+    published = not reasons or force
+    tables = {}
+    if published:
+        storage.replace_dir(run.recall.table_partition(day), partition(night.root, RECALL, night.date))
+        tables["recall"] = partition(night.root, RECALL, night.date)
+        if "similar" in recall:
+            storage.replace_dir(run.recall.similar_partition(day), partition(night.root, I2I, night.date))
+            tables["i2i"] = partition(night.root, I2I, night.date)
     compare = run.compare
     metrics = model["metrics"]
     summary = {
         "date": day,
+        "published": published,
+        "gate": {"stats": stats.to_dict(), "against": night.previous.isoformat() if last else None,
+                 "refused": reasons, "forced": bool(reasons) and force},
         "days": [night.first_day.isoformat(), day],
         "eval_day": night.eval_day.isoformat() if night.eval_day else None,
         "previous_night": night.previous.isoformat() if night.previous else None,
@@ -220,8 +246,28 @@ def publish(night: Night) -> dict[str, Any]:
         if night.eval_day and storage.exists(storage.join(compare, MANIFEST)) else None,
     }
     storage.write_text(summary_path(night.root, night.date), json.dumps(summary, indent=2) + "\n")
+    if not published:
+        raise NightRefused(night.date, reasons)
+    if reasons:
+        log.warning("night %s published with --force, although: %s", night.date, "; ".join(reasons))
     log.info("night %s published: %s", night.date, ", ".join(tables.values()))
     return summary
+
+
+def published_night(root: str, date: dt.date) -> bool:
+    """Whether night `date` finished and its tables were published (not refused at the gate)."""
+    path = summary_path(root, date)
+    return storage.exists(path) and json.loads(storage.read_text(path)).get("published", True)
+
+
+def _published_stats(root: str, date: dt.date | None) -> Any:
+    """The gate's stats of a published night, None without one (or one from before the gate)."""
+    if date is None:
+        return None
+    from watchnext.commands.gate import NightStats
+
+    gate = json.loads(storage.read_text(summary_path(root, date))).get("gate")
+    return NightStats.from_dict(gate["stats"]) if gate else None
 
 
 def _without_bookkeeping(manifest: dict[str, Any]) -> dict[str, Any]:
