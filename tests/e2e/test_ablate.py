@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.test_cli import watchnext
 
 GRID = """variants:
@@ -17,6 +19,7 @@ SMALL = ("train: {epochs: 2, workers: 1}\nprep: {example_files: 2}\nray: {num_cp
          "report: {baselines: []}\n")  # the scored baselines are the ml-100k run's to prove
 
 
+@pytest.mark.slow
 def test_a_grid_of_variants_runs_shares_preps_and_resumes(tmp_path: Path):
     data, out = tmp_path / "data", tmp_path / "out"
     assert watchnext("generate", "--users", "400", "--items", "300", "--events", "12000", "--seed", "3",

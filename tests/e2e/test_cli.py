@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 
 def watchnext(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -16,6 +17,7 @@ def watchnext(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_generate_then_run_on_a_synthetic_log(tmp_path: Path):
     data, run = tmp_path / "data", tmp_path / "run"
     gen = watchnext("generate", "--users", "400", "--items", "300", "--events", "12000", "--seed", "3", "--out", str(data))

@@ -153,6 +153,7 @@ def test_item2vec_pretraining_initializes_the_history_table(run_dir, tmp_path):
     assert (run / "model" / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_a_training_worker_killed_mid_run_resumes_from_its_checkpoint(run_dir, tmp_path):
     import subprocess
     import sys
@@ -162,13 +163,13 @@ def test_a_training_worker_killed_mid_run_resumes_from_its_checkpoint(run_dir, t
     run.mkdir()
     (run / "prep").symlink_to(run_dir / "prep")
     # small batches: epochs long enough to kill a worker between two checkpoints
-    settings = ["train.epochs=5", "train.batch_size=64", "train.val_users=0", "ray.num_cpus=3"]
+    settings = ["train.epochs=3", "train.batch_size=64", "train.val_users=0", "ray.num_cpus=3"]
     command = [sys.executable, "-m", "watchnext.commands.cli", "train", "--run", str(run)]
     driver = subprocess.Popen([*command, *(a for s in settings for a in ("--set", s))],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     checkpoints = run / "model" / "checkpoints"
     deadline = time.time() + 600
-    # two checkpoints written: the first is surely registered with Ray Train by then
+    # two checkpoints written (the last epoch under way): the first is surely registered with Ray Train by then
     while len(list(checkpoints.rglob("train_state.json"))) < 2:
         assert driver.poll() is None and time.time() < deadline, "training ended before its second checkpoint"
         time.sleep(0.5)
@@ -181,7 +182,7 @@ def test_a_training_worker_killed_mid_run_resumes_from_its_checkpoint(run_dir, t
     metrics = json.loads((run / "model" / "metrics.json").read_text())
     assert metrics["recoveries"] == 1  # the restarted workers went on from a checkpoint
     epochs = metrics["epochs"]
-    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4, 5]  # every epoch once: none lost, none twice
+    assert [e["epoch"] for e in epochs] == [1, 2, 3]  # every epoch once: none lost, none twice
     assert epochs[0]["recoveries"] == 0  # epoch 1 came from the checkpoint, trained before the kill
     assert json.loads((run / "model" / "_manifest.json").read_text())["stage"] == "model"
 

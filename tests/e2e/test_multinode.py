@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pyarrow.parquet as pq
+import pytest
 
 from tests.e2e.conftest import RUN_SETTINGS
 
@@ -21,6 +22,7 @@ print(" ".join(sorted({w.node_id for w in workers})))
 """
 
 
+@pytest.mark.slow
 def test_a_two_node_cluster_run_matches_the_single_process_run(run_dir, ml100k, tmp_path):
     cluster = subprocess.Popen([sys.executable, "-m", "tests.e2e.ray_cluster", "--nodes", "3", "--cpus", "1"],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

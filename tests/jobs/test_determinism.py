@@ -59,6 +59,7 @@ def assert_same_output(local: Path, other: Path) -> None:
     assert len(content(local, "examples", TABLES["examples"])) > 1000
 
 
+@pytest.mark.slow
 def test_a_local_cluster_whose_executor_is_killed_gives_the_embedded_sessions_output(local_prep, tmp_path):
     """Another partitioning (two executor processes, 7 shuffle partitions) and a lost
     executor's tasks run again elsewhere: the same rows, table by table."""
