@@ -129,7 +129,12 @@ def day_folders(table_dir: str) -> list[str]:
 def logged_days(table_dir: str, marker: str | None = DAY_MARKER) -> list[str]:
     """The days (YYYY-MM-DD, sorted) that have landed in a table partitioned by day: the
     date=YYYY-MM-DD/ folders holding `marker` (every folder when marker is None)."""
-    return [day for day in day_folders(table_dir)
+    return _landed(table_dir, day_folders(table_dir), marker)
+
+
+def _landed(table_dir: str, folders: list[str], marker: str | None) -> list[str]:
+    """The days of `folders` whose folder holds marker (all of them when marker is None)."""
+    return [day for day in folders
             if marker is None or storage.exists(storage.join(table_dir, PARTITION + day, marker))]
 
 
@@ -139,15 +144,16 @@ def day_paths(table_dir: str, days: tuple[dt.date, dt.date] | None, every_day: b
     `marker`): all of them, or those from days[0] to days[1], each of which must have landed
     when every_day. None for a table that is not partitioned, which is an error when days are
     asked for every day."""
-    present = logged_days(table_dir, marker)
-    if not present and not day_folders(table_dir):
+    folders = day_folders(table_dir)  # one listing: on an object store each is a request
+    present = _landed(table_dir, folders, marker)
+    if not folders:
         if days is not None and every_day:
             raise InputError(f"{table_dir}: reading days {days[0]}..{days[1]} needs {PARTITION}YYYY-MM-DD/ "
                              "partitions; the table has none")
         return None
     if days is None:
         wanted = present
-        landing = [d for d in day_folders(table_dir) if d not in present]
+        landing = [d for d in folders if d not in present]
         if landing:
             log.warning("%s: left out %d day(s) not landed whole yet (their folders hold no %s): %s", table_dir,
                         len(landing), marker, ", ".join(landing[:5]))
@@ -155,7 +161,7 @@ def day_paths(table_dir: str, days: tuple[dt.date, dt.date] | None, every_day: b
         first, last = days
         wanted = [(first + dt.timedelta(days=d)).isoformat() for d in range((last - first).days + 1)]
         missing = [d for d in wanted if d not in present]
-        landing = [d for d in missing if d in day_folders(table_dir)]
+        landing = [d for d in missing if d in folders]
         if landing and every_day:
             raise InputError(
                 f"{table_dir}: the day{'s' if len(landing) > 1 else ''} {', '.join(landing[:5])} of {first}..{last} "
