@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from bench.memory import GIB, PeakRss, psutil  # psutil None: the Spark peak is reported as n/a
 from synthetic import generator as synthetic
-from watchnext.config import PrepConfig, SparkConfig
+from core.config import PrepConfig, SparkConfig
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def prep_config(variant: str, max_per_user: int) -> PrepConfig:
 
 def run_spark(variant: str, data_dir: str, out_dir: str, max_per_user: int, driver_memory: str) -> dict[str, Any]:
     from jobs.prep import run_prep
-    from watchnext.spark_session import spark_session
+    from core.spark_session import spark_session
 
     cfg = prep_config(variant, max_per_user)
     if psutil is None:

@@ -32,7 +32,7 @@ BARS = ("item_knn", "als")  # the baselines the model must beat by 5%
 
 def run_once(data: str, seed: int, scratch: Path, extra: list[str]) -> dict:
     out = scratch / f"seed-{seed}"
-    command = [sys.executable, "-m", "watchnext.commands.cli", "run", "--data", data, "--out", str(out),
+    command = [sys.executable, "-m", "watchnext", "run", "--data", data, "--out", str(out),
                "--set", f"prep.seed={seed}", "--set", f"train.seed={seed}", *extra]
     started = time.perf_counter()
     subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)

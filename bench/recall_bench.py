@@ -69,7 +69,7 @@ def trained(run_dir: str, users: int, seed: int) -> tuple[np.ndarray, np.ndarray
     from ray_train.data import Widths
     from ray_train.export import load_user_tower
     from serving.recall import user_vectors
-    from watchnext import storage
+    from core import storage
 
     vectors, _, _ = item_matrix(os.path.join(run_dir, "model", "item_embeddings.parquet"))
     table = pads.dataset(os.path.join(run_dir, "prep", "user_features"), format="parquet").to_table()
@@ -186,7 +186,7 @@ def markdown(rows: list[dict], title: str, k: int) -> str:
 def end_to_end(run_dir: str, overrides: list[str]) -> str:
     from bench.prep_bench import PeakRss
 
-    command = [sys.executable, "-m", "watchnext.commands.cli", "recall", "--run", run_dir]
+    command = [sys.executable, "-m", "watchnext", "recall", "--run", run_dir]
     for item in overrides:
         command += ["--set", item]
     started = time.perf_counter()

@@ -1,7 +1,7 @@
 """Soak: the whole pipeline on a large synthetic log, stage by stage, with each stage's wall
 time and peak memory.
 
-Each stage runs as the command line runs it (`python -m watchnext.commands.cli <stage>`, in its own
+Each stage runs as the command line runs it (`python -m watchnext <stage>`, in its own
 process), so its peak is its own: the summed PSS of the process and every descendant (the
 Spark JVM; Ray's GCS, raylet and workers, whose shared object store PSS counts once),
 sampled every 0.5 s. The log is generated once into WORKDIR/data and reused.
@@ -36,7 +36,7 @@ DEFAULTS = ["spark.driver_memory=10g", "train.epochs=1", "train.batch_size=2048"
 
 def run_stage(stage: str, args: list[str], log_path: Path) -> dict[str, Any]:
     """One stage in its own process: wall seconds, peak GiB, the processes at the peak."""
-    command = [sys.executable, "-m", "watchnext.commands.cli", stage, *args]
+    command = [sys.executable, "-m", "watchnext", stage, *args]
     started = time.time()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)

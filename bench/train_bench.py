@@ -39,7 +39,7 @@ def setup_peer() -> None:
 def watchnext_train(prep: Path, workers: int, epochs: int, overrides: list[str]) -> dict:
     with tempfile.TemporaryDirectory(prefix="train-bench-") as scratch:
         os.symlink(prep.resolve(), Path(scratch) / "prep")
-        command = [sys.executable, "-m", "watchnext.commands.cli", "train", "--run", scratch,
+        command = [sys.executable, "-m", "watchnext", "train", "--run", scratch,
                    "--set", f"train.workers={workers}", "--set", f"train.epochs={epochs}"]
         for item in overrides:
             command += ["--set", item]

@@ -35,8 +35,8 @@ from ray_train.sequence import tile_windows, tiles_watches, windows_per_batch
 from ray_train.step import train_step
 from ray_train.trainer import model_spec
 from ray_train.two_tower import load_item_features
-from watchnext import storage
-from watchnext.config import load_config
+from core import storage
+from core.config import load_config
 
 PASSES = 5
 

@@ -17,7 +17,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
-# the order of watchnext.commands.nightly.NIGHTLY_STEPS
+# the order of watchnext.nightly.NIGHTLY_STEPS
 steps=(prep train recall evaluate publish)
 
 usage() {
@@ -45,7 +45,7 @@ run_step() {
   case "$1" in
     prep) "$here/spark-submit.sh" "${args[@]}" ;;
     train | recall) "$here/ray-job-submit.sh" "${args[@]}" ;;
-    evaluate | publish) "${PYTHON:-python3}" -m watchnext.commands.cli "${args[@]}" ;;
+    evaluate | publish) "${PYTHON:-python3}" -m watchnext "${args[@]}" ;;
   esac
 }
 

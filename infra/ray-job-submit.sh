@@ -19,4 +19,4 @@ exec ray job submit \
   --address "${RAY_ADDRESS:?set RAY_ADDRESS to the cluster dashboard, e.g. http://head:8265}" \
   --working-dir "$root" \
   --runtime-env-json '{"pip": ["-e ."]}' \
-  -- python -m watchnext.commands.cli "$@" --set ray.address=auto
+  -- python -m watchnext "$@" --set ray.address=auto

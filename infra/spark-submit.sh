@@ -23,9 +23,9 @@ if [ $# -lt 1 ]; then
 fi
 build="$(mktemp -d)"
 trap 'rm -rf "$build"' EXIT
-# prep imports watchnext and jobs; ray_train, serving, report and synthetic are imported
+# prep imports watchnext, core and jobs; ray_train, serving, report and synthetic are imported
 # lazily by other commands and travel too, so that any command finds its modules
-(cd "$root" && zip -qr "$build/watchnext.zip" watchnext jobs ray_train serving report synthetic -x '*__pycache__*')
+(cd "$root" && zip -qr "$build/watchnext.zip" core watchnext jobs ray_train serving report synthetic -x '*__pycache__*')
 # not exec: the trap removes the zip when spark-submit ends
 # shellcheck disable=SC2086
 "${SPARK_SUBMIT:-spark-submit}" \

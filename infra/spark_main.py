@@ -5,12 +5,12 @@
 
 The packages come with --py-files (infra/spark-submit.sh) or are installed in the image
 (infra/Dockerfile, where this file is local:///opt/watchnext/infra/spark_main.py). The
-SparkSession takes spark-submit's master and memory settings (watchnext/spark_session.py).
+SparkSession takes spark-submit's master and memory settings (core/spark_session.py).
 """
 
 import sys
 
-from watchnext.commands.cli import main
+from watchnext.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

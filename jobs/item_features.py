@@ -14,7 +14,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from jobs.vocab import categorical_vocabulary, encode_categoricals, missing_demographics
-from watchnext.contract import ITEMS_KEY, ITEMS_TITLE, ITEMS_UPLOAD_TS
+from core.contract import ITEMS_KEY, ITEMS_TITLE, ITEMS_UPLOAD_TS
 
 SECONDS_PER_DAY = 86400.0
 

@@ -48,10 +48,10 @@ from jobs.vocab import (
     negative_sampling_table,
 )
 from jobs.windows import event_seconds, history_lengths, windowed_examples, with_example_age, with_watches_after
-from watchnext import storage
-from watchnext.config import PrepConfig
-from watchnext.contract import ITEMS_KEY, ITEMS_TITLE, SECONDS_PER_UNIT, USERS_KEY, VALID_TARGETS
-from watchnext.layout import PrepLayout
+from core import storage
+from core.config import PrepConfig
+from core.contract import ITEMS_KEY, ITEMS_TITLE, SECONDS_PER_UNIT, USERS_KEY, VALID_TARGETS
+from core.layout import PrepLayout
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from watchnext import storage
-from watchnext.contract import CORRUPT_RECORD, DAY_MARKER, ITEMS_KEY, USERS_KEY
+from core import storage
+from core.contract import CORRUPT_RECORD, DAY_MARKER, ITEMS_KEY, USERS_KEY
 
 log = logging.getLogger(__name__)
 

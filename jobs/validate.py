@@ -14,7 +14,7 @@ from pyspark.sql import types as T
 
 from jobs.order import in_event_order
 from jobs.sources import raw_column
-from watchnext.contract import CLICKS_REQUIRED, CORRUPT_RECORD
+from core.contract import CLICKS_REQUIRED, CORRUPT_RECORD
 
 # what a decoder writes for bytes that are not UTF-8: an id holding it was mis-encoded and
 # would not match the same id written correctly elsewhere

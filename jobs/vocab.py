@@ -18,7 +18,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from watchnext.contract import CATEGORY_MISSING, CATEGORY_UNKNOWN
+from core.contract import CATEGORY_MISSING, CATEGORY_UNKNOWN
 
 
 def ranked_vocabulary(counts: DataFrame, key: str, first_index: int, previous: DataFrame | None = None) -> DataFrame:

@@ -11,7 +11,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from jobs.order import by_user, in_event_order, so_far
-from watchnext.contract import SECONDS_PER_UNIT
+from core.contract import SECONDS_PER_UNIT
 
 
 def padded(items: Column, length: int) -> Column:

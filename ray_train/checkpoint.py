@@ -25,8 +25,8 @@ import torch
 
 from ray_train.model import ModelSpec
 from ray_train.optim import Optimizer
-from watchnext import storage
-from watchnext.config import TrainConfig
+from core import storage
+from core.config import TrainConfig
 
 log = logging.getLogger(__name__)
 

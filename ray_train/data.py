@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from watchnext.contract import fixed_lists
+from core.contract import fixed_lists
 
 EXAMPLE_COLUMNS = ["label", "history", "search_tokens", "example_age", "demographics", "continuous", "weight"]
 

@@ -17,9 +17,9 @@ import torch
 from ray_train.checkpoint import CHECKPOINT_BEST, CHECKPOINT_MODEL, CHECKPOINT_STATE
 from ray_train.model import ModelSpec
 from ray_train.models import build_model, build_user_tower
-from watchnext import storage
-from watchnext.contract import ITEM_EMBEDDINGS
-from watchnext.layout import ModelLayout, PrepLayout
+from core import storage
+from core.contract import ITEM_EMBEDDINGS
+from core.layout import ModelLayout, PrepLayout
 
 
 

@@ -31,8 +31,8 @@ from ray_train.objective import make_sampler
 from ray_train.optim import Optimizer
 from ray_train.sparse_sync import prepare_model
 from ray_train.step import train_step
-from watchnext.config import TrainConfig
-from watchnext.contract import fixed_lists
+from core.config import TrainConfig
+from core.contract import fixed_lists
 
 log = logging.getLogger(__name__)
 

@@ -35,8 +35,8 @@ from ray_train.sparse_sync import prepare_model
 from ray_train.step import train_step
 from ray_train.two_tower import load_item_features
 from ray_train.validation import VAL_K, ValidationSet
-from watchnext import storage
-from watchnext.config import TrainConfig
+from core import storage
+from core.config import TrainConfig
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from ray_train.sampled_softmax import (
     sampled_logits,
     sampled_softmax_loss,
 )
-from watchnext.config import TrainConfig
+from core.config import TrainConfig
 
 
 def make_sampler(kind: str, num_items: int, item_sampling_path: str):

@@ -12,7 +12,7 @@ import logging
 
 import torch
 
-from watchnext.config import TrainConfig
+from core.config import TrainConfig
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from watchnext.config import TrainConfig
+from core.config import TrainConfig
 
 
 def native_bf16(use_gpu: bool) -> bool:

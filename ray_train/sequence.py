@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from ray_train.model import ModelSpec, categorical_dim, mean_bag
-from watchnext.config import TrainConfig
+from core.config import TrainConfig
 
 
 def tiles_watches(cfg: TrainConfig) -> bool:

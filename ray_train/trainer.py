@@ -32,10 +32,10 @@ from ray_train.models import build_model
 from ray_train.sequence import tile_windows, tiles_watches, windows_per_batch
 from ray_train.validation import VAL_K, VALIDATION_SOURCE
 from ray_train.warm_start import state_bytes, warm_start_state
-from watchnext import storage
-from watchnext.config import Config, TrainConfig
-from watchnext.layout import CHECKPOINTS, ModelLayout, PrepLayout, RunLayout
-from watchnext.ray_cluster import start_ray
+from core import storage
+from core.config import Config, TrainConfig
+from core.layout import CHECKPOINTS, ModelLayout, PrepLayout, RunLayout
+from core.ray_cluster import start_ray
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ray_train.model import ModelSpec, UserTower, categorical_dim, relu_tower, sparse_tables
-from watchnext import storage
-from watchnext.contract import fixed_lists
-from watchnext.layout import PrepLayout
+from core import storage
+from core.contract import fixed_lists
+from core.layout import PrepLayout
 
 ITEM_CHUNK = 65536  # items through the item tower at once when every item is scored
 

@@ -17,8 +17,8 @@ import pyarrow.compute as pc
 import torch
 
 from ray_train.data import Batch, Widths, to_batch
-from watchnext import storage
-from watchnext.layout import PrepLayout
+from core import storage
+from core.layout import PrepLayout
 
 VAL_K = 50
 # what metrics.json's val_hr@50 measures

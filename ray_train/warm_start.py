@@ -23,8 +23,8 @@ import torch
 from ray_train.checkpoint import CHECKPOINT_MODEL, CHECKPOINT_STATE
 from ray_train.model import ModelSpec
 from ray_train.models import build_model
-from watchnext import storage
-from watchnext.layout import PrepLayout, RunLayout
+from core import storage
+from core.layout import PrepLayout, RunLayout
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ import torch
 from ray_train.data import Widths, to_batch
 from ray_train.export import load_user_tower
 from serving.index import item_matrix, user_queries
-from watchnext import storage
-from watchnext.contract import SECONDS_PER_UNIT
-from watchnext.layout import PrepLayout, RunLayout
+from core import storage
+from core.contract import SECONDS_PER_UNIT
+from core.layout import PrepLayout, RunLayout
 
 SECONDS_PER_DAY = 86400.0
 AGE_EDGES_DAYS = (1, 2, 4, 8, 16, 32, 64, 128)  # buckets: not yet, < 1, 1-2, ..., 64-128, >= 128 days

@@ -23,7 +23,7 @@ import torch
 
 from report.baselines import rank_unwatched, users_per_block
 from serving.cowatch import watch_pairs
-from watchnext.contract import fixed_lists
+from core.contract import fixed_lists
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

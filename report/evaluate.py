@@ -39,15 +39,15 @@ from report.age_effect import example_age_effect
 from report.baselines import item_knn_ranks
 from report.page import render
 from serving.cowatch import cosine_similarity
-from watchnext import storage
-from watchnext.config import Config
-from watchnext.contract import MANIFEST, fixed_lists
-from watchnext.layout import PrepLayout, RunLayout
+from core import storage
+from core.config import Config
+from core.contract import MANIFEST, fixed_lists
+from core.layout import PrepLayout, RunLayout
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from watchnext.config import SparkConfig
+    from core.config import SparkConfig
 
 KS = (10, 50, 100, 200)
 KNN_RECENT_GRID = (1, 2, 3, 5, 10, 20, 50)  # item-kNN's recent watches R, chosen on the validation split
@@ -440,7 +440,7 @@ def _spark(cfg: SparkConfig) -> Iterator[SparkSession]:
     from cfg, stopped when done."""
     from pyspark.sql import SparkSession
 
-    from watchnext.spark_session import spark_session
+    from core.spark_session import spark_session
 
     active = SparkSession.getActiveSession()
     spark = active or spark_session(cfg, "watchnext-evaluate")

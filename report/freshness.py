@@ -14,8 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from watchnext import storage
-from watchnext.layout import RunLayout
+from core import storage
+from core.layout import RunLayout
 
 
 def new_items(run_dir: str, previous_run: str | None) -> dict[str, Any]:

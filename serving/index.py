@@ -39,8 +39,8 @@ import faiss
 import numpy as np
 import pyarrow.parquet as pq
 
-from watchnext import storage
-from watchnext.contract import fixed_lists
+from core import storage
+from core.contract import fixed_lists
 
 INDEX_TYPES = ("flat", "hnsw", "ivf_flat", "ivf_pq")
 INDEX_MANIFEST = "index.json"

@@ -32,11 +32,11 @@ from ray_train.export import load_user_tower
 from serving.channels import CHANNELS, Channels, CoWatch, choose, fusion_grid, hit_rate
 from serving.index import IndexParams, ShardedIndex, item_keys, item_matrix, normalized, user_queries
 from serving.search import search_excluding
-from watchnext import storage
-from watchnext.config import Config, RecallConfig
-from watchnext.contract import RECALL, SIMILAR, fixed_lists
-from watchnext.layout import ModelLayout, RecallLayout, RunLayout
-from watchnext.ray_cluster import start_ray
+from core import storage
+from core.config import Config, RecallConfig
+from core.contract import RECALL, SIMILAR, fixed_lists
+from core.layout import ModelLayout, RecallLayout, RunLayout
+from core.ray_cluster import start_ray
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """A synthetic click log shaped like a video platform's, deterministic and at any scale.
 
 `generate(out, users=..., items=..., events=...)` writes a DATA_DIR in the canonical layout
-(clicks/, users/, items/, searches/, schemas from watchnext.contract) that the pipeline reads
+(clicks/, users/, items/, searches/, schemas from core.contract) that the pipeline reads
 like any real log. `build_world(...)` returns the latent truth the log is sampled from (user
 interests, item popularity and upload times), for tests and for experiments that ask whether
 a model recovers it. Every number of the model is a module constant below.
@@ -81,7 +81,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from watchnext.contract import CLICKS, DAY_MARKER, INPUT_TABLES, SEARCHES
+from core.contract import CLICKS, DAY_MARKER, INPUT_TABLES, SEARCHES
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ ML_100K = (REPO / ".." / "shared" / "data" / "ml-100k").resolve()
 
 @pytest.fixture(scope="session")
 def spark():
-    from watchnext.spark_session import spark_session
-    from watchnext.config import SparkConfig
+    from core.spark_session import spark_session
+    from core.config import SparkConfig
 
     session = spark_session(SparkConfig(master="local[2]", driver_memory="2g", shuffle_partitions=4), "watchnext-tests")
     yield session
@@ -24,8 +24,8 @@ def spark():
 def ray_local():
     import ray
 
-    from watchnext.ray_cluster import start_ray
-    from watchnext.config import RayConfig
+    from core.ray_cluster import start_ray
+    from core.config import RayConfig
 
     # 2 training workers + Ray Data's readers need 3 logical CPUs on this 2-core machine
     start_ray(RayConfig(num_cpus=3, object_store_memory=400 << 20))

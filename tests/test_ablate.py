@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from watchnext.commands.ablate import BASE, markdown, read_grid, resolve, total_variation
-from watchnext.config import Config, ConfigError
+from watchnext.ablate import BASE, markdown, read_grid, resolve, total_variation
+from core.config import Config, ConfigError
 
 
 def test_grid_variants_resolve_over_the_base_and_keep_their_order(tmp_path):

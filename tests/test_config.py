@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from watchnext.config import ConfigError, TrainConfig, load_config
+from core.config import ConfigError, TrainConfig, load_config
 
 
 def test_defaults_without_a_file():
@@ -48,7 +48,7 @@ def test_config_is_frozen():
 def test_the_shipped_default_config_is_the_defaults():
     from pathlib import Path
 
-    from watchnext.config import Config
+    from core.config import Config
 
     shipped = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
     assert load_config(shipped) == Config()

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from watchnext.console import RAY_DATA_LOGGING, Py4jRetries, RayDataNotices
+from core.console import RAY_DATA_LOGGING, Py4jRetries, RayDataNotices
 
 
 def _record(level: int, message: str, pathname: str = "/x/app.py") -> logging.LogRecord:
@@ -40,8 +40,8 @@ def test_ray_data_prints_warnings_but_not_its_execution_lines():
 
 def test_the_embedded_spark_starts_without_its_banner_or_start_up_warnings():
     script = (
-        "from watchnext.spark_session import spark_session\n"
-        "from watchnext.config import SparkConfig\n"
+        "from core.spark_session import spark_session\n"
+        "from core.config import SparkConfig\n"
         "spark_session(SparkConfig(master='local[1]', driver_memory='1g'), 'quiet').stop()\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)

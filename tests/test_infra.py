@@ -26,9 +26,9 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
-from watchnext.commands.cli import build_parser
-from watchnext.commands.nightly import NIGHTLY_STEPS
-from watchnext.config import Config, load_config
+from watchnext.cli import build_parser
+from watchnext.nightly import NIGHTLY_STEPS
+from core.config import Config, load_config
 
 try:
     import tomllib
@@ -138,7 +138,7 @@ def _nightly_command(argv: list[str]) -> tuple[argparse.Namespace, Config]:
 
 def _rayjob_command(doc: dict[str, Any]) -> list[str]:
     words = shlex.split(doc["spec"]["entrypoint"])
-    assert words[:3] == ["python", "-m", "watchnext.commands.cli"], words
+    assert words[:3] == ["python", "-m", "watchnext"], words
     return words[3:]
 
 
@@ -180,7 +180,7 @@ def _watchnext_argv(call: list[str]) -> list[str]:
         argv = argv[argv.index("--") + 1:]
         assert argv[0] == "python", call
         argv = argv[1:]
-    assert argv[:2] == ["-m", "watchnext.commands.cli"], call
+    assert argv[:2] == ["-m", "watchnext"], call
     return argv[2:]
 
 

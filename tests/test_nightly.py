@@ -9,9 +9,9 @@ import datetime as dt
 import pytest
 
 from jobs.sources import InputError
-from watchnext.commands.gate import NightStats, refusals
-from watchnext.commands.nightly import Night, plan, summary_path
-from watchnext.config import load_config
+from watchnext.gate import NightStats, refusals
+from watchnext.nightly import Night, plan, summary_path
+from core.config import load_config
 
 D = dt.date(2026, 3, 10)
 
@@ -135,7 +135,7 @@ def test_a_nights_stats_come_from_its_manifests_and_its_recall_table(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from watchnext.layout import RunLayout
+    from core.layout import RunLayout
 
     run = RunLayout(str(tmp_path / "run"))
     (tmp_path / "run" / "recall" / "table" / "run_date=2026-03-10").mkdir(parents=True)

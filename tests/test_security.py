@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("watchnext", "jobs", "ray_train", "serving", "report", "synthetic", "bench")
+PACKAGES = ("core", "watchnext", "jobs", "ray_train", "serving", "report", "synthetic", "bench")
 UNPICKLERS = {"pickle", "cPickle", "dill", "cloudpickle", "joblib", "shelve", "marshal"}
 
 

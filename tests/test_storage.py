@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from watchnext import locks, storage
+from core import locks, storage
 
-HOLD = "import sys, time; from watchnext import storage; storage.begin_stage(sys.argv[1]); print('held', flush=True); "
+HOLD = "import sys, time; from core import storage; storage.begin_stage(sys.argv[1]); print('held', flush=True); "
 
 
 def holder(stage, then: str = "time.sleep(120)") -> subprocess.Popen:

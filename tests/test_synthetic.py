@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from synthetic import generator as synthetic
-from watchnext.contract import CLICKS, SEARCHES
+from core.contract import CLICKS, SEARCHES
 
 SIZE = dict(users=1_000, items=3_000, events=12_000, start="2026-01-01", days=60)
 DAY_US = 86_400_000_000

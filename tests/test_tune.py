@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from watchnext.commands.ablate import resolve
-from watchnext.commands.tune import (
+from watchnext.ablate import resolve
+from watchnext.tune import (
     METRIC, SEARCH_SPACE, base_settings, best_config, best_trial, neighbours, parse_space, prep_key, prep_settings,
     run_tune, trials_at_once,
 )
-from watchnext.config import Config, ConfigError, config_from_dict, load_config
+from core.config import Config, ConfigError, config_from_dict, load_config
 
 LR = {"loguniform": [0.001, 0.01]}
 

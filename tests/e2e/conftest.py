@@ -18,7 +18,7 @@ def run_dir(spark, ray_local, ml100k, tmp_path_factory) -> Path:
     from ray_train.trainer import run_train
     from report.evaluate import evaluate
     from serving.recall import run_recall
-    from watchnext.config import load_config
+    from core.config import load_config
 
     run = tmp_path_factory.mktemp("ml100k")
     cfg = load_config(None, RUN_SETTINGS)

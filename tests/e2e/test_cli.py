@@ -13,7 +13,7 @@ import pytest
 
 def watchnext(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "watchnext.commands.cli", *args], capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "watchnext", *args], capture_output=True, text=True, timeout=timeout
     )
 
 

@@ -18,9 +18,9 @@ from ray_train.trainer import run_train
 from report.evaluate import KNN_RECENT_GRID
 from serving.recall import run_recall
 from tests.processes import descendants_named, kill_one
-from watchnext import locks
-from watchnext.config import TrainConfig, load_config
-from watchnext.contract import RECALL
+from core import locks
+from core.config import TrainConfig, load_config
+from core.contract import RECALL
 
 TOP_K = 100  # the run_dir fixture's recall.top_k (tests/e2e/conftest.py)
 
@@ -164,7 +164,7 @@ def test_a_training_worker_killed_mid_run_resumes_from_its_checkpoint(run_dir, t
     (run / "prep").symlink_to(run_dir / "prep")
     # small batches: epochs long enough to kill a worker between two checkpoints
     settings = ["train.epochs=3", "train.batch_size=64", "train.val_users=0", "ray.num_cpus=3"]
-    command = [sys.executable, "-m", "watchnext.commands.cli", "train", "--run", str(run)]
+    command = [sys.executable, "-m", "watchnext", "train", "--run", str(run)]
     driver = subprocess.Popen([*command, *(a for s in settings for a in ("--set", s))],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     checkpoints = run / "model" / "checkpoints"
@@ -282,7 +282,7 @@ def test_a_recall_actor_killed_mid_run_is_replaced_and_no_user_is_lost_or_double
     # batches of 4 users through one actor: ~240 calls, time to kill it in the middle
     settings = ["recall.batch_size=4", f"recall.top_k={TOP_K}", "recall.run_date=2026-11-23", "recall.similar_items=0",
                 "recall.ann_check_users=0", "ray.num_cpus=3"]
-    command = [sys.executable, "-m", "watchnext.commands.cli", "recall", "--run", str(run)]
+    command = [sys.executable, "-m", "watchnext", "recall", "--run", str(run)]
     driver = subprocess.Popen([*command, *(a for s in settings for a in ("--set", s))],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     killed = kill_one(driver, "RecallScorer", delay_s=1.0)  # past the index load: scoring batches

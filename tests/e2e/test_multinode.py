@@ -32,7 +32,7 @@ def test_a_two_node_cluster_run_matches_the_single_process_run(run_dir, ml100k, 
         run = tmp_path / "run"
         # one CPU per node: the 2 training workers (1 CPU each, packed where they fit) land on two nodes
         done = subprocess.run(
-            [sys.executable, "-m", "watchnext.commands.cli", "run", "--data", ml100k, "--out", str(run),
+            [sys.executable, "-m", "watchnext", "run", "--data", ml100k, "--out", str(run),
              "--set", "spark.master=local-cluster[2,1,1024]", "--set", f"ray.address={address}",
              "--set", "train.workers=2", "--set", "report.baselines=[]",  # the models are compared, not ALS
              *[a for s in RUN_SETTINGS for a in ("--set", s)]],

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.e2e.test_cli import watchnext
-from watchnext.commands.nightly import NIGHTLY_STEPS
+from watchnext.nightly import NIGHTLY_STEPS
 
 pytestmark = pytest.mark.slow  # every test reads the nights the module fixture runs
 

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobs.prep import run_prep
-from watchnext.config import PrepConfig
+from core.config import PrepConfig
 
 ANCHOR = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 T0 = 1_700_000_000  # 2023-11-14, before the anchor

@@ -14,7 +14,7 @@ import pytest
 from jobs.prep import run_prep
 from synthetic.generator import generate
 from tests.processes import kill_one
-from watchnext.config import PrepConfig
+from core.config import PrepConfig
 
 TABLES = {
     "examples": ["user_id", "ts", "label"],
@@ -46,7 +46,7 @@ def local_prep(spark, tmp_path_factory) -> tuple[Path, Path]:
 def cluster_prep(data: Path, out: Path) -> subprocess.Popen:
     """`watchnext prep` on a local-cluster of two executor processes, 7 shuffle partitions."""
     return subprocess.Popen(
-        [sys.executable, "-m", "watchnext.commands.cli", "prep", "--data", str(data), "--out", str(out),
+        [sys.executable, "-m", "watchnext", "prep", "--data", str(data), "--out", str(out),
          "--set", "spark.master=local-cluster[2,1,1024]", "--set", "spark.shuffle_partitions=7",
          *[arg for s in SETTINGS for arg in ("--set", s)]],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,

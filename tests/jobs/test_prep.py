@@ -11,8 +11,8 @@ import pytest
 
 from jobs.prep import run_prep
 from jobs.validate import SchemaError
-from watchnext.config import PrepConfig
-from watchnext.contract import (CATEGORY_VOCAB, EVAL_TARGETS, EXAMPLES, ITEM_FEATURES, ITEM_SAMPLING, ITEM_VOCAB,
+from core.config import PrepConfig
+from core.contract import (CATEGORY_VOCAB, EVAL_TARGETS, EXAMPLES, ITEM_FEATURES, ITEM_SAMPLING, ITEM_VOCAB,
                                 USER_FEATURES, VALID_TARGETS)
 
 CLICKS = """user_id,item_id,ts,watch_seconds

@@ -9,7 +9,7 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from jobs.vocab import categorical_vocabulary, encode_categoricals, item_vocabulary, oov_bucket
-from watchnext.contract import CATEGORY_MISSING
+from core.contract import CATEGORY_MISSING
 
 
 def test_items_are_ranked_by_count_then_id(spark):

@@ -12,7 +12,7 @@ from ray_train.hard_negatives import hard_negative_logits, hard_negatives, pool_
 from ray_train.model import ModelSpec
 from ray_train.models import build_model
 from ray_train.objective import Objective
-from watchnext.config import ConfigError, TrainConfig, config_from_dict
+from core.config import ConfigError, TrainConfig, config_from_dict
 from tests.ray_train.fitting import fit
 
 

@@ -13,7 +13,7 @@ from ray_train.in_batch import StreamingFrequency, in_batch_softmax_loss
 from ray_train.model import ModelSpec, YouTubeDNN
 from ray_train.objective import Objective
 from ray_train.sampled_softmax import sampled_logits
-from watchnext.config import TrainConfig
+from core.config import TrainConfig
 from tests.ray_train.fitting import fit
 
 

@@ -13,7 +13,7 @@ from ray_train.model import ModelSpec, YouTubeDNN
 from ray_train.objective import Objective
 from ray_train.sparse_sync import average_sparse_gradients, keep_out_of_ddp
 from tests.ray_train.gloo import run_two_ranks
-from watchnext.config import TrainConfig
+from core.config import TrainConfig
 
 SPEC = ModelSpec(num_items=40, categorical_sizes=(3,), embedding_dim=8, hidden_layers=(16, 8))
 CFG = TrainConfig(num_negatives=5, sparse_embeddings="on", learning_rate=0.01, loss="sampled")

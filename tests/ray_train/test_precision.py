@@ -11,7 +11,7 @@ from ray_train.model import ModelSpec
 from ray_train.models import build_model
 from ray_train.objective import Objective
 from ray_train.precision import step_autocast, step_precision
-from watchnext.config import TrainConfig
+from core.config import TrainConfig
 
 SPEC = ModelSpec(num_items=60, categorical_sizes=(3,), embedding_dim=16, hidden_layers=(32, 16), num_tokens=10)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ray_train.loop import learning_rate
-from watchnext.config import ConfigError, TrainConfig, config_from_dict
+from core.config import ConfigError, TrainConfig, config_from_dict
 
 
 def test_cosine_decays_from_the_learning_rate_to_one_percent():

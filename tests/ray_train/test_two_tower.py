@@ -18,8 +18,8 @@ from ray_train.models import build_model
 from ray_train.objective import Objective
 from ray_train.sampled_softmax import pointwise_loss
 from ray_train.two_tower import load_item_features
-from watchnext.config import TrainConfig
-from watchnext.contract import ITEM_FEATURES
+from core.config import TrainConfig
+from core.contract import ITEM_FEATURES
 from tests.ray_train.fitting import fit
 
 SPEC = ModelSpec(num_items=12, categorical_sizes=(3,), embedding_dim=8, hidden_layers=(16, 8),

@@ -12,7 +12,7 @@ from ray_train.data import Widths
 from ray_train.model import ModelSpec, YouTubeDNN
 from ray_train.loop import _should_stop, best_epoch
 from ray_train.validation import ValidationSet
-from watchnext.contract import VALID_TARGETS
+from core.contract import VALID_TARGETS
 
 ITEMS = 100
 WIDTHS = Widths(history_len=3, max_search_tokens=0, num_categoricals=0, num_continuous=0)

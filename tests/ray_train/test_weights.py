@@ -8,7 +8,7 @@ import torch
 from ray_train.model import ModelSpec
 from ray_train.models import build_model
 from ray_train.objective import Objective
-from watchnext.config import TrainConfig
+from core.config import TrainConfig
 
 SPEC = ModelSpec(num_items=30, categorical_sizes=(), embedding_dim=8, hidden_layers=(8,))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from serving.recall import actor_pool_size
-from watchnext.config import RecallConfig
+from core.config import RecallConfig
 
 
 def test_the_actor_pool_leaves_a_cpu_for_the_reads(ray_local):

@@ -18,14 +18,14 @@ import json
 import logging
 import sys
 
-from watchnext import storage
-from watchnext.commands.nightly import NIGHTLY_STEPS, NightRefused
-from watchnext.commands.run import (STAGES, evaluate_stage, prep_stage, print_report, recall_stage, run_all,
+from core import storage
+from watchnext.nightly import NIGHTLY_STEPS, NightRefused
+from watchnext.run import (STAGES, evaluate_stage, prep_stage, print_report, recall_stage, run_all,
                                     train_stage)
-from watchnext.config import Config, ConfigError, load_config
-from watchnext.console import quiet_console
-from watchnext.layout import RunLayout
-from watchnext.locks import StageBusy
+from core.config import Config, ConfigError, load_config
+from core.console import quiet_console
+from core.layout import RunLayout
+from core.locks import StageBusy
 
 log = logging.getLogger("watchnext")
 
@@ -164,7 +164,7 @@ def _generate(args: argparse.Namespace) -> int:
 def _tune(data: str, out: str, cfg: Config, overrides: list[str]) -> str:
     """Tune into OUT/tune (settings given with --set stay fixed) and print the table; returns
     best.yaml's path."""
-    from watchnext.commands.tune import run_tune
+    from watchnext.tune import run_tune
 
     run_tune(data, out, cfg, fixed=[item.partition("=")[0].strip() for item in overrides], prep=prep_stage)
     tune_dir = storage.join(storage.absolute(out), "tune")
@@ -175,7 +175,7 @@ def _tune(data: str, out: str, cfg: Config, overrides: list[str]) -> str:
 
 
 def _ablate(args: argparse.Namespace, cfg: Config) -> None:
-    from watchnext.commands.ablate import read_grid, run_grid
+    from watchnext.ablate import read_grid, run_grid
 
     if args.repeats < 1:
         raise ConfigError(f"--repeats needs at least 1, got {args.repeats}")
@@ -186,7 +186,7 @@ def _ablate(args: argparse.Namespace, cfg: Config) -> None:
 
 
 def _nightly(args: argparse.Namespace, cfg: Config) -> None:
-    from watchnext.commands.nightly import parse_date, plan, run_night
+    from watchnext.nightly import parse_date, plan, run_night
 
     night = plan(parse_date(args.date), args.data, args.root, cfg)
     steps = NIGHTLY_STEPS if args.step == "all" else (args.step,)

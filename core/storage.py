@@ -19,8 +19,8 @@ from urllib.parse import urlparse
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
-from watchnext import __version__, locks
-from watchnext.contract import MANIFEST
+from core import __version__, locks
+from core.contract import MANIFEST
 
 
 class StageNotFinished(RuntimeError):
@@ -150,7 +150,7 @@ def links_within(path: str) -> list[tuple[str, str]]:
 
 
 def begin_stage(stage_dir: str, keep: tuple[str, ...] = (), inputs: tuple[str | None, ...] = ()) -> float:
-    """Take the stage's lock (watchnext.locks: a second run into the same directory at once
+    """Take the stage's lock (core.locks: a second run into the same directory at once
     is refused), then unfinish and empty the directory, all but the entries named in `keep`;
     returns the start time. Refused, before anything is deleted, when one of `inputs` (the
     paths the stage will read) lies inside the directory. A link inside it is removed, never

@@ -15,8 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from watchnext import storage
-from watchnext.contract import DAY_MARKER
+from core import storage
+from core.contract import DAY_MARKER
 
 
 class ConfigError(ValueError):
@@ -408,7 +408,7 @@ class NightlyConfig(_Section):
     # the previous night is the latest finished night at most this many days back: its
     # vocabulary is kept and its model warm-starts tonight's; none = a cold start
     lookback_days: int = Field(7, ge=1)
-    # --- the publish gate (watchnext/commands/gate.py): tonight against the last published night
+    # --- the publish gate (watchnext/gate.py): tonight against the last published night
     # validation HR@50, catalog coverage and the share of full lists may fall at most this share:
     # a retrained model moves a few percent from night to night, a collapsed one far more
     gate_max_drop: float = Field(0.2, ge=0, le=1)
@@ -440,7 +440,7 @@ class TuneConfig(_Section):
     # rate or a cosine schedule says little about where a trial ends
     grace_epochs: int = Field(2, ge=1)
     # the search space, {section.key: {choice: [values]} | {uniform: [low, high]} |
-    # {loguniform: [low, high]}}; None = watchnext.commands.tune.SEARCH_SPACE (its reasons are there)
+    # {loguniform: [low, high]}}; None = watchnext.tune.SEARCH_SPACE (its reasons are there)
     space: dict[str, dict[str, list[Any]]] | None = None
     # the random draw of the trials' settings
     seed: int = 0

@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-from watchnext import storage
-from watchnext.commands.run import Stage
-from watchnext.config import Config, ConfigError, config_from_dict
-from watchnext.contract import MANIFEST
-from watchnext.layout import RunLayout
+from core import storage
+from watchnext.run import Stage
+from core.config import Config, ConfigError, config_from_dict
+from core.contract import MANIFEST
+from core.layout import RunLayout
 
 log = logging.getLogger(__name__)
 

@@ -43,12 +43,12 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from ray_train.validation import VAL_K
-from watchnext import storage
-from watchnext.commands.ablate import resolve
-from watchnext.commands.run import Stage
-from watchnext.config import Config, ConfigError, TrainConfig
-from watchnext.contract import MANIFEST
-from watchnext.layout import RunLayout
+from core import storage
+from watchnext.ablate import resolve
+from watchnext.run import Stage
+from core.config import Config, ConfigError, TrainConfig
+from core.contract import MANIFEST
+from core.layout import RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +297,7 @@ def search(knobs: dict[str, Knob], base: Config, preps: dict[str, str], tune_dir
            budget_seconds: float) -> list[dict[str, Any]]:
     """Run the trials with ASHA until max_trials ran or the budget is spent; a row per trial
     that reported or failed, in the order they were drawn."""
-    from watchnext.ray_cluster import start_ray
+    from core.ray_cluster import start_ray
 
     _quiet_tune()
     started_here = not ray.is_initialized()

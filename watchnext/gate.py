@@ -18,9 +18,9 @@ from typing import Any
 import pyarrow.compute as pc
 
 from ray_train.validation import VAL_K
-from watchnext import storage
-from watchnext.config import NightlyConfig
-from watchnext.layout import RunLayout
+from core import storage
+from core.config import NightlyConfig
+from core.layout import RunLayout
 
 VAL_METRIC = f"val_hr@{VAL_K}"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from watchnext.config import SparkConfig
+from core.config import SparkConfig
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ them as separate jobs (prep on Spark, train and recall on Ray): NIGHTLY_STEPS. A
 night D withdraws nightly/D.json first, rebuilds runs/D stage by stage, and publish swaps
 each table's run_date=D partition for the new one (storage.replace_dir).
 
-Publish is gated (watchnext/commands/gate.py): a night that does not look like the last
+Publish is gated (watchnext/gate.py): a night that does not look like the last
 published one is refused, its reasons in nightly/D.json ("published": false), its tables not
 swapped in, and the step fails (exit code 3); --force publishes it anyway and says so.
 """
@@ -34,11 +34,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from watchnext import storage
-from watchnext.commands.run import Stage
-from watchnext.config import Config, config_from_dict
-from watchnext.contract import MANIFEST
-from watchnext.layout import RunLayout
+from core import storage
+from watchnext.run import Stage
+from core.config import Config, config_from_dict
+from core.contract import MANIFEST
+from core.layout import RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ def publish(night: Night, cfg: Config, force: bool = False) -> dict[str, Any]:
     and i2i partitions in. Either way write nightly/D.json, last; a refused night raises
     NightRefused after it."""
     from report.freshness import new_items
-    from watchnext.commands.gate import NightStats, refusals
+    from watchnext.gate import NightStats, refusals
 
     run = night.run
     recall = storage.read_manifest(run.recall.root)
@@ -264,7 +264,7 @@ def _published_stats(root: str, date: dt.date | None) -> Any:
     """The gate's stats of a published night, None without one (or one from before the gate)."""
     if date is None:
         return None
-    from watchnext.commands.gate import NightStats
+    from watchnext.gate import NightStats
 
     gate = json.loads(storage.read_text(summary_path(root, date))).get("gate")
     return NightStats.from_dict(gate["stats"]) if gate else None

@@ -9,7 +9,7 @@ import os
 import ray
 import ray.data
 
-from watchnext.config import RayConfig
+from core.config import RayConfig
 
 
 def start_ray(cfg: RayConfig, min_cpus: int = 1, log_to_driver: bool = True) -> None:

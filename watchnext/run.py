@@ -9,15 +9,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from watchnext.config import Config
-from watchnext.layout import RunLayout
+from core.config import Config
+from core.layout import RunLayout
 
 log = logging.getLogger("watchnext")
 
 
 def prep_stage(data: str, run_dir: str, cfg: Config) -> dict[str, Any]:
     from jobs.prep import run_prep
-    from watchnext.spark_session import spark_session
+    from core.spark_session import spark_session
 
     spark = spark_session(cfg.spark)
     try:

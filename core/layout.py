@@ -10,7 +10,7 @@
       compare/  (nightly)     tonight's lists and the last published ones on the same held-out users
 
 Each folder is a stage's output, finished by its manifest (contract.MANIFEST); the tables'
-schemas are in watchnext.contract. A stage that reads another run's folder (a shared prep, the
+schemas are in core.contract. A stage that reads another run's folder (a shared prep, the
 previous night's model) takes that folder's layout alone: PrepLayout(path), ModelLayout(path).
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from watchnext import storage
+from core import storage
 
 
 @dataclass(frozen=True)

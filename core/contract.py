@@ -2,7 +2,7 @@
 
 Every stage reads and writes through these schemas: jobs/ writes the prep tables, ray_train/
 reads them and writes the model tables, serving/ reads both and writes the recall tables, and
-report/ reads them all. Where each table lives is watchnext/layout.py's. A change here is a
+report/ reads them all. Where each table lives is core/layout.py's. A change here is a
 change of the contract, and every side sees it.
 
 Ids are strings everywhere in the canonical input (MovieLens integers and UUIDs alike), so
