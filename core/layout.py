@@ -8,6 +8,7 @@
       recall/   (serving/)    table/run_date=D/, similar/run_date=D/, index/, item2item/neighbours.parquet
       report/   (report/)     report.json, report.html
       compare/  (nightly)     tonight's lists and the last published ones on the same held-out users
+      logs/     (watchnext)   each command's whole log, the engines' INFO lines included
 
 Each folder is a stage's output, finished by its manifest (contract.MANIFEST); the tables'
 schemas are in core.contract. A stage that reads another run's folder (a shared prep, the
@@ -190,6 +191,11 @@ class RunLayout:
     @property
     def report(self) -> ReportLayout:
         return ReportLayout(storage.join(self.root, "report"))
+
+    @property
+    def logs(self) -> str:
+        """Each command's whole log: COMMAND-UTCTIME.log (the console shows a part of it)."""
+        return storage.join(self.root, "logs")
 
     @property
     def compare(self) -> str:

@@ -5,22 +5,26 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 import ray
 import ray.data
 
 from core.config import RayConfig
+from core.console import share_log_file
 
 
 def start_ray(cfg: RayConfig, min_cpus: int = 1, log_to_driver: bool = True) -> None:
     """Join the configured cluster, or start a local instance sized for training plus data;
     log_to_driver=False leaves the workers' logs in Ray's session files (tuning trials)."""
-    # per-operator progress bars flood batch logs; stages log their own progress instead
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    # per-operator progress bars on a terminal; in a log file they are noise, and the stages
+    # log their own progress
+    ray.data.DataContext.get_current().enable_progress_bars = sys.stderr.isatty()
     if ray.is_initialized():
         return
     if cfg.address:
-        ray.init(address=cfg.address, log_to_driver=log_to_driver)
+        ray.init(address=cfg.address, log_to_driver=log_to_driver, logging_level=logging.WARNING)
+        share_log_file("ray")  # from here Ray's INFO lines go to the command's log file
         return
     num_cpus = max(cfg.num_cpus or os.cpu_count() or 1, min_cpus)
     ray.init(
@@ -30,3 +34,4 @@ def start_ray(cfg: RayConfig, min_cpus: int = 1, log_to_driver: bool = True) -> 
         configure_logging=True,
         logging_level=logging.WARNING,
     )
+    share_log_file("ray")

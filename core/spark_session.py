@@ -10,6 +10,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from core.config import SparkConfig
+from core.console import log_file
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +34,16 @@ def spark_session(cfg: SparkConfig, app_name: str = "watchnext-prep") -> SparkSe
     # spark-submit starts the Python driver with a gateway already open: its --master and
     # --driver-memory are the cluster's choice and must not be overridden here
     launched_by_spark_submit = "PYSPARK_GATEWAY_PORT" in os.environ
+    command_log = log_file()
     if not launched_by_spark_submit:
+        java_options = f"-Dlog4j2.configurationFile={LOG4J2}"
+        if command_log is not None:  # Spark's INFO lines beside the command's log
+            java_options += f" -Dwatchnext.spark.log={command_log.with_suffix('.spark.log')} -Dwatchnext.spark.level=info"
         builder = (builder.master(cfg.master).config("spark.driver.memory", cfg.driver_memory)
-                   .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={LOG4J2}"))
+                   .config("spark.driver.extraJavaOptions", java_options))
     spark = builder.getOrCreate()
-    # global rankings (vocabularies) use an unpartitioned window by design; its warning is noise
-    spark.sparkContext.setLogLevel("ERROR")
+    # the console shows errors only (log4j2.properties); global rankings (vocabularies) use an
+    # unpartitioned window by design, and its warning is noise there
+    spark.sparkContext.setLogLevel("INFO" if command_log is not None and not launched_by_spark_submit else "ERROR")
     log.info("spark %s on %s", spark.version, spark.sparkContext.master)
     return spark

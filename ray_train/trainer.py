@@ -18,7 +18,7 @@ import ray
 import ray.data
 import torch
 from ray.data import ExecutionOptions, FileShuffleConfig
-from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import CheckpointConfig, DataConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from ray_train.checkpoint import latest_checkpoint
@@ -38,6 +38,10 @@ from core.layout import CHECKPOINTS, ModelLayout, PrepLayout, RunLayout
 from core.ray_cluster import start_ray
 
 log = logging.getLogger(__name__)
+
+# Ray Train's controller announces each worker group it requests and starts at INFO; those
+# lines stay in Ray's session logs, and the epochs' lines are the console's progress
+QUIET_TRAIN = LoggingConfig(log_level="WARNING")
 
 # Ray Train's controller collects one report per worker each time it polls them, every 2 s
 # by default, and a worker's next report waits until the last one was collected: epochs
@@ -130,6 +134,7 @@ def run_train(run_dir: str, cfg: Config, resume: bool = False, prep_dir: str | N
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             failure_config=FailureConfig(max_failures=2),
             callbacks=callbacks,
+            logging_config=QUIET_TRAIN,
         ),
         datasets={"train": examples},
         dataset_config=DataConfig(execution_options=ExecutionOptions(preserve_order=True)),
@@ -258,7 +263,7 @@ def _item2vec_state(examples: ray.data.Dataset, scaling: ScalingConfig, out: Mod
         scaling_config=scaling,
         run_config=RunConfig(name="item2vec", storage_path=out.item2vec,
                              checkpoint_config=CheckpointConfig(num_to_keep=1),
-                             failure_config=FailureConfig(max_failures=2)),
+                             failure_config=FailureConfig(max_failures=2), logging_config=QUIET_TRAIN),
         datasets={"train": examples.select_columns(ITEM2VEC_COLUMNS)},
     )
     result = pretrainer.fit()

@@ -48,3 +48,28 @@ def test_the_embedded_spark_starts_without_its_banner_or_start_up_warnings():
     assert done.returncode == 0, done.stderr
     for noise in ("log4j profile", "Setting default log level", "WARN Utils", "NativeCodeLoader"):
         assert noise not in done.stderr, done.stderr
+
+
+def test_the_log_file_holds_everything_and_the_console_the_pipelines_lines_and_warnings(tmp_path):
+    script = (
+        "import logging, sys\n"
+        "from core.console import FORMAT, log_to_file, quiet_console\n"
+        "logging.basicConfig(level=logging.INFO, format=FORMAT)\n"
+        "quiet_console()\n"
+        f"path = log_to_file({str(tmp_path / 'logs')!r}, 'run')\n"
+        "logging.getLogger('jobs.prep').info('prep: 12 events')\n"
+        "logging.getLogger('urllib3.connectionpool').info('routine line')\n"
+        "logging.getLogger('urllib3.connectionpool').warning('a warning to act on')\n"
+        "print('(RayTrainWorker pid=1) epoch 1/2', file=sys.stderr)\n"
+        "print(path)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    path = done.stdout.strip()
+    assert path.startswith(str(tmp_path / "logs" / "run-")) and path.endswith(".log")
+    logged = open(path).read()
+    for line in ("prep: 12 events", "routine line", "a warning to act on", "epoch 1/2"):
+        assert logged.count(line) == 1, (line, logged)
+    for line in ("prep: 12 events", "a warning to act on", "epoch 1/2"):
+        assert line in done.stderr
+    assert "routine line" not in done.stderr

@@ -19,13 +19,12 @@ import logging
 import sys
 
 from core import storage
-from watchnext.nightly import NIGHTLY_STEPS, NightRefused
-from watchnext.run import (STAGES, evaluate_stage, prep_stage, print_report, recall_stage, run_all,
-                                    train_stage)
 from core.config import Config, ConfigError, load_config
-from core.console import quiet_console
+from core.console import FORMAT, log_to_file, quiet_console
 from core.layout import RunLayout
 from core.locks import StageBusy
+from watchnext.nightly import NIGHTLY_STEPS, NightRefused
+from watchnext.run import STAGES, evaluate_stage, prep_stage, print_report, recall_stage, run_all, train_stage
 
 log = logging.getLogger("watchnext")
 
@@ -106,11 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=FORMAT)
     quiet_console(args.verbose)
+    log_file = None
     try:
         if args.command == "generate":
             return _generate(args)
@@ -120,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, overrides)
         paths = {f"--{name}": getattr(args, name, None) for name in ("data", "out", "run", "root")}
         cfg.check_paths(**paths)
+        log_file = log_to_file(_log_folder(args), args.command, args.verbose)
         if args.command in ("evaluate", "report"):
             print_report(evaluate_stage(args.run, cfg))
             print(f"report: {RunLayout.of(args.run).report.html}")
@@ -150,6 +148,19 @@ def main(argv: list[str] | None = None) -> int:
         # errors at the boundary are the user's to fix: say what, not a stack trace
         log.error("%s", err)
         return 2
+    finally:
+        if log_file is not None:
+            print(f"log:          {log_file}", file=sys.__stderr__)
+
+
+def _log_folder(args: argparse.Namespace) -> str:
+    """Where the command's whole log goes: RUN_DIR/logs/ for a stage or a run, OUT/logs/ or
+    ROOT/logs/ for tune, ablate and nightly."""
+    if args.command in ("train", "recall", "evaluate", "report"):
+        return RunLayout.of(args.run).logs
+    if args.command in ("prep", "run"):
+        return RunLayout.of(args.out).logs
+    return storage.join(storage.absolute(args.root if args.command == "nightly" else args.out), "logs")
 
 
 def _generate(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ def prep_stage(data: str, run_dir: str, cfg: Config) -> dict[str, Any]:
     from jobs.prep import run_prep
     from core.spark_session import spark_session
 
+    log.info("prep: %s -> %s", data, RunLayout.of(run_dir).prep.root)
     spark = spark_session(cfg.spark)
     try:
         manifest = run_prep(spark, data, RunLayout.of(run_dir).prep.root, cfg.prep)
@@ -33,6 +34,8 @@ def prep_stage(data: str, run_dir: str, cfg: Config) -> dict[str, Any]:
 def train_stage(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, Any]:
     from ray_train.trainer import run_train
 
+    log.info("train: %s, %d epochs on %d worker(s)%s", cfg.train.model, cfg.train.epochs, cfg.train.workers,
+             ", resuming" if resume else "")
     manifest = run_train(run_dir, cfg, resume=resume)
     metrics = manifest["metrics"]
     log.info("train: %d epochs, final loss %.4f, %.0f examples/s on %s x%d", len(metrics["epochs"]),
@@ -43,6 +46,7 @@ def train_stage(run_dir: str, cfg: Config, resume: bool = False) -> dict[str, An
 def recall_stage(run_dir: str, cfg: Config) -> dict[str, Any]:
     from serving.recall import run_recall
 
+    log.info("recall: top %d per user from %s", cfg.recall.top_k, ", ".join(cfg.recall.channels))
     manifest = run_recall(run_dir, cfg)
     log.info("recall: %d users at %.0f users/s -> %s", manifest["users"], manifest["users_per_second"],
              RunLayout.of(run_dir).recall.table)
@@ -52,7 +56,14 @@ def recall_stage(run_dir: str, cfg: Config) -> dict[str, Any]:
 def evaluate_stage(run_dir: str, cfg: Config | None = None) -> dict[str, Any]:
     from report.evaluate import evaluate
 
-    return evaluate(run_dir, cfg)
+    log.info("evaluate: %s", RunLayout.of(run_dir).root)
+    started = time.time()
+    report = evaluate(run_dir, cfg)
+    hits = {k: v for k, v in report["model"].items() if k.startswith("hr@") and "_" not in k}
+    log.info("evaluate: %d users, model %s, %d baseline(s) in %.1fs", report["users"],
+             ", ".join(f"{k.upper()} {v:.4f}" for k, v in hits.items()), len(report["baselines"]),
+             time.time() - started)
+    return report
 
 
 def run_all(data: str, run_dir: str, cfg: Config) -> None:

@@ -43,6 +43,17 @@ def test_generate_then_run_on_a_synthetic_log(tmp_path: Path):
     assert "hr@50" not in report["model"] and "hr@50" in report["baselines"]["most_popular"]
     for stage in ("prep", "model", "recall", "report"):
         assert (run / stage / "_manifest.json").exists()
+    # the console: the stages' lines, the epochs and the log file's name; the engines' routine
+    # lines only in RUN_DIR/logs
+    (log,) = (run / "logs").glob("run-*Z.log")
+    assert done.stderr.rstrip().endswith(f"log:          {log}")
+    logged = log.read_text()
+    for line in ("prep: 12000 events", "epoch 2/2", "train: 2 epochs", "recall: ", "evaluate: "):
+        assert line in done.stderr and line in logged, line
+    for noise in ("Started a local Ray instance", "Setting default log level", "Requesting resources",
+                  "Checkpoint successfully created"):
+        assert noise not in done.stderr, noise
+    assert " INFO " in log.with_suffix(".spark.log").read_text()  # Spark's own lines
 
     again = watchnext("evaluate", "--run", str(run), "--config", str(config))
     assert again.returncode == 0 and json.loads((run / "report" / "report.json").read_text()) == report
