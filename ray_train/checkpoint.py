@@ -43,7 +43,7 @@ class Restored(NamedTuple):
     history: list[dict]  # the metrics of the epochs done
     optimizer_state: dict | None
     recoveries: int  # restarts from a checkpoint after a failure so far
-    best: dict | None  # the best epoch's weights, when not the latest
+    best: dict | None  # the best epoch's weights so far (None for a fresh run)
 
 
 def save_checkpoint(directory: str, net: torch.nn.Module, optimizer: Optimizer, spec: ModelSpec, cfg: TrainConfig,
@@ -85,6 +85,8 @@ def load_checkpoint(model: torch.nn.Module, checkpoint: ray.train.Checkpoint, re
                                  for name in (CHECKPOINT_OPTIMIZER, CHECKPOINT_BEST))
         with open(os.path.join(d, CHECKPOINT_STATE)) as f:
             state = json.load(f)
+    if best is None:  # the latest epoch was the best so far: a worse one after it must not lose it
+        best = {name: value.detach().to("cpu", copy=True) for name, value in model.state_dict().items()}
     log.info("resuming after epoch %d", state["epoch"])
     history = list(state["epochs"])
     recoveries = int(history[-1].get("recoveries", 0)) + recovered if history else int(recovered)
