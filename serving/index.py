@@ -22,6 +22,11 @@ k-means cells and graph neighbours in L2 partition the items far better than inn
 ones (on a trained model's vectors IVF-Flat's recall@100 at nprobe 32 went from 0.980 to
 0.997, BENCHMARKS.md). Scores come back as inner products.
 
+An approximate index's search width (nprobe, ef_search) is chosen when it is built
+(`tune_search`): from the configured value up, doubling, the least width whose recall@k
+against an exact scan of a sample of real user queries reaches the target; the manifest
+keeps what was tried.
+
 A search asks every shard for its own top k and merges them: each shard's top k holds every
 item of the global top k that lives in that shard, so the merge is exact whenever the shards'
 searches are. The shards are written with a manifest (type, parameters, item count, model
@@ -30,6 +35,7 @@ version, and a SHA-256 per shard) after them; loading checks every checksum.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -45,6 +51,7 @@ from core.contract import fixed_lists
 INDEX_TYPES = ("flat", "hnsw", "ivf_flat", "ivf_pq")
 INDEX_MANIFEST = "index.json"
 AUTO_FLAT_MAX_ITEMS = 200_000  # below this a flat scan is fast enough and exact
+HNSW_MAX_EF_SEARCH = 4096  # beyond this a graph search costs about what a flat scan of 1M items does
 MIN_POINTS_PER_CELL = 39  # FAISS's k-means wants at least 39 training points per centroid
 
 
@@ -180,6 +187,12 @@ class ShardedIndex:
                  for i, (lo, hi) in enumerate(zip(bounds, bounds[1:]))]
         return cls(built, bounds[:-1].tolist(), params, max_norm2)
 
+    def set_search_width(self, width: int) -> None:
+        """nprobe (ivf_*) or ef_search (hnsw) for every later search, and in the saved manifest."""
+        self.params = dataclasses.replace(self.params, **{search_width_name(self.params.kind): width})
+        for shard in self.shards:
+            _set_search_params(shard, self.params)
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(inner products [B, k], rows [B, k]) best first; rows are global, -1 (score -inf)
         where fewer were found."""
@@ -202,8 +215,9 @@ class ShardedIndex:
         order = np.take_along_axis(best, np.argsort(-np.take_along_axis(scores, best, 1), axis=1, kind="stable"), 1)
         return _widen(np.take_along_axis(scores, order, 1), np.take_along_axis(rows, order, 1), k)
 
-    def save(self, directory: str, model_version: str) -> dict:
-        """Shards first, then the manifest naming each with its checksum."""
+    def save(self, directory: str, model_version: str, search_tuning: dict | None = None) -> dict:
+        """Shards first, then the manifest naming each with its checksum (and what chose the
+        search width, when tune_search did)."""
         shards = []
         for i, (shard, offset) in enumerate(zip(self.shards, self.offsets)):
             data = faiss.serialize_index(shard).tobytes()
@@ -214,6 +228,8 @@ class ShardedIndex:
         manifest = {"type": self.params.kind, "params": asdict(self.params), "items": int(self.ntotal),
                     "dim": int(self.shards[0].d), "max_norm2": self.max_norm2, "model_version": model_version,
                     "shards": shards}
+        if search_tuning is not None:
+            manifest["search_tuning"] = search_tuning
         storage.write_text(storage.join(directory, INDEX_MANIFEST), json.dumps(manifest, indent=2) + "\n")
         return manifest
 
@@ -238,6 +254,40 @@ class ShardedIndex:
                                  f"{INDEX_MANIFEST}'s); rerun `watchnext recall`")
             shards.append(faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8)))
         return cls(shards, [entry["offset"] for entry in manifest["shards"]], params, manifest["max_norm2"])
+
+
+def search_width_name(kind: str) -> str:
+    """The parameter that trades an approximate index's speed for its recall."""
+    return "ef_search" if kind == "hnsw" else "nprobe"
+
+
+def recall_at_k(found: np.ndarray, exact: np.ndarray, k: int) -> float:
+    """The mean share of each query's exact top k that the search found."""
+    return float(np.mean([len(np.intersect1d(a[a >= 0], e)) / k for a, e in zip(found, exact)]))
+
+
+def tune_search(index: ShardedIndex, vectors: np.ndarray, queries: np.ndarray, k: int, target: float) -> dict:
+    """Set the least search width (nprobe for ivf_*, ef_search for hnsw), from the configured
+    one up and doubling, whose recall@k against an exact scan of `queries` reaches `target`;
+    at an IVF index's every cell (an HNSW's ef_search of HNSW_MAX_EF_SEARCH) it stops rising.
+    Returns what was measured: {"parameter", "target", "tried": [{parameter: width, "recall"}],
+    "chosen", "ann_recall@k", "reached", "queries"}."""
+    name = search_width_name(index.params.kind)
+    if index.params.kind.startswith("ivf"):
+        ceiling = max(shard.nlist for shard in index.shards)
+    else:
+        ceiling = max(min(index.ntotal, HNSW_MAX_EF_SEARCH), k)
+    _, exact = ShardedIndex.build(vectors, IndexParams("flat")).search(queries, k)  # vectors: the index's rows
+    width, tried = getattr(index.params, name), []
+    while True:
+        index.set_search_width(width)
+        tried.append({name: width, "recall": recall_at_k(index.search(queries, k)[1], exact, k)})
+        if tried[-1]["recall"] >= target or width >= ceiling:
+            break
+        width = min(width * 2, ceiling)
+    return {"parameter": name, "target": target, "tried": tried, "chosen": width,
+            f"ann_recall@{k}": tried[-1]["recall"], "reached": tried[-1]["recall"] >= target,
+            "queries": len(queries)}
 
 
 def _set_search_params(index: faiss.Index, params: IndexParams) -> None:

@@ -30,12 +30,13 @@ import torch
 from ray_train.data import Widths, to_batch
 from ray_train.export import load_user_tower
 from serving.channels import CHANNELS, Channels, CoWatch, choose, fusion_grid, hit_rate
-from serving.index import IndexParams, ShardedIndex, item_keys, item_matrix, normalized, user_queries
+from serving.index import (IndexParams, ShardedIndex, item_keys, item_matrix, normalized, tune_search,
+                           user_queries)
 from serving.search import search_excluding
 from core import storage
 from core.config import Config, RecallConfig
 from core.contract import RECALL, SIMILAR, fixed_lists
-from core.layout import ModelLayout, RecallLayout, RunLayout
+from core.layout import RecallLayout, RunLayout
 from core.ray_cluster import start_ray
 
 log = logging.getLogger(__name__)
@@ -118,10 +119,10 @@ def run_recall(run_dir: str, cfg: Config) -> dict[str, Any]:
     started = storage.begin_stage(recall_dir, inputs=(prep_dir, model_dir, rc.exclude_items))
     faiss.omp_set_num_threads(os.cpu_count() or 1)  # the driver's own searches use every core
 
-    vectors, item_ids, excluded = _build_index(run.model, run.recall, rc, model_version, cfg.train.seed)
+    widths = Widths.from_prep_features(prep["features"])
+    vectors, item_ids, excluded, search_tuning = _build_index(run, rc, widths, model_version, cfg.train.seed)
     build_seconds = time.time() - started
     index = ShardedIndex.load(run.recall.index)  # as the actors will: checksums checked
-    widths = Widths.from_prep_features(prep["features"])
     start_ray(cfg.ray, min_cpus=rc.actors * rc.faiss_threads + 1)  # the actors, and Ray Data's reads beside them
     search_started = time.time()
     channels, channel_summary = None, None
@@ -133,8 +134,10 @@ def run_recall(run_dir: str, cfg: Config) -> dict[str, Any]:
     index_summary = {"type": index.params.kind, "shards": len(index.shards), "items": int(index.ntotal),
                      "dim": int(vectors.shape[1]), "params": dataclasses.asdict(index.params),
                      "build_seconds": build_seconds, "excluded_items": excluded}
-    if index.params.kind != "flat" and rc.ann_check_users:
-        index_summary.update(ann_recall(index, vectors, run.prep.user_features, model_dir, widths, rc, cfg.train.seed))
+    if search_tuning is not None:
+        k = f"ann_recall@{min(rc.top_k, index.ntotal)}"
+        index_summary.update({k: search_tuning[k], "ann_check_users": search_tuning["queries"],
+                              "search_tuning": search_tuning})
     extra = {}
     if channel_summary is not None:
         table = ray.data.read_parquet(run.recall.table, columns=["channels"])
@@ -161,22 +164,37 @@ def run_recall(run_dir: str, cfg: Config) -> dict[str, Any]:
     )
 
 
-def _build_index(model: ModelLayout, out: RecallLayout, rc: RecallConfig, model_version: str,
-                 seed: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """The item vectors (excluded items left out) into a sharded index saved in recall/index/;
-    returns (vectors, item ids of the index rows, how many items were excluded)."""
+def _build_index(run: RunLayout, rc: RecallConfig, widths: Widths, model_version: str,
+                 seed: int) -> tuple[np.ndarray, np.ndarray, int, dict | None]:
+    """The item vectors (excluded items left out) into a sharded index, an approximate one's
+    search width chosen on a sample of users (serving.index.tune_search), saved in
+    recall/index/; returns (vectors, item ids of the index rows, how many items were
+    excluded, what the search tuning measured or None)."""
     started = time.time()
-    vectors, item_index, item_ids = item_matrix(model.item_embeddings)
+    vectors, item_index, item_ids = item_matrix(run.model.item_embeddings)
     keep = ~np.isin(item_ids, read_item_list(rc.exclude_items)) if rc.exclude_items else np.ones(len(item_ids), bool)
     vectors, item_index, item_ids = vectors[keep], item_index[keep], item_ids[keep]
     params = index_params(rc, len(vectors), vectors.shape[1])
     index = ShardedIndex.build(vectors, params, rc.shards, seed=seed)
+    tuning = None
+    if params.kind != "flat" and rc.ann_check_users:
+        queries = sample_user_queries(run.prep.user_features, run.model.root, widths, rc.ann_check_users, seed)
+        k = min(rc.top_k, index.ntotal)
+        tuning = tune_search(index, vectors, queries, k, rc.ann_target)
+        if not tuning["reached"]:
+            log.warning("recall: the %s index reaches ANN recall@%d %.3f at its widest search (%s %d), under "
+                        "recall.ann_target %.2f; more memory keeps vectors whole (recall.index_memory_gb), more "
+                        "bytes per vector help ivf_pq (recall.pq_m), and recall.index_type=flat is exact",
+                        params.kind, k, tuning[f"ann_recall@{k}"], tuning["parameter"], tuning["chosen"],
+                        rc.ann_target)
     _write_table(pa.table({"index": item_index, "item_id": pa.array(item_ids, pa.string())}),
-                 out.index_items)
-    index.save(out.index, model_version)
-    log.info("%s index over %d items in %d shard(s): %.1fs", params.kind, len(vectors), len(index.shards),
-             time.time() - started)
-    return vectors, item_ids, int((~keep).sum())
+                 run.recall.index_items)
+    index.save(run.recall.index, model_version, search_tuning=tuning)
+    searched = "" if tuning is None else f", {tuning['parameter']} {tuning['chosen']} for ANN recall@{k} " \
+        f"{tuning[f'ann_recall@{k}']:.3f}"
+    log.info("%s index over %d items in %d shard(s)%s: %.1fs", index.params.kind, len(vectors), len(index.shards),
+             searched, time.time() - started)
+    return vectors, item_ids, int((~keep).sum()), tuning
 
 
 def actor_pool_size(rc: RecallConfig) -> int:
@@ -327,21 +345,14 @@ def read_item_list(path: str) -> np.ndarray:
     return np.array([line for line in lines if line], dtype=object)
 
 
-def ann_recall(index: ShardedIndex, vectors: np.ndarray, user_features: str, model_dir: str, widths: Widths,
-               rc: RecallConfig, seed: int) -> dict[str, Any]:
-    """recall@top_k of the approximate index against an exact scan, on a seeded sample of
-    the users of user_features (no exclusions: the same candidates for both)."""
+def sample_user_queries(user_features: str, model_dir: str, widths: Widths, users: int, seed: int) -> np.ndarray:
+    """The index queries of a seeded sample of the users of user_features."""
     fs, local = storage.filesystem(user_features)
-    users = pads.dataset(local, filesystem=fs, format="parquet", partitioning="hive")
-    total = users.count_rows()
-    sample = np.sort(np.random.default_rng(seed).choice(total, min(rc.ann_check_users, total), replace=False))
+    dataset = pads.dataset(local, filesystem=fs, format="parquet", partitioning="hive")
+    total = dataset.count_rows()
+    sample = np.sort(np.random.default_rng(seed).choice(total, min(users, total), replace=False))
     tower, _ = load_user_tower(model_dir)
-    queries = user_queries(user_vectors(tower, users.take(pa.array(sample)), widths))
-    k = min(rc.top_k, index.ntotal)
-    _, approximate = index.search(queries, k)
-    _, exact = ShardedIndex.build(vectors, IndexParams("flat")).search(queries, k)
-    found = [len(np.intersect1d(a[a >= 0], e)) / k for a, e in zip(approximate, exact)]
-    return {f"ann_recall@{k}": float(np.mean(found)), "ann_check_users": len(sample)}
+    return user_queries(user_vectors(tower, dataset.take(pa.array(sample)), widths))
 
 
 def write_similar_items(vectors: np.ndarray, item_ids: np.ndarray, params: IndexParams, rc: RecallConfig,

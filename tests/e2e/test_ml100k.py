@@ -17,6 +17,7 @@ from ray_train.precision import step_precision
 from ray_train.trainer import run_train
 from report.evaluate import KNN_RECENT_GRID
 from serving.recall import run_recall
+from tests.e2e.conftest import RUN_SETTINGS
 from tests.processes import descendants_named, kill_one
 from core import locks
 from core.config import TrainConfig, load_config
@@ -105,18 +106,20 @@ def test_every_recall_row_has_k_distinct_unwatched_items(run_dir):
 
 
 def test_resume_continues_from_the_latest_checkpoint(run_dir, tmp_path):
+    import shutil
+
     run = tmp_path / "resumed"
     run.mkdir()
     (run / "prep").symlink_to(run_dir / "prep")
-    base = ["train.val_users=0", "train.batch_size=2048"]
-    run_train(str(run), load_config(None, [*base, "train.epochs=1"]))
-    first = json.loads((run / "model" / "metrics.json").read_text())["epochs"]
-    with pytest.raises(ValueError, match="1 epochs already"):
-        run_train(str(run), load_config(None, [*base, "train.epochs=1"]), resume=True)
-    run_train(str(run), load_config(None, [*base, "train.epochs=2"]), resume=True)
+    shutil.copytree(run_dir / "model", run / "model")  # the shared run's 3 epochs and their checkpoints
+    settings = [s for s in RUN_SETTINGS if not s.startswith("train.epochs=")]
+    with pytest.raises(ValueError, match="3 epochs already"):
+        run_train(str(run), load_config(None, [*settings, "train.epochs=3"]), resume=True)
+    run_train(str(run), load_config(None, [*settings, "train.epochs=4"]), resume=True)
     epochs = json.loads((run / "model" / "metrics.json").read_text())["epochs"]
-    # epoch 1 is the first run's, restored from its checkpoint, not trained again
-    assert [e["epoch"] for e in epochs] == [1, 2] and epochs[0] == first[0]
+    # epochs 1-3 are the shared run's, restored from its checkpoint, not trained again
+    first = json.loads((run_dir / "model" / "metrics.json").read_text())["epochs"]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4] and epochs[:3] == first
     assert json.loads((run / "model" / "_manifest.json").read_text())["stage"] == "model"
 
 
@@ -228,7 +231,16 @@ def test_sharded_approximate_recall_with_an_exclusion_list(run_dir, tmp_path):
     manifest = run_recall(str(run), cfg)
     index = manifest["index"]
     assert index["type"] == "ivf_flat" and index["shards"] == 3 and index["excluded_items"] == 10
-    assert index["ann_check_users"] == 943 and 0.5 < index[f"ann_recall@{TOP_K}"] <= 1.0
+    # the search width rose from the configured nprobe, doubling, until recall@K reached 0.98
+    tuning = index["search_tuning"]
+    assert index["ann_check_users"] == 943 and tuning["parameter"] == "nprobe" and tuning["target"] == 0.98
+    widths = [step["nprobe"] for step in tuning["tried"]]
+    assert widths[0] == 4 and all(b == 2 * a or b == max(widths) for a, b in zip(widths, widths[1:]))
+    assert tuning["chosen"] == widths[-1] and index["params"]["nprobe"] == widths[-1]
+    recalls = [step["recall"] for step in tuning["tried"]]
+    assert index[f"ann_recall@{TOP_K}"] == recalls[-1] >= 0.98 and all(r < 0.98 for r in recalls[:-1])
+    saved = json.loads((run / "recall" / "index" / "index.json").read_text())
+    assert saved["params"]["nprobe"] == widths[-1]  # the actors search at the chosen width
     table = pads.dataset(run / "recall" / "table", format="parquet", partitioning="hive").to_table()
     assert sorted(table.column("user_id").to_pylist()) == sorted(
         pq.read_table(run_dir / "prep" / "user_features", columns=["user_id"]).column("user_id").to_pylist())

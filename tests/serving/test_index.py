@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from serving.index import INDEX_MANIFEST, IndexParams, ShardedIndex, augment, normalized
+from serving.index import INDEX_MANIFEST, IndexParams, ShardedIndex, augment, normalized, recall_at_k, tune_search
 from serving.search import search_excluding
 
 
@@ -64,6 +64,37 @@ def test_approximate_indexes_find_most_of_the_exact_top_k(params, least_recall):
     recall = np.mean([len(np.intersect1d(a, e)) / 20 for a, e in zip(rows, exact)])
     assert recall >= least_recall
     assert ((rows >= 0) & (rows < 4000)).all()
+
+
+@pytest.mark.parametrize("params", [IndexParams("ivf_flat", nlist=64, nprobe=1),
+                                    IndexParams("hnsw", hnsw_m=4, ef_search=4)])
+def test_the_search_width_rises_to_the_least_that_reaches_the_target_and_is_saved(params, tmp_path):
+    vectors, queries = clustered(6000, 16, 4), clustered(200, 16, 5)
+    index = ShardedIndex.build(vectors, params, 2)
+    tuning = tune_search(index, vectors, queries, 50, 0.98)
+    name = "nprobe" if params.kind.startswith("ivf") else "ef_search"
+    widths = [step[name] for step in tuning["tried"]]
+    assert widths == [getattr(params, name) * 2 ** i for i in range(len(widths))] and len(widths) > 1
+    # each width's recall is what a search at it finds of a brute-force oracle's top 50
+    exact = exact_top(vectors, queries, 50)
+    for step in tuning["tried"]:
+        index.set_search_width(step[name])
+        assert step["recall"] == recall_at_k(index.search(queries, 50)[1], exact, 50)
+    index.set_search_width(tuning["chosen"])
+    assert tuning["reached"] and tuning["tried"][-1]["recall"] >= 0.98 > tuning["tried"][-2]["recall"]
+    assert tuning["chosen"] == widths[-1] == getattr(index.params, name)
+    index.save(str(tmp_path), "v1", search_tuning=tuning)
+    loaded = ShardedIndex.load(str(tmp_path))
+    assert getattr(loaded.params, name) == widths[-1]
+    assert json.loads((tmp_path / INDEX_MANIFEST).read_text())["search_tuning"] == tuning
+
+
+def test_an_unreachable_target_stops_at_every_cell_and_says_so():
+    vectors, queries = clustered(3000, 16, 6), clustered(50, 16, 7)
+    index = ShardedIndex.build(vectors, IndexParams("ivf_pq", nlist=16, nprobe=4, pq_m=2), 1)
+    tuning = tune_search(index, vectors, queries, 20, 0.999)
+    assert [step["nprobe"] for step in tuning["tried"]] == [4, 8, 16] and tuning["chosen"] == 16
+    assert not tuning["reached"] and tuning["ann_recall@20"] < 0.999
 
 
 def test_exclusion_search_works_through_a_sharded_approximate_index():
