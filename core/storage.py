@@ -67,6 +67,18 @@ def list_names(path: str) -> list[str]:
     return sorted(info.base_name for info in fs.get_file_info(pafs.FileSelector(p)))
 
 
+def size_bytes(path: str) -> int:
+    """The bytes under path: a file's size, or the sum of a folder's files (0 if missing)."""
+    fs, local = filesystem(path)
+    info = fs.get_file_info(local)
+    if info.type == pafs.FileType.File:
+        return int(info.size)
+    if info.type != pafs.FileType.Directory:
+        return 0
+    return sum(int(f.size) for f in fs.get_file_info(pafs.FileSelector(local, recursive=True))
+               if f.type == pafs.FileType.File)
+
+
 def read_bytes(path: str) -> bytes:
     fs, p = filesystem(path)
     with fs.open_input_stream(p) as f:

@@ -209,6 +209,24 @@ def actor_pool_size(rc: RecallConfig) -> int:
     return min(rc.actors, fits)
 
 
+ACTOR_OVERHEAD_BYTES = 512 << 20  # Python, torch and FAISS themselves, and a batch in flight
+
+
+def actor_memory(run: RunLayout, channels: dict | None) -> int:
+    """The memory a scoring actor asks Ray for: what it loads (recall/index/: the shards and
+    the item table; the user tower; the co-watch neighbours) and its overhead; at most the
+    largest node's, so that the pool always fits."""
+    paths = [run.recall.index, run.model.user_tower, (channels or {}).get("item2item")]
+    loaded = sum(storage.size_bytes(path) for path in paths if path)
+    wanted = loaded + ACTOR_OVERHEAD_BYTES
+    largest = max((node["Resources"].get("memory", 0) for node in ray.nodes() if node["Alive"]), default=0)
+    if largest and wanted > largest:
+        log.warning("a recall actor needs ~%.1f GiB (its index, tower and channels); the largest node offers "
+                    "%.1f GiB: it asks for that", wanted / 2**30, largest / 2**30)
+        return int(largest)
+    return int(wanted)
+
+
 def _write_recall_table(run: RunLayout, widths: Widths, rc: RecallConfig, run_date: str,
                         channels: dict | None = None) -> int:
     """Serving features through the actor pool into recall/table/run_date=D/; the users written."""
@@ -229,6 +247,7 @@ def _write_recall_table(run: RunLayout, widths: Widths, rc: RecallConfig, run_da
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=actor_pool_size(rc)),
         num_cpus=rc.faiss_threads,
+        memory=actor_memory(run, channels),
     ).write_parquet(table_dir)
     return ray.data.read_parquet(table_dir).count()
 
