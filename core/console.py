@@ -37,6 +37,7 @@ class Py4jRetries(logging.Filter):
 
 _quiet = False  # quiet_console was called without verbose
 _log_file: Path | None = None
+_created_dirs: list[Path] = []  # the folders log_to_file made, deepest first
 
 
 class OwnLinesAndWarnings(logging.Filter):
@@ -73,6 +74,8 @@ def log_to_file(folder: str, command: str, verbose: bool = False) -> Path | None
     if "://" in folder and not folder.startswith("file://"):
         return None
     logs = Path(folder.removeprefix("file://"))
+    global _created_dirs
+    _created_dirs = [d for d in (logs, *logs.parents) if not d.exists()]
     logs.mkdir(parents=True, exist_ok=True)
     path = logs / f"{command}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.log"
     handler = logging.FileHandler(path, encoding="utf-8")
@@ -84,6 +87,30 @@ def log_to_file(folder: str, command: str, verbose: bool = False) -> Path | None
     # the console's handler keeps the real stderr, so a logged line is written to the file once
     sys.stderr = _Tee(sys.stderr, handler)
     return path
+
+
+def discard_log_file() -> None:
+    """A command refused before it wrote anything (bad input, bad settings) leaves nothing
+    behind, its log file included: the console said why. Where this command made the output
+    folder and nothing but its log is in it, the log and the folders go; else the log stays."""
+    global _log_file
+    if _log_file is None or _log_file.parent.parent not in _created_dirs:
+        return
+    logs, top = _log_file.parent, _created_dirs[-1]
+    if any(p.is_file() and p.parent != logs for p in top.rglob("*")):
+        return
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+        root.removeHandler(handler)
+        handler.close()
+    if isinstance(sys.stderr, _Tee):
+        sys.stderr = sys.stderr._stream
+    for path in logs.glob(_log_file.stem + "*"):  # the command's log and its Spark log
+        path.unlink()
+    for folder in _created_dirs:  # deepest first
+        if folder.exists() and not any(folder.iterdir()):
+            folder.rmdir()
+    _log_file = None
 
 
 def log_file() -> Path | None:

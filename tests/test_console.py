@@ -73,3 +73,25 @@ def test_the_log_file_holds_everything_and_the_console_the_pipelines_lines_and_w
     for line in ("prep: 12 events", "a warning to act on", "epoch 1/2"):
         assert line in done.stderr
     assert "routine line" not in done.stderr
+
+
+def test_a_command_refused_before_it_wrote_anything_leaves_no_log_behind(tmp_path):
+    def refused(folder) -> subprocess.CompletedProcess:
+        script = (
+            "import logging\n"
+            "from core.console import FORMAT, discard_log_file, log_to_file\n"
+            "logging.basicConfig(level=logging.INFO, format=FORMAT)\n"
+            f"log_to_file({str(folder / 'logs')!r}, 'nightly')\n"
+            "logging.getLogger('watchnext').error('the day 2026-03-02 is missing')\n"
+            "discard_log_file()\n"
+        )
+        return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+
+    assert refused(tmp_path / "fresh" / "root").returncode == 0
+    assert not (tmp_path / "fresh").exists()  # every folder it made is gone again
+    used = tmp_path / "used"
+    (used / "prep").mkdir(parents=True)
+    (used / "prep" / "part-0.parquet").write_bytes(b"x")
+    assert refused(used).returncode == 0
+    # a folder that holds more than the log keeps it
+    assert "the day 2026-03-02 is missing" in next((used / "logs").glob("nightly-*.log")).read_text()

@@ -20,7 +20,7 @@ import sys
 
 from core import storage
 from core.config import Config, ConfigError, load_config
-from core.console import FORMAT, log_to_file, quiet_console
+from core.console import FORMAT, discard_log_file, log_to_file, quiet_console
 from core.layout import RunLayout
 from core.locks import StageBusy
 from watchnext.nightly import NIGHTLY_STEPS, NightRefused
@@ -147,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, storage.StageNotFinished, StageBusy, FileNotFoundError, ValueError) as err:
         # errors at the boundary are the user's to fix: say what, not a stack trace
         log.error("%s", err)
+        discard_log_file()
+        log_file = log_file if log_file is not None and log_file.exists() else None
         return 2
     finally:
         if log_file is not None:
