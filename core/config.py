@@ -78,6 +78,10 @@ class PrepConfig(_Section):
     split: Literal["leave_last_out", "time"] = "leave_last_out"
     split_time: dt.datetime | None = None
     eval_days: float = Field(1.0, gt=0)
+    # time only: hold out the eval window's watches of this share of the users (by a hash of
+    # the id and the seed) and train on the other users' watches there too (the nightly
+    # job's evaluation on its own day); None = every user's
+    eval_users_share: float | None = Field(None, gt=0, le=1)
     # hold each user's last training watch out of the examples as a validation target
     # (prep/valid): early stopping, tuning and the baselines' settings are chosen on it, never
     # on the test targets. With leave_last_out it is the second-to-last watch, the protocol of
@@ -163,6 +167,9 @@ class PrepConfig(_Section):
             raise ValueError("split=time needs split_time (e.g. 2026-11-22T00:00:00Z)")
         if (self.partition_from is None) != (self.partition_to is None):
             raise ValueError("partition_from and partition_to go together")
+        if self.eval_users_share is not None and self.split != "time":
+            raise ValueError("eval_users_share holds out a share of the users in a time split's eval window; "
+                             "it needs split=time")
         if self.partition_from is not None and self.partition_from > self.partition_to:
             raise ValueError(f"partition_from {self.partition_from} is after partition_to {self.partition_to}")
         return self
@@ -412,6 +419,12 @@ class NightlyConfig(_Section):
     # the previous night is the latest finished night at most this many days back: its
     # vocabulary is kept and its model warm-starts tonight's; none = a cold start
     lookback_days: int = Field(7, ge=1)
+    # each night is judged on its own day D before it is published: this share of the users
+    # known through D-1 (by a hash of the id) gives its day-D watches to the evaluation (the
+    # first one is the target) and the other users' day-D watches train tonight's model. A
+    # tenth of a day's users is thousands of targets on a real log, and nine tenths of the
+    # freshest day still trains
+    eval_share: float = Field(0.1, gt=0, le=1)
     # --- the publish gate (watchnext/gate.py): tonight against the last published night
     # validation HR@50, catalog coverage and the share of full lists may fall at most this share:
     # a retrained model moves a few percent from night to night, a collapsed one far more

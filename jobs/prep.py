@@ -113,8 +113,9 @@ def run_prep(spark: SparkSession, data_dir: str, prep_dir: str, cfg: PrepConfig)
         "user_id", "item_id", "ts", "weight", (F.col("fate") == "validation").alias("is_validation")
     )
     previous = partial(_previous_vocabulary, spark, cfg.previous_vocab)
-    # example age is measured from the end of the training window
-    age_anchor = float(last_ts) if cfg.split == "leave_last_out" else cfg.split_time.timestamp()
+    # example age is measured from the end of the training window (which, with
+    # eval_users_share, runs into the eval window)
+    age_anchor = float(last_ts) if cfg.split == "leave_last_out" else max(cfg.split_time.timestamp(), float(last_ts))
     recent = event_seconds(F.col("ts")) > F.lit(age_anchor - cfg.recent_days * SECONDS_PER_DAY)
     items = item_vocabulary(train, previous("items"), recent).persist(StorageLevel.MEMORY_AND_DISK)
     # at least an hour, so that a log of one burst of events does not blow the ages up
@@ -254,7 +255,7 @@ def _fate(checked: DataFrame, cfg: PrepConfig) -> Column:
             side = side.when(is_left_out_last(positive, from_end=2), F.lit("validation"))
         side = side.otherwise(F.lit("train"))
     else:
-        side = time_period(cfg.split_time, cfg.eval_days)
+        side = time_period(cfg.split_time, cfg.eval_days, cfg.eval_users_share, cfg.seed)
         if cfg.validation:  # the last watch up to split_time
             side = F.when(is_left_out_last(positive & (side == "train")), F.lit("validation")).otherwise(side)
     return F.coalesce(F.col("reason"), F.when(~positive, F.lit("short_watch")), side)

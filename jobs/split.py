@@ -33,21 +33,34 @@ def leave_last_out(events: DataFrame) -> tuple[DataFrame, DataFrame]:
     return train, held_out
 
 
-def time_split(events: DataFrame, split_time, eval_days: float) -> tuple[DataFrame, DataFrame, DataFrame]:
-    """(training events up to split_time, held-out events in the eval_days after it, events
-    later still): the nightly protocol, train on the past and evaluate on the next day."""
-    period = time_period(split_time, eval_days)
+SHARE_BUCKETS = 1_000_000  # a user's bucket of the users share: the hash of the id modulo this
+
+
+def time_split(events: DataFrame, split_time, eval_days: float, users_share: float | None = None,
+               seed: int = 0) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """(training events, held-out events in the eval_days after split_time, events later
+    still): the nightly protocol, train on the past and evaluate on the next day."""
+    period = time_period(split_time, eval_days, users_share, seed)
     return tuple(events.where(period == name) for name in ("train", "held_out", "after_eval_window"))
 
 
-def time_period(split_time, eval_days: float) -> Column:
-    """"train" up to split_time, "held_out" in the eval_days after it, "after_eval_window" later."""
+def time_period(split_time, eval_days: float, users_share: float | None = None, seed: int = 0) -> Column:
+    """"train" up to split_time, "held_out" in the eval_days after it, "after_eval_window" later.
+
+    With users_share, only that share of the users (by a seeded hash of the id) is held out
+    in the eval window; the other users' watches there are training: a night evaluates on
+    its own day and still trains on most of it."""
     eval_end = F.lit(split_time) + F.make_dt_interval(secs=F.lit(eval_days * 86400.0))
-    return (
-        F.when(F.col("ts") <= F.lit(split_time), F.lit("train"))
-        .when(F.col("ts") <= eval_end, F.lit("held_out"))
-        .otherwise(F.lit("after_eval_window"))
-    )
+    period = F.when(F.col("ts") <= F.lit(split_time), F.lit("train"))
+    if users_share is not None:
+        period = period.when((F.col("ts") <= eval_end) & ~is_held_out_user(users_share, seed), F.lit("train"))
+    return period.when(F.col("ts") <= eval_end, F.lit("held_out")).otherwise(F.lit("after_eval_window"))
+
+
+def is_held_out_user(users_share: float, seed: int) -> Column:
+    """True for the users_share of the users whose seeded hash of the id falls below it."""
+    bucket = F.pmod(F.xxhash64(F.col("user_id").cast("string"), F.lit(seed)), F.lit(SHARE_BUCKETS))
+    return bucket < F.lit(int(round(users_share * SHARE_BUCKETS)))
 
 
 def first_per_user(events: DataFrame) -> DataFrame:

@@ -1,4 +1,4 @@
-"""Planning a night: the window, the held-out day, the previous night, and the settings the
+"""Planning a night: the window, the day it is judged on, the previous night, and the settings the
 stages get (the night itself runs end to end in tests/e2e/test_nightly.py)."""
 
 from __future__ import annotations
@@ -32,27 +32,27 @@ def _days(first: int, last: int) -> list[str]:
 def test_the_window_ends_on_the_night_and_is_clipped_at_the_first_logged_day(tmp_path):
     data = _log(tmp_path, _days(5, 11))
     night = plan(D, data, str(tmp_path / "root"), load_config(overrides=["nightly.window_days=3"]))
-    assert (night.first_day, night.eval_day, night.previous) == (dt.date(2026, 3, 8), dt.date(2026, 3, 11), None)
+    assert (night.first_day, night.eval_day, night.previous) == (dt.date(2026, 3, 8), D, None)
     night = plan(D, data, str(tmp_path / "root"), load_config())
     assert night.first_day == dt.date(2026, 3, 5)  # 14 days back is before the log began
 
 
-def test_without_the_next_day_there_is_nothing_to_evaluate(tmp_path):
+def test_a_night_is_judged_on_its_own_day_without_waiting_for_the_next(tmp_path):
     night = plan(D, _log(tmp_path, _days(1, 10)), str(tmp_path / "root"), load_config())
-    assert night.eval_day is None
+    assert night.eval_day == D
     prep = night.config(load_config()).prep
-    assert prep.partition_to == D
+    assert prep.partition_to == D and prep.eval_users_share == 0.1
 
 
-def test_a_day_still_landing_is_waited_for_the_next_day_not_evaluated_on(tmp_path):
+def test_a_day_still_landing_stops_the_night_naming_it(tmp_path):
     night = plan(D, _log(tmp_path, _days(1, 11), landing=("2026-03-11",)), str(tmp_path / "root"), load_config())
-    assert night.eval_day is None  # D + 1's folder is there, its marker not yet
+    assert night.eval_day == D  # D + 1 still landing is none of night D's business
     data = _log(tmp_path / "b", _days(1, 11), landing=("2026-03-10",))
     with pytest.raises(InputError, match=r"the day 2026-03-10 of 2026-03-01..2026-03-10 has not landed whole"):
         plan(D, data, str(tmp_path / "root"), load_config())
     # a log written without markers: every folder is a landed day
-    assert plan(D, data, str(tmp_path / "root"), load_config(overrides=["prep.day_marker=null"])).eval_day == D + \
-        dt.timedelta(days=1)
+    assert plan(D, data, str(tmp_path / "root"), load_config(overrides=["prep.day_marker=null"])).first_day == \
+        dt.date(2026, 3, 1)
 
 
 def test_a_missing_day_fails_before_anything_runs(tmp_path):
@@ -79,16 +79,19 @@ def test_the_previous_night_is_the_latest_finished_one_within_the_lookback(tmp_p
 
 def test_the_night_sets_the_time_split_the_partitions_the_warm_start_and_the_run_date(tmp_path):
     root = str(tmp_path / "root")
-    night = Night(D, "/logs", root, dt.date(2026, 2, 25), dt.date(2026, 3, 11), dt.date(2026, 3, 9))
-    cfg = night.config(load_config(overrides=["prep.split=leave_last_out", "train.epochs=3"]))
+    night = Night(D, "/logs", root, dt.date(2026, 2, 25), dt.date(2026, 3, 9))
+    cfg = night.config(load_config(overrides=["prep.split=leave_last_out", "train.epochs=3",
+                                              "nightly.eval_share=0.25"]))
     assert cfg.prep.split == "time" and cfg.train.epochs == 3
-    assert cfg.prep.split_time == dt.datetime(2026, 3, 10, 23, 59, 59, 999999, tzinfo=dt.timezone.utc)
+    # day D is the eval window, held out for a quarter of the users only
+    assert cfg.prep.split_time == dt.datetime(2026, 3, 9, 23, 59, 59, 999999, tzinfo=dt.timezone.utc)
+    assert (cfg.prep.eval_days, cfg.prep.eval_users_share) == (1.0, 0.25)
     assert cfg.prep.anchor == dt.datetime(2026, 3, 12, tzinfo=dt.timezone.utc)
-    assert (cfg.prep.partition_from, cfg.prep.partition_to) == (dt.date(2026, 2, 25), dt.date(2026, 3, 11))
+    assert (cfg.prep.partition_from, cfg.prep.partition_to) == (dt.date(2026, 2, 25), D)
     assert cfg.prep.previous_vocab == f"{tmp_path}/root/runs/2026-03-09/prep"
     assert cfg.train.warm_start == f"{tmp_path}/root/runs/2026-03-09"
     assert cfg.recall.run_date == "2026-03-10"
-    cold = Night(D, "/logs", root, dt.date(2026, 2, 25), None, None).config(load_config())
+    cold = Night(D, "/logs", root, dt.date(2026, 2, 25), None).config(load_config())
     assert cold.prep.previous_vocab is None and cold.train.warm_start is None
 
 

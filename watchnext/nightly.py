@@ -8,12 +8,14 @@
 
 Night D reads the daily partitions of the click log (clicks/date=YYYY-MM-DD/) in the window
 of nightly.window_days ending D, clipped at the log's first day; every day in it must be
-there. Watches up to the end of D are training; when day D+1 has landed, each known user's
-first watch on it is the held-out target (prep's time split). The previous night P is the
-latest published night (nightly/P.json, not refused) at most nightly.lookback_days before D: its
-vocabularies are kept (stable indices, new items appended; prep.previous_vocab) and its model
-warm-starts tonight's (train.warm_start); without one the night starts cold. With D+1 there,
-tonight's lists and the lists night P published are ranked on the same targets: what users
+there. Night D is judged on day D itself, before it is published: nightly.eval_share of the
+users (by a hash of the id) give their day-D watches to the evaluation, the first of them the
+target of each such user known through D-1, and every other watch up to the end of D is
+training (prep's time split at the end of D-1 with prep.eval_users_share). The previous night
+P is the latest published night (nightly/P.json, not refused) at most nightly.lookback_days
+before D: its vocabularies are kept (stable indices, new items appended; prep.previous_vocab)
+and its model warm-starts tonight's (train.warm_start); without one the night starts cold.
+Tonight's lists and the lists night P published are ranked on the same targets: what users
 gain from tonight's retraining over keeping yesterday's lists.
 
 The steps, in order, each reading what the step before wrote, so that a scheduler can run
@@ -54,7 +56,6 @@ class Night:
     data: str
     root: str
     first_day: dt.date  # the window's first day
-    eval_day: dt.date | None  # D + 1, when that day has landed
     previous: dt.date | None  # the night whose vocabularies and model this one continues
 
     @property
@@ -65,19 +66,26 @@ class Night:
     def run(self) -> RunLayout:
         return RunLayout(self.run_dir)
 
+    @property
+    def eval_day(self) -> dt.date:
+        """The day whose held-out share of the users judges the night: D itself."""
+        return self.date
+
     def config(self, cfg: Config) -> Config:
         """cfg with the night's settings: the window, the time split, the previous night's
         vocabularies and model, and the run date of the tables."""
-        end_of_day = dt.datetime.combine(self.date + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
+        start_of_day = dt.datetime.combine(self.date, dt.time(), dt.timezone.utc)
         raw = cfg.to_dict()
         raw["prep"].update(
             partition_from=self.first_day.isoformat(),
-            partition_to=(self.eval_day or self.date).isoformat(),
+            partition_to=self.date.isoformat(),
             split="time",
-            # time_period keeps ts <= split_time for training: the last microsecond of D
-            split_time=(end_of_day - dt.timedelta(microseconds=1)).isoformat(),
+            # time_period keeps ts <= split_time for training: the last microsecond of D - 1;
+            # day D is the eval window, held out for eval_share of the users only
+            split_time=(start_of_day - dt.timedelta(microseconds=1)).isoformat(),
             eval_days=1.0,
-            anchor=(end_of_day + dt.timedelta(days=1)).isoformat(),  # later than D + 1 is the future
+            eval_users_share=cfg.nightly.eval_share,
+            anchor=(start_of_day + dt.timedelta(days=2)).isoformat(),  # later than D + 1 is the future
             previous_vocab=RunLayout(run_dir(self.root, self.previous)).prep.root if self.previous else None,
         )
         raw["train"]["warm_start"] = run_dir(self.root, self.previous) if self.previous else None
@@ -116,13 +124,11 @@ def plan(date: dt.date, data: str, root: str, cfg: Config) -> Night:
         raise InputError(f"{clicks}: night {date} is before the log's first day, {first_logged}")
     first_day = max(date - dt.timedelta(days=cfg.nightly.window_days - 1), first_logged)
     day_paths(clicks, (first_day, date), marker=cfg.prep.day_marker)  # raises, naming the days not landed
-    next_day = date + dt.timedelta(days=1)
     previous = next((day for back in range(1, cfg.nightly.lookback_days + 1)
                      if published_night(root, day := date - dt.timedelta(days=back))), None)
-    night = Night(date, storage.absolute(data), storage.absolute(root), first_day,
-                  next_day if next_day.isoformat() in logged else None, previous)
-    log.info("night %s: days %s..%s, %s, %s", date, first_day, date,
-             f"evaluated on {night.eval_day}" if night.eval_day else f"{next_day} not there yet: no evaluation",
+    night = Night(date, storage.absolute(data), storage.absolute(root), first_day, previous)
+    log.info("night %s: days %s..%s, judged on %.0f%% of the users' watches of %s, %s", date, first_day, date,
+             100 * cfg.nightly.eval_share, date,
              f"continuing night {previous}" if previous else "a cold start (no published night before it)")
     return night
 
@@ -162,11 +168,8 @@ def _as_prepared(night: Night, cfg: Config) -> Config:
 
 
 def evaluate(night: Night, cfg: Config, stages: dict[str, Stage]) -> dict[str, Any] | None:
-    """With day D + 1 there: the run's report, and runs/D/compare: tonight's lists against
-    the lists the previous night published, on the same held-out users."""
-    if night.eval_day is None:
-        log.info("night %s: %s has not landed, nothing to evaluate", night.date, night.date + dt.timedelta(days=1))
-        return None
+    """The run's report, and runs/D/compare: tonight's lists against the lists the previous
+    night published, on the same held-out users of day D."""
     from report.evaluate import table_metrics
 
     stages["evaluate"](night.run_dir, cfg)
@@ -232,7 +235,7 @@ def publish(night: Night, cfg: Config, force: bool = False) -> dict[str, Any]:
         "gate": {"stats": stats.to_dict(), "against": night.previous.isoformat() if last else None,
                  "refused": reasons, "forced": bool(reasons) and force},
         "days": [night.first_day.isoformat(), day],
-        "eval_day": night.eval_day.isoformat() if night.eval_day else None,
+        "eval_day": night.eval_day.isoformat(),
         "previous_night": night.previous.isoformat() if night.previous else None,
         "run": night.run_dir,
         "model_version": recall["model_version"],
@@ -243,7 +246,7 @@ def publish(night: Night, cfg: Config, force: bool = False) -> dict[str, Any]:
         "recall": {"users": recall["users"], "items_indexed": recall["index"]["items"]},
         "new_items": new_items(night.run_dir, run_dir(night.root, night.previous) if night.previous else None),
         "evaluation": _without_bookkeeping(storage.read_manifest(compare))
-        if night.eval_day and storage.exists(storage.join(compare, MANIFEST)) else None,
+        if storage.exists(storage.join(compare, MANIFEST)) else None,
     }
     storage.write_text(summary_path(night.root, night.date), json.dumps(summary, indent=2) + "\n")
     if not published:

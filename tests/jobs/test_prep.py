@@ -287,6 +287,34 @@ def test_a_time_split_validates_on_each_users_last_watch_before_the_split(spark,
     assert valid == {("a", "z"), ("b", "y")} and tests == {("a", "w")}
 
 
+def test_a_nights_held_out_users_give_their_day_to_the_evaluation_and_the_others_train_on_it(spark, tmp_path):
+    import random
+
+    rng = random.Random(5)
+    day0 = 1767225600  # 2026-01-01; the night is 2026-01-03, held out for half of the users
+    rows = [(f"u{u}", f"i{rng.randrange(40)}", day0 + d * 86400 + rng.randrange(86000))
+            for u in range(80) for d in range(3) for _ in range(4)]
+    (tmp_path / "data" / "clicks").mkdir(parents=True)
+    (tmp_path / "data" / "clicks" / "part-0.csv").write_text(
+        "user_id,item_id,ts\n" + "".join(f"{u},{i},{t}\n" for u, i, t in rows))
+    cfg = PrepConfig(history_len=5, example_files=1, anchor="2026-06-01T00:00:00Z", split="time",
+                     split_time="2026-01-02T23:59:59.999999Z", eval_users_share=0.5)
+    run_prep(spark, str(tmp_path / "data"), str(tmp_path / "prep"), cfg)
+    night = day0 + 2 * 86400
+    targets = read(tmp_path / "prep", "eval").to_pylist()
+    held = {t["user_id"] for t in targets}
+    assert 20 < len(held) < 60
+    # each held-out user's target is the first watch of the night's day
+    first = {u: min((t, i) for uu, i, t in rows if uu == u and t >= night) for u in held}
+    assert {t["user_id"]: (int(t["ts"].timestamp()), t["item_id"]) for t in targets} == first
+    # no training example of a held-out user is from the night's day; the others' days train
+    examples = read(tmp_path / "prep", "examples").to_pylist()
+    assert not [e for e in examples if e["user_id"] in held and e["ts"].timestamp() >= night]
+    others = {e["user_id"] for e in examples if e["ts"].timestamp() >= night}
+    assert others and not others & held
+    assert min(e["example_age_raw"] for e in examples) >= 0
+
+
 def test_conflicting_users_and_items_rows_are_quarantined_before_any_vocabulary(spark, tmp_path):
     data = tmp_path / "data"
     write_dataset(data)
