@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import time
 import uuid
 from typing import Any
@@ -199,6 +200,9 @@ def finish_stage(stage_dir: str, started: float, manifest: dict[str, Any]) -> di
         "watchnext_version": __version__,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": round(time.time() - started, 3),
+        # the peak resident memory of the process that ran the stage, up to its end (the
+        # driver's: Spark executors and Ray workers are processes of their own)
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         **manifest,
     }
     body["fingerprint"] = fingerprint(body.get("built_from"), body.get("inputs"), body.get("config"),

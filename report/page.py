@@ -55,7 +55,7 @@ def render(report: dict[str, Any], metrics: dict[str, Any] | None, prep: dict[st
         _baseline_settings(report),
         _channels(recall.get("channels")),
         '<h2>Hit rate at K</h2><div class="charts">',
-        _figure(line_chart({name: [(k, m[f"hr@{k}"]) for k in (10, 50, 100, 200) if f"hr@{k}" in m]
+        figure(line_chart({name: [(k, m[f"hr@{k}"]) for k in (10, 50, 100, 200) if f"hr@{k}" in m]
                             for name, m in rows}, "K", "HR@K", log_x=True),
                 "Share of users whose held-out watch is in their top K."),
         "</div>",
@@ -68,9 +68,9 @@ def render(report: dict[str, Any], metrics: dict[str, Any] | None, prep: dict[st
             f'{metrics.get("workers", "?")} ({e(str(metrics.get("precision", "fp32")))}), '
             f'{metrics.get("examples_per_second", 0):,.0f} examples/s.</p>',
             '<div class="charts">',
-            _figure(line_chart({"loss": [(r["epoch"], r["loss"]) for r in epochs]}, "epoch", "training loss"),
+            figure(line_chart({"loss": [(r["epoch"], r["loss"]) for r in epochs]}, "epoch", "training loss"),
                     "Mean training loss per epoch."),
-            _figure(line_chart({"val HR@50": [(r["epoch"], r["val_hr@50"]) for r in epochs
+            figure(line_chart({"val HR@50": [(r["epoch"], r["val_hr@50"]) for r in epochs
                                               if r.get("val_hr@50") is not None]}, "epoch", "HR@50"),
                     "Validation HR@50 after each epoch (held-out users, the whole corpus ranked)."),
             "</div>",
@@ -87,7 +87,7 @@ def render(report: dict[str, Any], metrics: dict[str, Any] | None, prep: dict[st
             f'<p class="sub">Catalog coverage {model["coverage"]:.1%}; a recommended item was watched '
             f'{model["mean_popularity"]:,.1f} times in training on average, a catalog item '
             f'{model["catalog_mean_popularity"]:,.1f} times.{e(fresh)}</p>',
-            _figure(bar_chart(distribution["buckets"], {"recommended slots": distribution["recommended"],
+            figure(bar_chart(distribution["buckets"], {"recommended slots": distribution["recommended"],
                                                         "catalog items": distribution["catalog"]}, "share"),
                     "Share of recommendation slots and of catalog items by the item's number of training "
                     "watches (log2 buckets)."),
@@ -119,7 +119,7 @@ def age_effect_figure(effect: dict[str, Any], predicted: dict[str, list[float]])
                f"age ({effect['predicted_examples']:,} examples, the tower at the example's own age). Without "
                "example age a model predicts the window's average popularity at every instant, mass on items "
                "not in the log yet included.")
-    return _figure(bar_chart(effect["buckets"], {"training watches": effect["empirical"], **predicted}, "share"),
+    return figure(bar_chart(effect["buckets"], {"training watches": effect["empirical"], **predicted}, "share"),
                    caption)
 
 
@@ -204,7 +204,7 @@ def _number(value: Any) -> str:
     return f"{value:,.0f}" if isinstance(value, (int, float)) else html.escape(str(value))
 
 
-def _figure(svg: str, caption: str) -> str:
+def figure(svg: str, caption: str) -> str:
     return f"<figure>{svg}<figcaption>{html.escape(caption)}</figcaption></figure>"
 
 

@@ -9,6 +9,7 @@
     watchnext tune     --data DATA_DIR --out OUT [--budget-minutes M] [--config F] [--set k=v ...]
     watchnext ablate   --data DATA_DIR --out OUT --grid GRID [--repeats R] [--config F] [--set k=v ...]
     watchnext nightly  --date D --data DATA_DIR --root ROOT [--step STEP] [--force] [--config F] [--set k=v ...]
+    watchnext history  --root ROOT
 """
 
 from __future__ import annotations
@@ -93,13 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
         "nightly", help="one night of retraining: the window of daily partitions ending --date, warm-started "
                         "from the previous night; recall/ and i2i/ tables partitioned by run_date"))
     nightly.add_argument("--date", required=True, help="the night's date D (YYYY-MM-DD): trains on days up to D, "
-                                                       "evaluates on D+1 when that day is there")
+                                                       "evaluates on a share of the users' watches of D")
     nightly.add_argument("--data", required=True, help="DATA_DIR whose clicks/ are partitioned date=YYYY-MM-DD/")
     nightly.add_argument("--root", required=True, help="NIGHTLY_ROOT: runs/D/, recall/, i2i/ and nightly/D.json")
     nightly.add_argument("--step", choices=("all", *NIGHTLY_STEPS), default="all",
                          help="one step alone (a scheduler runs them in order), or all of them")
     nightly.add_argument("--force", action="store_true",
                          help="publish the night even when the publish gate refuses it (the reasons are kept)")
+    history = _configured(sub.add_parser("history", help="the nightly job across nights: ROOT/history.html and "
+                                                         "ROOT/history.json (nightly publish writes them too)"))
+    history.add_argument("--root", required=True, help="NIGHTLY_ROOT")
     return parser
 
 
@@ -117,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, overrides)
         paths = {f"--{name}": getattr(args, name, None) for name in ("data", "out", "run", "root")}
         cfg.check_paths(**paths)
-        log_file = log_to_file(_log_folder(args), args.command, args.verbose)
+        if args.command != "history":  # a page from the nights' files: nothing worth a log
+            log_file = log_to_file(_log_folder(args), args.command, args.verbose)
         if args.command in ("evaluate", "report"):
             print_report(evaluate_stage(args.run, cfg))
             print(f"report: {RunLayout.of(args.run).report.html}")
@@ -139,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
             _ablate(args, cfg)
         elif args.command == "nightly":
             _nightly(args, cfg)
+        elif args.command == "history":
+            from report.history import write_history
+
+            json_path, html_path = write_history(args.root)
+            print(f"history: {html_path} (and {json_path.rsplit('/', 1)[-1]})")
         return 0
     except NightRefused as refused:
         # not the user's input: tonight's lists do not look like the published ones

@@ -209,6 +209,7 @@ def publish(night: Night, cfg: Config, force: bool = False) -> dict[str, Any]:
     and i2i partitions in. Either way write nightly/D.json, last; a refused night raises
     NightRefused after it."""
     from report.freshness import new_items
+    from report.history import write_history
     from watchnext.gate import NightStats, refusals
 
     run = night.run
@@ -249,6 +250,8 @@ def publish(night: Night, cfg: Config, force: bool = False) -> dict[str, Any]:
         if storage.exists(storage.join(compare, MANIFEST)) else None,
     }
     storage.write_text(summary_path(night.root, night.date), json.dumps(summary, indent=2) + "\n")
+    history_json, history_html = write_history(night.root)  # the page across nights, this one included
+    log.info("night %s: the nights so far in %s (and %s)", night.date, history_html, history_json.rsplit("/", 1)[-1])
     if not published:
         raise NightRefused(night.date, reasons)
     if reasons:

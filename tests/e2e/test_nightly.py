@@ -189,3 +189,10 @@ def test_a_night_the_gate_refuses_keeps_the_published_tables_and_says_why(nights
     assert "published with --force, although" in forced.stderr
     night = summary(root, SECOND)
     assert night["published"] and night["gate"]["forced"] and night["gate"]["refused"]
+    # the history across nights, rewritten by every publish: the first night, and SECOND forced
+    history = json.loads((root / "history.json").read_text())
+    assert [(n["date"], n["published"], n["forced"]) for n in history["nights"]] == [(FIRST, True, False),
+                                                                                     (SECOND, True, True)]
+    assert history["nights"][1]["evaluation"]["hr@50"] == night["evaluation"]["tonight"]["hr@50"]
+    assert set(history["nights"][1]["steps"]) == {"prep", "train", "recall", "evaluate", "compare"}
+    assert "yes (forced)" in (root / "history.html").read_text()
