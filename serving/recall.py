@@ -176,11 +176,12 @@ def _build_index(run: RunLayout, rc: RecallConfig, widths: Widths, model_version
     vectors, item_index, item_ids = vectors[keep], item_index[keep], item_ids[keep]
     params = index_params(rc, len(vectors), vectors.shape[1])
     index = ShardedIndex.build(vectors, params, rc.shards, seed=seed)
-    tuning = None
+    tuning, searched = None, ""
     if params.kind != "flat" and rc.ann_check_users:
         queries = sample_user_queries(run.prep.user_features, run.model.root, widths, rc.ann_check_users, seed)
         k = min(rc.top_k, index.ntotal)
         tuning = tune_search(index, vectors, queries, k, rc.ann_target)
+        searched = f", {tuning['parameter']} {tuning['chosen']} for ANN recall@{k} {tuning[f'ann_recall@{k}']:.3f}"
         if not tuning["reached"]:
             log.warning("recall: the %s index reaches ANN recall@%d %.3f at its widest search (%s %d), under "
                         "recall.ann_target %.2f; more memory keeps vectors whole (recall.index_memory_gb), more "
@@ -190,8 +191,6 @@ def _build_index(run: RunLayout, rc: RecallConfig, widths: Widths, model_version
     _write_table(pa.table({"index": item_index, "item_id": pa.array(item_ids, pa.string())}),
                  run.recall.index_items)
     index.save(run.recall.index, model_version, search_tuning=tuning)
-    searched = "" if tuning is None else f", {tuning['parameter']} {tuning['chosen']} for ANN recall@{k} " \
-        f"{tuning[f'ann_recall@{k}']:.3f}"
     log.info("%s index over %d items in %d shard(s)%s: %.1fs", index.params.kind, len(vectors), len(index.shards),
              searched, time.time() - started)
     return vectors, item_ids, int((~keep).sum()), tuning
