@@ -3,11 +3,12 @@ scored by their co-watch similarity (serving.cowatch) to the user's last few wat
 
     score_u(c) = sum_{j in last R of u} sim(j, c).
 
-The similarity S is built once over every training user; a batch of users' scores is then
-Q S, Q the sparse rows of their last R watches, and no dense block larger than
-[batch x items] is ever made.
+The similarity S is built once over every training user. A user's scores are the sum of a few
+sparse rows of S, so the target's rank is counted from those rows alone: no [users x items]
+block is made, whatever the catalog.
 
-Every scored baseline (this one, report/als.py) ranks by the same protocol, rank_unwatched.
+Every scored baseline (this one, report/als.py) ranks by the same protocol: among the items
+the user has not watched, ties to the lower index (rank_unwatched).
 """
 
 from __future__ import annotations
@@ -16,21 +17,24 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from serving.cowatch import latest, watch_pairs
+from serving.cowatch import latest, row_blocks, watch_pairs
 
 MISS = np.iinfo(np.int64).max
-BLOCK_SCORES = 2_000_000  # scores per [users x items] block (16 MB of float64), whatever the catalog
+BLOCK_SCORES = 2_000_000  # ALS's scores per [users x items] block (16 MB of float64), whatever the catalog
+ENTRIES_PER_BLOCK = 4_000_000  # item-kNN's similarity entries gathered per block of users (~200 MB of work arrays)
+# a sparse score costs about twice a dense one to rank (its row and column are looked up)
+DENSE_FROM = 0.5
 
 
 def item_knn_scores(similarity: torch.Tensor, recent_ids: torch.Tensor) -> torch.Tensor:
-    """[users, items] scores Q S: row u sums the similarity rows of u's recent item ids
-    (0 = padding, skipped; an item twice in the recent watches counts twice)."""
+    """[users, items] sparse CSR scores Q S: row u sums the similarity rows of u's recent
+    item ids (0 = padding, skipped; an item twice in the recent watches counts twice)."""
     users, num_items = len(recent_ids), similarity.shape[0]
     rows, positions = (recent_ids > 0).nonzero(as_tuple=True)
     query = torch.sparse_coo_tensor(torch.stack([rows, recent_ids[rows, positions]]),
                                     torch.ones(len(rows), dtype=torch.float64), (users, num_items),
                                     check_invariants=True).coalesce()
-    return (query.to_sparse_csr() @ similarity).to_dense()
+    return query.to_sparse_csr() @ similarity
 
 
 def item_knn_ranks(
@@ -39,18 +43,68 @@ def item_knn_ranks(
     history: np.ndarray,  # [users, history_len] the last watches, oldest first, 0-padded
     similarity: torch.Tensor,  # cosine_similarity of the watches known at the targets' time
     recent: int,
-    batch_size: int | None = None,  # users per block; default: BLOCK_SCORES // items
+    entries_per_block: int = ENTRIES_PER_BLOCK,
+    dense_from: float = DENSE_FROM,
 ) -> np.ndarray:
     """0-based rank of each target among the items the user has not watched, by item-kNN
-    score over the user's last `recent` watches (rank_unwatched's protocol)."""
-    batch_size = batch_size or users_per_block(similarity.shape[0])
-    recent_ids = torch.from_numpy(latest(history, recent))
+    score over the user's last `recent` watches (rank_unwatched's protocol).
+
+    A user's scores are sparse: only the items co-watched with a recent watch score above 0.
+    So the rank is counted from those entries alone: the scored, unwatched items above the
+    target, and, when the target itself scores 0, every unscored, unwatched item of a lower
+    index (ties go to the lower index). Users are taken in blocks of about entries_per_block
+    gathered similarities, whatever the catalog; a block whose scores are mostly present
+    (more than dense_from of them: a small catalog) is ranked as a dense block, which is then
+    no larger than its sparse scores and faster to rank."""
+    recent_ids = latest(history, recent)
+    gathered = np.diff(similarity.crow_indices().numpy())[recent_ids].sum(1)  # row 0 (padding) is empty
+    recent_ids = torch.from_numpy(recent_ids)
     ranks = np.empty(len(target_index), dtype=np.int64)
-    for start in range(0, len(target_index), batch_size):
-        rows = slice(start, start + batch_size)
+    for rows in row_blocks(gathered, entries_per_block):
         scores = item_knn_scores(similarity, recent_ids[rows])
-        ranks[rows] = rank_unwatched(scores, target_index[rows], watched.slice(start, batch_size))
+        targets, seen = np.asarray(target_index[rows], dtype=np.int64), watched.slice(rows.start, rows.stop - rows.start)
+        if scores.values().numel() > dense_from * scores.shape[0] * scores.shape[1]:
+            ranks[rows] = rank_unwatched(scores.to_dense(), targets, seen)
+        else:
+            ranks[rows] = sparse_ranks(scores, targets, seen)
     return ranks
+
+
+def sparse_ranks(scores: torch.Tensor, targets: np.ndarray, watched: pa.ListArray) -> np.ndarray:
+    """rank_unwatched of sparse CSR [users, items] scores, every absent score 0 and every
+    present one above 0, counted from the present entries alone."""
+    users, num_items = scores.shape
+    entry_user = np.repeat(np.arange(users), np.diff(scores.crow_indices().numpy()))
+    entry_item, values = scores.col_indices().numpy(), scores.values().numpy()
+    seen_items, seen_users = watch_pairs(watched)
+    seen = np.unique(seen_users * num_items + seen_items)
+    entry_seen = _contains(seen, entry_user * num_items + entry_item)
+    at_target = entry_item == targets[entry_user]
+    scored = np.zeros(users, dtype=bool)
+    scored[entry_user[at_target]] = True
+    own = np.zeros(users)
+    own[entry_user[at_target]] = values[at_target]
+    target = targets[entry_user]
+    above = ~entry_seen & ((values > own[entry_user]) | ((values == own[entry_user]) & (entry_item < target)))
+    ranks = np.bincount(entry_user[above], minlength=users)
+    # a target scoring 0 also ranks behind every unscored, unwatched item of a lower index: the
+    # items 1 .. target - 1 less the scored ones and the unscored watched ones among them
+    below = entry_item < target
+    scored_below = np.bincount(entry_user[below], minlength=users)
+    seen_user, seen_item = seen // num_items, seen % num_items
+    seen_below = np.bincount(seen_user[seen_item < targets[seen_user]], minlength=users)
+    seen_scored_below = np.bincount(entry_user[below & entry_seen], minlength=users)
+    unscored_below = np.maximum(targets - 1, 0) - scored_below - (seen_below - seen_scored_below)
+    ranks = ranks + np.where(scored, 0, unscored_below)
+    recommendable = (targets > 0) & ~_contains(seen, np.arange(users) * num_items + targets)
+    return np.where(recommendable, ranks, MISS)
+
+
+def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """keys[i] in sorted_keys (ascending)."""
+    if len(sorted_keys) == 0:
+        return np.zeros(len(keys), dtype=bool)
+    return sorted_keys.take(np.searchsorted(sorted_keys, keys), mode="clip") == keys
 
 
 def rank_unwatched(scores: torch.Tensor, targets: np.ndarray, watched: pa.ListArray) -> np.ndarray:

@@ -12,6 +12,8 @@ similarity to the user's last few watches.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -22,21 +24,77 @@ import torch
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
 
 
-def cosine_similarity(watched: pa.ListArray, num_items: int) -> torch.Tensor:
+PAIRS_PER_BLOCK = 16_000_000  # co-watch pairs counted at once (~0.5 GB of work arrays)
+
+
+@dataclass(frozen=True)
+class SimilarityBlock:
+    """Rows first .. first + len(crow) - 2 of S in CSR form: row r's columns and values are
+    columns[crow[r - first]:crow[r - first + 1]], by column."""
+
+    first: int
+    crow: np.ndarray  # int64
+    columns: np.ndarray  # int64
+    values: np.ndarray  # float64
+
+
+def cosine_blocks(watched: pa.ListArray, num_items: int,
+                  pairs_per_block: int = PAIRS_PER_BLOCK) -> Iterator[SimilarityBlock]:
+    """sim(i, j) over the users of watched (one row of distinct item indices per user), a
+    block of item rows at a time: each block counts |U_i & U_j| from the pairs of items its
+    rows' users watched, about pairs_per_block of them, so the work arrays stay bounded
+    whatever the log; a block is as large as its rows' co-watched pairs."""
+    flat, parents = watch_pairs(watched)
+    user_start = np.searchsorted(parents, np.arange(len(watched) + 1))  # X: users x items
+    user_watches = np.diff(user_start)
+    by_item = np.argsort(flat, kind="stable")  # X^T: items x users
+    item_users = parents[by_item]
+    item_start = np.searchsorted(flat[by_item], np.arange(num_items + 1))
+    audience = np.diff(item_start)  # |U_i|
+    inverse_norm = np.where(audience > 0, 1.0 / np.sqrt(np.maximum(audience, 1)), 0.0)
+    expanded = np.concatenate([[0], np.cumsum(user_watches[item_users])])
+    row_pairs = expanded[item_start[1:]] - expanded[item_start[:-1]]
+    for rows in row_blocks(row_pairs, pairs_per_block):
+        users = item_users[item_start[rows.start]:item_start[rows.stop]]
+        row = np.repeat(np.arange(rows.stop - rows.start), audience[rows])
+        lengths = user_watches[users]
+        keys = np.repeat(row, lengths) * num_items + flat[ranges(user_start[users], lengths)]
+        keys, together = np.unique(keys, return_counts=True)
+        block_row, column = keys // num_items, keys % num_items
+        cosine = together * inverse_norm[block_row + rows.start] * inverse_norm[column]
+        yield SimilarityBlock(rows.start, np.searchsorted(block_row, np.arange(rows.stop - rows.start + 1)),
+                              column, cosine)
+
+
+def cosine_similarity(watched: pa.ListArray, num_items: int, pairs_per_block: int = PAIRS_PER_BLOCK) -> torch.Tensor:
     """sim(i, j) over the users of watched (one row of distinct item indices per user), as a
     sparse CSR [num_items, num_items] float64 tensor holding the co-watched pairs only.
     float64: the sums of a few similarities then rank exactly as a brute-force computation."""
-    flat, parents = watch_pairs(watched)
-    ones = torch.ones(len(flat), dtype=torch.float64)
-    users_items = torch.sparse_coo_tensor(np.stack([parents, flat]), ones, (len(watched), num_items),
-                                          check_invariants=True).coalesce()
-    together = torch.sparse.mm(users_items.t().coalesce(), users_items).coalesce()  # |U_i & U_j|
-    counts = torch.bincount(torch.from_numpy(flat), minlength=num_items).double()  # |U_i|
-    inverse_norm = torch.where(counts > 0, counts.rsqrt(), torch.zeros_like(counts))
-    i, j = together.indices()
-    cosine = together.values() * inverse_norm[i] * inverse_norm[j]
-    return torch.sparse_coo_tensor(together.indices(), cosine, together.shape,
-                                   check_invariants=False).to_sparse_csr()  # indices from a coalesced tensor
+    crow, columns, values = [np.zeros(1, dtype=np.int64)], [], []
+    for block in cosine_blocks(watched, num_items, pairs_per_block):
+        crow.append(block.crow[1:] + crow[-1][-1])
+        columns.append(block.columns)
+        values.append(block.values)
+    return torch.sparse_csr_tensor(torch.from_numpy(np.concatenate(crow)),
+                                   torch.from_numpy(np.concatenate(columns or [np.zeros(0, np.int64)])),
+                                   torch.from_numpy(np.concatenate(values or [np.zeros(0)])),
+                                   (num_items, num_items), check_invariants=False)
+
+
+def row_blocks(sizes: np.ndarray, budget: int) -> Iterator[slice]:
+    """Consecutive slices of rows whose sizes sum to about `budget` (one row at least), every
+    row in one of them."""
+    ends = np.searchsorted(np.cumsum(sizes), np.arange(budget, int(sizes.sum()) + budget, budget), side="right")
+    start = 0
+    for end in (*ends.tolist(), len(sizes)):
+        if end > start:
+            yield slice(start, end)
+            start = end
+
+
+def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The positions starts[k] .. starts[k] + lengths[k] - 1 of every k, concatenated."""
+    return np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
 
 
 def latest(history: np.ndarray, count: int) -> np.ndarray:

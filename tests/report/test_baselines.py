@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 import torch
 
@@ -76,7 +77,8 @@ def brute_force_knn_ranks(targets, watched, history, similarity_log, num_items, 
     return ranks
 
 
-def test_ranks_equal_a_brute_force_computation_on_a_random_log():
+@pytest.mark.parametrize("dense_from", [0.0, 0.5, 2.0], ids=["dense", "by-density", "sparse"])
+def test_ranks_equal_a_brute_force_computation_on_a_random_log(dense_from):
     rng = np.random.default_rng(5)
     num_items, history_len = 30, 6
     # a log with a popular head, so that co-watch counts vary and exact ties are rare but present
@@ -91,7 +93,8 @@ def test_ranks_equal_a_brute_force_computation_on_a_random_log():
     watched = pa.array(log[:25], pa.list_(pa.int32()))
     similarity = cosine_similarity(pa.array(log, pa.list_(pa.int32())), num_items)
     for recent in (1, 2, 3, 6):
-        ranks = item_knn_ranks(targets, watched, history, similarity, recent=recent, batch_size=7)
+        ranks = item_knn_ranks(targets, watched, history, similarity, recent=recent, entries_per_block=40,
+                               dense_from=dense_from)
         assert ranks.tolist() == brute_force_knn_ranks(targets, log[:25], history, log, num_items, recent)
 
 
@@ -106,3 +109,29 @@ def test_rank_unwatched_skips_padding_and_watched_items_and_breaks_ties_by_index
     # user 0: 2 is watched, 3 leads, then 1, then 4; user 1: 2 ties 3 and goes first (lower index)
     assert rank_unwatched(scores.clone(), np.array([4, 3]), watched).tolist() == [2, 1]
     assert rank_unwatched(scores.clone(), np.array([2, 0]), watched).tolist() == [MISS, MISS]
+
+
+def test_a_target_nobody_co_watched_ranks_behind_every_scored_item_then_by_index():
+    # two communities, {1, 2, 3} and {4, 5, 6}: a {1, 2, 3} user's target in the other one scores 0
+    log = [[1, 2], [2, 3], [1, 3], [4, 5], [5, 6], [4, 6], [1, 2, 3]]
+    similarity = cosine_similarity(pa.array(log, pa.list_(pa.int32())), num_items=8)
+    watched = pa.array([[1], [1], [1], [1, 4]], pa.list_(pa.int32()))
+    history = np.array([[1], [1], [1], [1]])
+    for dense_from in (0.0, 2.0):  # ranked as dense blocks, and from the scored entries alone
+        ranks = item_knn_ranks(np.array([5, 4, 7, 5]), watched, history, similarity, recent=1, entries_per_block=1,
+                               dense_from=dense_from)
+        # 2 and 3 score above 0; then 4, 5, 6, 7 by index (user 3 watched 4)
+        assert ranks.tolist() == [3, 2, 5, 2]
+    assert ranks.tolist() == brute_force_knn_ranks([5, 4, 7, 5], watched.to_pylist(), history, log, 8, 1)
+
+
+def test_the_similarity_built_a_few_rows_at_a_time_is_the_same_matrix():
+    rng = np.random.default_rng(2)
+    log = pa.array([sorted(set(rng.choice(np.arange(1, 40), rng.integers(1, 15), p=_head(40)).tolist()))
+                    for _ in range(60)], pa.list_(pa.int32()))
+    whole = cosine_similarity(log, 45)
+    for pairs in (1, 50, 400):
+        blocked = cosine_similarity(log, 45, pairs_per_block=pairs)
+        assert torch.equal(blocked.crow_indices(), whole.crow_indices())
+        assert torch.equal(blocked.col_indices(), whole.col_indices())
+        assert torch.equal(blocked.values(), whole.values())
