@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -75,6 +76,7 @@ BOOTSTRAP_SEED = 0
 DEFAULT_RECENT_DAYS = 7.0  # prep.recent_days of runs that predate it
 POPULARITY_BUCKETS = 12  # watch counts 0, 1, 2-3, 4-7, ..., >= 1024
 MISS = np.iinfo(np.int64).max  # rank of an item that is not in the list at all
+TABLE_BATCH_USERS = 32_768  # recall rows read at once: ~40 MB of item ids at 100 per user
 WATCHED_TYPE = pa.list_(pa.int32())  # prep's watched lists, one type whichever folder they come from
 
 log = logging.getLogger(__name__)
@@ -113,41 +115,71 @@ def bootstrap_intervals(ranks: np.ndarray, metrics: tuple[str, ...] = CI_METRICS
     from `samples` resamples of the users with replacement (seeded)."""
     values = np.stack([per_user(ranks, m) for m in metrics])  # [metrics, users]
     n = values.shape[1]
-    rng = np.random.default_rng(seed)
-    means = np.empty((samples, len(metrics)))
-    for b in range(samples):
-        means[b] = values @ np.bincount(rng.integers(0, n, n), minlength=n) / n
+    # A user's terms take few distinct values (one per rank below the largest K), so a resample
+    # of n users is a multinomial draw of how many fall on each: the same distribution as
+    # drawing the users, at a cost that does not grow with them
+    terms, users_with = np.unique(values, axis=1, return_counts=True)
+    counts = np.random.default_rng(seed).multinomial(n, users_with / n, size=samples)  # [samples, terms]
+    means = counts @ terms.T / n
     low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2], axis=0)
     suffix = f"_ci{round(level * 100)}"
     return {m + suffix: [float(lo), float(hi)] for m, lo, hi in zip(metrics, low, high)}
 
 
-def list_statistics(item_lists: pa.ListArray, item_ids: pa.Array, counts: np.ndarray, catalog: int,
-                    fresh: np.ndarray | None = None) -> dict[str, Any]:
+class ListStatistics:
     """Catalog coverage (distinct recommended items / items that could be recommended), the
     training popularity (watch count) of the recommended items, every slot counted: its mean
     beside the catalog's and its distribution over log2 buckets beside the catalog's, and,
     given which items are fresh, their share of the slots beside their share of the catalog.
-    item_ids, counts and fresh describe the vocabulary row by row; an item outside it counts 0."""
-    flat = pc.list_flatten(item_lists)
-    rows = pc.index_in(flat, value_set=item_ids).to_numpy(zero_copy_only=False)  # NaN: not in the vocabulary
-    known = ~np.isnan(rows)
-    rows = np.where(known, rows, 0).astype(np.int64)
-    slot_counts = np.where(known, np.asarray(counts, dtype=np.float64)[rows], 0.0)
-    stats: dict[str, Any] = {
-        "coverage": pc.count_distinct(flat).as_py() / max(catalog, 1),
-        "mean_popularity": float(slot_counts.mean()) if len(flat) else 0.0,
-        "catalog_mean_popularity": float(np.mean(counts)) if len(counts) else 0.0,
-        "popularity_distribution": {
-            "buckets": popularity_buckets(),
-            "recommended": _shares(popularity_bucket(slot_counts)),
-            "catalog": _shares(popularity_bucket(counts)),
-        },
-    }
-    if fresh is not None:
-        stats["fresh_share"] = float((known & fresh[rows]).mean()) if len(flat) else 0.0
-        stats["catalog_fresh_share"] = float(np.mean(fresh)) if len(fresh) else 0.0
-    return stats
+    item_ids, counts and fresh describe the vocabulary row by row; an item outside it counts 0.
+    The lists are added a batch at a time, so a table of any size is described in one pass."""
+
+    def __init__(self, item_ids: pa.Array, counts: np.ndarray, catalog: int, fresh: np.ndarray | None = None):
+        self.item_ids, self.counts, self.catalog, self.fresh = item_ids, np.asarray(counts, np.float64), catalog, fresh
+        self.recommended = np.zeros(len(item_ids), dtype=bool)
+        self.unknown: set[str] = set()  # recommended items outside the vocabulary
+        self.slots = self.fresh_slots = 0
+        self.popularity = 0.0
+        self.buckets = np.zeros(POPULARITY_BUCKETS, dtype=np.int64)
+
+    def add(self, item_lists: pa.ListArray) -> None:
+        flat = pc.list_flatten(item_lists)
+        rows = pc.index_in(flat, value_set=self.item_ids).to_numpy(zero_copy_only=False)  # NaN: not in the vocabulary
+        known = ~np.isnan(rows)
+        rows = np.where(known, rows, 0).astype(np.int64)
+        slot_counts = np.where(known, self.counts[rows], 0.0)
+        self.recommended[rows[known]] = True
+        if not known.all():
+            self.unknown.update(pc.unique(flat.filter(pa.array(~known))).to_pylist())
+        self.slots += len(flat)
+        self.popularity += float(slot_counts.sum())
+        self.buckets += np.bincount(popularity_bucket(slot_counts), minlength=POPULARITY_BUCKETS)
+        if self.fresh is not None:
+            self.fresh_slots += int((known & self.fresh[rows]).sum())
+
+    def result(self) -> dict[str, Any]:
+        stats: dict[str, Any] = {
+            "coverage": (int(self.recommended.sum()) + len(self.unknown)) / max(self.catalog, 1),
+            "mean_popularity": self.popularity / self.slots if self.slots else 0.0,
+            "catalog_mean_popularity": float(np.mean(self.counts)) if len(self.counts) else 0.0,
+            "popularity_distribution": {
+                "buckets": popularity_buckets(),
+                "recommended": (self.buckets / max(self.buckets.sum(), 1)).tolist(),
+                "catalog": _shares(popularity_bucket(self.counts)),
+            },
+        }
+        if self.fresh is not None:
+            stats["fresh_share"] = self.fresh_slots / self.slots if self.slots else 0.0
+            stats["catalog_fresh_share"] = float(np.mean(self.fresh)) if len(self.fresh) else 0.0
+        return stats
+
+
+def list_statistics(item_lists: pa.ListArray, item_ids: pa.Array, counts: np.ndarray, catalog: int,
+                    fresh: np.ndarray | None = None) -> dict[str, Any]:
+    """ListStatistics of one array of lists."""
+    stats = ListStatistics(item_ids, counts, catalog, fresh)
+    stats.add(item_lists)
+    return stats.result()
 
 
 def popularity_bucket(counts: np.ndarray) -> np.ndarray:
@@ -169,16 +201,36 @@ def _shares(buckets: np.ndarray) -> list[float]:
     return (counts / max(counts.sum(), 1)).tolist()
 
 
-def ranks_in_lists(lists: pa.ListArray, targets: np.ndarray) -> np.ndarray:
-    """0-based position of targets[i] in lists[i], or MISS."""
-    flat = pc.list_flatten(lists).to_numpy(zero_copy_only=False)
-    parents = pc.list_parent_indices(lists).to_numpy()
+def ranks_in_lists(lists: pa.ListArray, targets: pa.Array | np.ndarray) -> np.ndarray:
+    """0-based position of targets[i] in lists[i], or MISS (a null target is never found)."""
+    targets = targets if isinstance(targets, pa.Array) else pa.array(targets)
+    parents = pc.list_parent_indices(lists)
+    hit = pc.fill_null(pc.equal(pc.list_flatten(lists), targets.take(parents)), False).to_numpy(zero_copy_only=False)
+    parents = parents.to_numpy()
     offsets = lists.offsets.to_numpy()
     starts = offsets[:-1] - offsets[0]
-    hit = flat == targets[parents]
     ranks = np.full(len(targets), MISS, dtype=np.int64)
     # positions of hits, first hit per user wins (np.minimum.at keeps the smallest)
     np.minimum.at(ranks, parents[hit], np.flatnonzero(hit) - starts[parents[hit]])
+    return ranks
+
+
+def table_ranks(table_dir: str, targets: pa.Table, statistics: ListStatistics | None = None) -> np.ndarray:
+    """Each target's (user_id, item_id) rank in its user's list of a recall table, MISS where
+    the user has no list or the list lacks it; the table is read a batch of users at a time,
+    and every list is added to `statistics` on the way."""
+    target_row = pd.Index(targets.column("user_id").to_pandas())
+    target_ids = targets.column("item_id").combine_chunks()
+    ranks = np.full(targets.num_rows, MISS, dtype=np.int64)
+    for batch in storage.parquet_dataset(table_dir).to_batches(columns=["user_id", "item_ids"],
+                                                                batch_size=TABLE_BATCH_USERS):
+        lists = batch.column("item_ids")
+        if statistics is not None:
+            statistics.add(lists)
+        rows = target_row.get_indexer(batch.column("user_id").to_pandas())
+        present = np.flatnonzero(rows >= 0)
+        if len(present):
+            ranks[rows[present]] = ranks_in_lists(lists.take(present), target_ids.take(rows[present]))
     return ranks
 
 
@@ -237,23 +289,23 @@ def evaluate(run_dir: str, cfg: Config | None = None, choice_users: int | None =
     started = storage.begin_stage(report_dir, inputs=(prep_dir, recall_dir))
 
     targets = _read(run.prep.eval, ["user_id", "item_id", "item_index"])
-    table = _read(run.recall.table, ["user_id", "item_ids"])
     features = _read(run.prep.user_features, ["user_id", "watched", "history"])
-    # every evaluated user is kept: one without a recall row counts as a miss
-    item_lists = _fill_empty(_lookup(targets, table, "item_ids"), pa.string())
     watched = _fill_empty(_lookup(targets, features, "watched"), pa.int32())
     target_index = targets.column("item_index").fill_null(0).to_numpy().astype(np.int64)
-    target_ids = targets.column("item_id").to_numpy(zero_copy_only=False)
 
     top_k = int(recall["config"]["top_k"])
     recent_days = float(prep["config"].get("recent_days", DEFAULT_RECENT_DAYS))
     num_items, history_len = int(prep["features"]["item_vocab_size"]), int(prep["features"]["history_len"])
-    model_ranks = ranks_in_lists(item_lists, target_ids)
-    model = {**ranking_metrics(model_ranks, max_k=top_k), **bootstrap_intervals(model_ranks)}
     vocab = _read(run.prep.item_vocab, None)
-    model.update(list_statistics(table.column("item_ids").combine_chunks(), vocab.column("item_id").combine_chunks(),
-                                 vocab.column("count").to_numpy(), int(recall["index"]["items"]),
-                                 _fresh_items(run.prep, vocab, recent_days)))
+    statistics = ListStatistics(vocab.column("item_id").combine_chunks(), vocab.column("count").to_numpy(),
+                                int(recall["index"]["items"]), _fresh_items(run.prep, vocab, recent_days))
+    # every evaluated user is kept: one without a recall row counts as a miss
+    clock = time.time()
+    model_ranks = table_ranks(run.recall.table, targets, statistics)
+    model = {**ranking_metrics(model_ranks, max_k=top_k), **bootstrap_intervals(model_ranks),
+             **statistics.result()}
+    log.info("the model's lists: %d of %d users' targets found in %.1fs", int((model_ranks < MISS).sum()),
+             len(model_ranks), time.time() - clock)
     popular_ranks = most_popular_ranks(target_index, watched)
     baselines = {"most_popular": {**ranking_metrics(popular_ranks), **bootstrap_intervals(popular_ranks),
                                   "users": targets.num_rows}}
@@ -274,16 +326,20 @@ def evaluate(run_dir: str, cfg: Config | None = None, choice_users: int | None =
     choice = None if validation is None else sample_rows(validation.users, choice_users)
     scored = sample_rows(targets.num_rows, baseline_users)
     scored_watched = watched.take(pa.array(scored))
-    history = _histories(_lookup(targets, features, "history"), history_len)[scored]
+    history = _histories(_lookup(targets.take(pa.array(scored)), features, "history"), history_len)
     cfg = cfg or Config()
     if "item_knn" in cfg.report.baselines:
+        clock = time.time()
         baselines["item_knn"] = _item_knn(target_index[scored], scored_watched, history, training_watched,
                                           validation, choice, num_items)
+        log.info("item-kNN: %d users ranked in %.1fs", len(scored), time.time() - clock)
     if "als" in cfg.report.baselines:
+        clock = time.time()
         with _spark(cfg.spark) as spark:
             baselines["als"] = _als(spark, target_index[scored], scored_watched,
                                     _positions(targets, features)[scored], training_watched, validation, choice,
                                     num_items)
+        log.info("ALS: %d users ranked in %.1fs", len(scored), time.time() - clock)
     report = {
         "dataset": prep["inputs"]["dataset"],
         "users": targets.num_rows,
@@ -337,8 +393,7 @@ def table_metrics(targets_dir: str, table_dir: str, top_k: int) -> dict[str, Any
     targets_dir (a prep/eval folder), and "users"; a user without a list counts as a miss.
     Lets two tables, e.g. two nights' lists, be judged on the same users."""
     targets = _read(targets_dir, ["user_id", "item_id"])
-    lists = _fill_empty(_lookup(targets, _read(table_dir, ["user_id", "item_ids"]), "item_ids"), pa.string())
-    ranks = ranks_in_lists(lists, targets.column("item_id").to_numpy(zero_copy_only=False))
+    ranks = table_ranks(table_dir, targets)
     return {"users": targets.num_rows, **ranking_metrics(ranks, max_k=top_k), **bootstrap_intervals(ranks)}
 
 
@@ -398,6 +453,7 @@ def _item_knn(target_index: np.ndarray, watched: pa.ListArray, history: np.ndarr
         similarity = cosine_similarity(validation.watched, num_items)
         targets, before, last = validation.sample(choice)
         recent, scores = _choose(KNN_RECENT_GRID, lambda r: item_knn_ranks(targets, before, last, similarity, r))
+        del similarity  # one similarity in memory at a time
         tried = [{"recent": r, SELECTION_METRIC: score} for r, score in zip(KNN_RECENT_GRID, scores)]
         log.info("item-kNN: the last %d watches, chosen on %d of %d validation users (%s)", recent, len(choice),
                  validation.users, ", ".join(f"R={r}: {score:.4f}" for r, score in zip(KNN_RECENT_GRID, scores)))
