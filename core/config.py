@@ -426,8 +426,11 @@ class NightlyConfig(_Section):
     # freshest day still trains
     eval_share: float = Field(0.1, gt=0, le=1)
     # --- the publish gate (watchnext/gate.py): tonight against the last published night
-    # validation HR@50, catalog coverage and the share of full lists may fall at most this share:
-    # a retrained model moves a few percent from night to night, a collapsed one far more
+    # validation HR@50 may fall at most this share, or by less than 3 standard errors: a model
+    # retrained on one more day moves a few percent, one trained on a broken day (a tenth of the
+    # window, the freshest) or a collapsed one far more
+    gate_max_val_drop: float = Field(0.1, ge=0, le=1)
+    # catalog coverage and the share of full lists may fall at most this share
     gate_max_drop: float = Field(0.2, ge=0, le=1)
     # events a day, users and items within this share of the last published night's (users and
     # items may grow with the window besides): a broken or half-delivered day, or a mix-up of

@@ -102,8 +102,8 @@ def test_partition_bounds_go_together_and_in_order():
         load_config(overrides=["prep.partition_from=2026-03-05", "prep.partition_to=2026-03-01"])
 
 
-LAST = NightStats(val_hr50=0.30, coverage=0.40, full_lists=0.99, days=14, events_in=140_000, users=9_000,
-                  items=3_000, rejected_share=0.001)
+LAST = NightStats(val_hr50=0.30, val_users=2_000, coverage=0.40, full_lists=0.99, days=14, events_in=140_000,
+                  users=9_000, items=3_000, rejected_share=0.001)
 
 
 def test_a_night_like_the_last_published_one_passes_the_gate():
@@ -117,8 +117,22 @@ def test_a_night_like_the_last_published_one_passes_the_gate():
     assert refusals(LAST, None, cfg) == []
 
 
+def test_a_validation_drop_within_the_noise_of_a_few_users_passes_and_the_same_drop_on_many_does_not():
+    cfg = load_config().nightly
+    few = dataclasses.replace(LAST, val_users=300)
+    assert refusals(dataclasses.replace(few, val_hr50=0.25), few, cfg) == []  # 1.4 standard errors
+    reasons = refusals(dataclasses.replace(LAST, val_hr50=0.25), LAST, cfg)  # 3.5 on 2,000 users each
+    assert len(reasons) == 1 and "validation HR@50 0.2500 is more than 10% below" in reasons[0]
+    # a drop within the allowed share is not refused however many users see it
+    many = dataclasses.replace(LAST, val_users=10**6)
+    assert refusals(dataclasses.replace(many, val_hr50=0.28), many, cfg) == []
+    # a night from before the count was kept is judged on the drop alone
+    assert refusals(dataclasses.replace(few, val_hr50=0.25, val_users=None), few, cfg) != []
+
+
 @pytest.mark.parametrize("change, reason", [
-    ({"val_hr50": 0.20}, "validation HR@50 0.2000 is more than 20% below the last published night's 0.3000"),
+    ({"val_hr50": 0.20}, "validation HR@50 0.2000 is more than 10% below the last published night's 0.3000, "
+                         "by 7.4 standard errors"),
     ({"coverage": 0.10}, "catalog coverage 0.1000 is more than 20% below"),
     ({"full_lists": 0.40}, "40.0% of the users have a full list, under nightly.gate_min_full_lists=0.5"),
     ({"full_lists": 0.70}, "the share of full lists 0.7000 is more than 20% below"),
@@ -144,12 +158,16 @@ def test_a_nights_stats_come_from_its_manifests_and_its_recall_table(tmp_path):
     (tmp_path / "run" / "recall" / "table" / "run_date=2026-03-10").mkdir(parents=True)
     pq.write_table(pa.table({"item_ids": [["a", "b", "c"], ["a", "d", "e"], ["b"]]}),
                    f"{run.recall.table_partition('2026-03-10')}/part-0.parquet")
-    prep = {"counts": {"events_in": 1000, "users": 3, "items": 10, "rejected": {"bad_ts": 5, "null_id": 5}}}
+    prep = {"counts": {"events_in": 1000, "users": 3, "items": 10, "rejected": {"bad_ts": 5, "null_id": 5},
+                       "valid_users": 3}}
     model = {"metrics": {"best_epoch": 2, "epochs": [{"epoch": 1, "val_hr@50": 0.1}, {"epoch": 2, "val_hr@50": 0.3},
-                                                     {"epoch": 3, "val_hr@50": 0.2}]}}
+                                                     {"epoch": 3, "val_hr@50": 0.2}]}, "config": {"val_users": 2}}
     recall = {"config": {"top_k": 3}, "index": {"items": 10}}
     stats = NightStats.of(run, prep, model, recall, "2026-03-10", days=7)
-    # the exported (best) epoch's validation; 5 of 10 items recommended; 2 of 3 lists full
-    assert stats == NightStats(val_hr50=0.3, coverage=0.5, full_lists=2 / 3, days=7, events_in=1000, users=3,
-                               items=10, rejected_share=0.01)
+    # the exported (best) epoch's validation, on 2 of the 3 validation users (train.val_users);
+    # 5 of 10 items recommended; 2 of 3 lists full
+    assert stats == NightStats(val_hr50=0.3, val_users=2, coverage=0.5, full_lists=2 / 3, days=7, events_in=1000,
+                               users=3, items=10, rejected_share=0.01)
     assert NightStats.from_dict(stats.to_dict()) == stats
+    every = NightStats.of(run, prep, {**model, "config": {"val_users": 2000}}, recall, "2026-03-10", days=7)
+    assert every.val_users == 3

@@ -2,7 +2,7 @@
 like the nights before it.
 
 A night is described by a few numbers (NightStats): the model's validation HR@50 (prep/valid,
-never the held-out day), the recall table's catalog coverage and share of users with a full
+never the held-out day) and how many users it was measured on, the recall table's catalog coverage and share of users with a full
 list, and prep's counts (events read, users, items, the share of rejected rows). The gate
 compares them with the last published night's (NightlyConfig.gate_*) and names every rule a
 night breaks: a broken log day (few events, many rejected rows), a collapsed model (validation
@@ -12,6 +12,7 @@ that went short.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -23,6 +24,9 @@ from core.config import NightlyConfig
 from core.layout import RunLayout
 
 VAL_METRIC = f"val_hr@{VAL_K}"
+# a validation drop is a night's own only beyond this many standard errors (one in about 700
+# steady nights would pass 3 by chance alone, were it not also more than the drop allowed)
+GATE_Z = 3.0
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,7 @@ class NightStats:
     """What the gate reads of a night; kept in nightly/D.json under "gate"."""
 
     val_hr50: float | None  # the exported epoch's validation HR@50; None without a validation split
+    val_users: int | None  # the validation users it was measured on
     coverage: float  # distinct recommended items / items indexed
     full_lists: float  # share of the recall table's users with top_k items
     days: int  # days in the night's window (it grows until nightly.window_days)
@@ -49,8 +54,13 @@ class NightStats:
         column = lists.column("item_ids")
         lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
         counts = prep["counts"]
+        # validation runs on up to train.val_users of prep's validation users
+        sampled = model.get("config", {}).get("val_users")
+        val_users = None if validated is None or sampled is None else min(int(counts.get("valid_users", 0)),
+                                                                          int(sampled))
         return cls(
             val_hr50=None if validated is None else float(validated),
+            val_users=val_users,
             coverage=int(pc.count_distinct(pc.list_flatten(column)).as_py()) / max(int(recall["index"]["items"]), 1),
             full_lists=float((lengths >= int(recall["config"]["top_k"])).mean()) if len(lengths) else 0.0,
             days=days, events_in=int(counts["events_in"]), users=int(counts["users"]), items=int(counts["items"]),
@@ -62,7 +72,7 @@ class NightStats:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> NightStats:
-        return cls(**{name: raw[name] for name in cls.__dataclass_fields__})
+        return cls(**{name: raw.get(name) for name in cls.__dataclass_fields__})
 
 
 def refusals(tonight: NightStats, last: NightStats | None, cfg: NightlyConfig) -> list[str]:
@@ -74,11 +84,14 @@ def refusals(tonight: NightStats, last: NightStats | None, cfg: NightlyConfig) -
                        f"nightly.gate_min_full_lists={cfg.gate_min_full_lists:g}")
     if last is None:
         return reasons
+    if _significant_drop(tonight, last, cfg.gate_max_val_drop):
+        reasons.append(f"validation HR@50 {tonight.val_hr50:.4f} is more than {cfg.gate_max_val_drop:.0%} below the "
+                       f"last published night's {last.val_hr50:.4f}, by {_z(tonight, last):.1f} standard errors "
+                       f"(nightly.gate_max_val_drop)")
     drop = cfg.gate_max_drop
-    for name, now, before in (("validation HR@50", tonight.val_hr50, last.val_hr50),
-                              ("catalog coverage", tonight.coverage, last.coverage),
+    for name, now, before in (("catalog coverage", tonight.coverage, last.coverage),
                               ("the share of full lists", tonight.full_lists, last.full_lists)):
-        if now is not None and before is not None and now < before * (1 - drop):
+        if now < before * (1 - drop):
             reasons.append(f"{name} {now:.4f} is more than {drop:.0%} below the last published night's "
                            f"{before:.4f} (nightly.gate_max_drop)")
     band = cfg.gate_count_band
@@ -97,3 +110,23 @@ def refusals(tonight: NightStats, last: NightStats | None, cfg: NightlyConfig) -
         reasons.append(f"{tonight.rejected_share:.2%} of the rows were rejected, against {last.rejected_share:.2%} "
                        f"the last published night (nightly.gate_max_rejected_rise={cfg.gate_max_rejected_rise:g})")
     return reasons
+
+
+def _significant_drop(tonight: NightStats, last: NightStats, max_drop: float) -> bool:
+    """Validation HR@50 fell by more than max_drop of the last published night's, and by more
+    than GATE_Z standard errors of the difference: a few hundred validation users move by
+    several percent from night to night on their own, a million by a fraction of one."""
+    if tonight.val_hr50 is None or last.val_hr50 is None:
+        return False
+    if tonight.val_hr50 >= last.val_hr50 * (1 - max_drop):
+        return False
+    return tonight.val_users is None or last.val_users is None or _z(tonight, last) > GATE_Z
+
+
+def _z(tonight: NightStats, last: NightStats) -> float:
+    """The drop of validation HR@50 in standard errors of the difference of two shares."""
+    if tonight.val_users is None or last.val_users is None:
+        return float("inf")
+    p, q = tonight.val_hr50, last.val_hr50
+    error = math.sqrt(p * (1 - p) / max(tonight.val_users, 1) + q * (1 - q) / max(last.val_users, 1))
+    return (q - p) / error if error > 0 else float("inf")

@@ -36,6 +36,7 @@ def nights(tmp_path_factory):
     # half of the users are held out on each night's day, for enough targets
     config.write_text("train:\n  epochs: 2\n  workers: 1\nprep:\n  example_files: 2\nray:\n  num_cpus: 2\n"
                       "recall:\n  top_k: 50\nreport:\n  baselines: []\nnightly:\n  gate_max_drop: 0.5\n"
+                      "  gate_max_val_drop: 0.5\n"
                       "  eval_share: 0.5\n")
     common = ("--data", str(data), "--root", str(root), "--config", str(config))
     first = watchnext("nightly", "--date", FIRST, *common)
