@@ -7,7 +7,7 @@ Spark JVM; Ray's GCS, raylet and workers, whose shared object store PSS counts o
 sampled every 0.5 s. The log is generated once into WORKDIR/data and reused.
 
     python -m bench.soak --users 1000000 --items 2500000 --events 10000000 --workdir /tmp/soak \\
-        [--bound-gib 16] [--set section.key=value ...] [--markdown BENCHMARKS.md]
+        [--bound-gib 16] [--set section.key=value ...] [--stages evaluate ...] [--markdown BENCHMARKS.md]
 
 The exit code is 1 when a stage fails or peaks above --bound-gib (the README's bound).
 """
@@ -55,11 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--bound-gib", type=float, default=16.0, help="peak memory a stage may reach")
     parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE")
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES),
+                        help="run only these, on WORKDIR/run as the earlier stages left it")
     parser.add_argument("--markdown", type=Path, help="append the table to this file")
     args = parser.parse_args(argv)
     if psutil is None:
         parser.error("the soak measures memory with psutil: pip install -e '.[bench]'")
 
+    args.workdir.mkdir(parents=True, exist_ok=True)
     data, run = args.workdir / "data", args.workdir / "run"
     if not (data / "clicks").exists():
         generated = run_stage("generate", ["--users", str(args.users), "--items", str(args.items), "--events",
@@ -70,10 +73,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     settings = [a for s in [*DEFAULTS, *args.overrides] for a in ("--set", s)]
     results = []
-    for stage in STAGES:
+    for stage in args.stages:
         stage_args = ["--run", str(run)] if stage != "prep" else ["--data", str(data), "--out", str(run)]
-        result = run_stage(stage, stage_args + (settings if stage != "evaluate" else []),
-                           args.workdir / f"{stage}.log")
+        result = run_stage(stage, stage_args + settings, args.workdir / f"{stage}.log")
         results.append(result)
         print(json.dumps(result), flush=True)
         if result["returncode"]:
@@ -91,7 +93,8 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     prep = json.loads((args.workdir / "run" / "prep" / "_manifest.json").read_text())["counts"]
     lines = [
         f"`python -m bench.soak --users {args.users} --items {args.items} --events {args.events} --workdir "
-        f"{args.workdir}{''.join(' --set ' + s for s in args.overrides)}`, {platform.processor() or platform.machine()}, "
+        f"{args.workdir}{''.join(' --set ' + s for s in args.overrides)}"
+        f"{' --stages ' + ' '.join(args.stages) if args.stages != list(STAGES) else ''}`, {platform.processor() or platform.machine()}, "
         f"{dt.date.today().isoformat()}: {prep['events_in']:,} events, {prep['users']:,} users, "
         f"{prep['items']:,} items, {prep['examples']:,} examples.",
         "",
