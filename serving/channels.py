@@ -25,9 +25,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import torch
 
-from serving.cowatch import cosine_similarity, latest, watch_pairs
+from serving.cowatch import PAIRS_PER_BLOCK, cosine_blocks, latest, watch_pairs
 
 CHANNELS = ("model", "item2item", "popular", "fresh")
 # the candidate settings, cheapest first (the first of equals wins): every channel's weight
@@ -68,20 +67,25 @@ def fusion_grid(channels: tuple[str, ...]) -> list[Fusion]:
 class CoWatch:
     """Each item's `M` most similar items by co-watch cosine (0 = no neighbour), best first."""
 
-    neighbours: np.ndarray  # [num_items, M] int64 item indices
+    neighbours: np.ndarray  # [num_items, M] int32 item indices
     scores: np.ndarray  # [num_items, M] float32 cosine similarities
 
     @classmethod
-    def build(cls, watched: pa.ListArray, num_items: int, neighbours: int) -> "CoWatch":
-        """From the watch lists of every training user (one row of item indices each)."""
-        similarity = cosine_similarity(watched, num_items)
-        rows = torch.repeat_interleave(torch.arange(num_items), similarity.crow_indices().diff()).numpy()
-        cols = similarity.col_indices().numpy()
-        values = similarity.values().numpy()
-        keep = rows != cols  # an item is not its own neighbour
-        rows, cols, values = rows[keep], cols[keep], values[keep]
-        items, best, _ = top_per_row(rows, cols, values, num_items, neighbours)
-        return cls(items, best.astype(np.float32))
+    def build(cls, watched: pa.ListArray, num_items: int, neighbours: int,
+              pairs_per_block: int = PAIRS_PER_BLOCK) -> "CoWatch":
+        """From the watch lists of every training user (one row of item indices each); the
+        similarity is made and cut to each row's best a block of rows at a time, so it is
+        never held whole."""
+        items = np.zeros((num_items, neighbours), dtype=np.int32)
+        scores = np.zeros((num_items, neighbours), dtype=np.float32)
+        for block in cosine_blocks(watched, num_items, pairs_per_block):
+            count = len(block.crow) - 1
+            rows = np.repeat(np.arange(count), np.diff(block.crow))
+            keep = rows + block.first != block.columns  # an item is not its own neighbour
+            best, best_scores, _ = top_per_row(rows[keep], block.columns[keep], block.values[keep], count, neighbours)
+            items[block.first:block.first + count] = best
+            scores[block.first:block.first + count] = best_scores
+        return cls(items, scores)
 
     def save(self, path: str) -> None:
         n, m = self.neighbours.shape
@@ -95,7 +99,7 @@ class CoWatch:
         table = pq.read_table(path)
         m = table.schema.field("neighbours").type.list_size
         flat = lambda c: pc.list_flatten(table.column(c).combine_chunks()).to_numpy()  # noqa: E731
-        return cls(flat("neighbours").reshape(-1, m).astype(np.int64), flat("scores").reshape(-1, m))
+        return cls(flat("neighbours").reshape(-1, m).astype(np.int32), flat("scores").reshape(-1, m))
 
     def candidates(self, recent: np.ndarray, excluded: pa.ListArray, k: int) -> np.ndarray:
         """[users, k] item indices (0 = none), best first: the neighbours of each user's

@@ -38,6 +38,17 @@ def test_co_watch_neighbours_are_the_brute_force_cosines_best_first(tmp_path):
     assert np.array_equal(again.neighbours, cowatch.neighbours) and np.array_equal(again.scores, cowatch.scores)
 
 
+def test_co_watch_neighbours_made_a_few_rows_at_a_time_are_the_same():
+    rng = np.random.default_rng(4)
+    weights = 1.0 / np.arange(1, 50)
+    log = pa.array([sorted(set(rng.choice(np.arange(1, 50), rng.integers(1, 12), p=weights / weights.sum()).tolist()))
+                    for _ in range(80)], pa.list_(pa.int32()))
+    whole = CoWatch.build(log, 52, neighbours=4)
+    for pairs in (1, 30, 300):
+        blocked = CoWatch.build(log, 52, neighbours=4, pairs_per_block=pairs)
+        assert np.array_equal(blocked.neighbours, whole.neighbours) and np.array_equal(blocked.scores, whole.scores)
+
+
 def test_item2item_candidates_sum_the_recent_watches_similarities_and_skip_the_watched():
     cowatch = CoWatch.build(WATCHED, NUM_ITEMS, neighbours=5)
     cosine = brute_cosine()
