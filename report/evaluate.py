@@ -39,7 +39,7 @@ from report import als
 from report.age_effect import example_age_effect
 from report.baselines import item_knn_ranks
 from report.page import render
-from serving.cowatch import cosine_similarity
+from serving.cowatch import cosine_similarity, latest
 from core import storage
 from core.config import Config
 from core.contract import MANIFEST, fixed_lists
@@ -450,16 +450,24 @@ def _item_knn(target_index: np.ndarray, watched: pa.ListArray, history: np.ndarr
     validation split, with the similarity of every training user's watches known then."""
     recent, tried = KNN_RECENT_DEFAULT, []
     if validation is not None:
-        similarity = cosine_similarity(validation.watched, num_items)
         targets, before, last = validation.sample(choice)
+        # the similarity rows of the sampled users' recent watches are all the ranking reads
+        similarity = cosine_similarity(validation.watched, num_items, rows=_recent_items(last, max(KNN_RECENT_GRID)))
         recent, scores = _choose(KNN_RECENT_GRID, lambda r: item_knn_ranks(targets, before, last, similarity, r))
         del similarity  # one similarity in memory at a time
         tried = [{"recent": r, SELECTION_METRIC: score} for r, score in zip(KNN_RECENT_GRID, scores)]
         log.info("item-kNN: the last %d watches, chosen on %d of %d validation users (%s)", recent, len(choice),
                  validation.users, ", ".join(f"R={r}: {score:.4f}" for r, score in zip(KNN_RECENT_GRID, scores)))
-    ranks = item_knn_ranks(target_index, watched, history, cosine_similarity(training_watched, num_items), recent)
+    similarity = cosine_similarity(training_watched, num_items, rows=_recent_items(history, recent))
+    ranks = item_knn_ranks(target_index, watched, history, similarity, recent)
     return {**ranking_metrics(ranks), **bootstrap_intervals(ranks), "users": int(len(target_index)),
             "recent": recent, "validation": tried}
+
+
+def _recent_items(history: np.ndarray, recent: int) -> np.ndarray:
+    """The distinct item indices among the last `recent` watches of the histories."""
+    items = np.unique(latest(history, recent))
+    return items[items > 0]
 
 
 def _als(spark: SparkSession, target_index: np.ndarray, watched: pa.ListArray, feature_rows: np.ndarray,

@@ -25,8 +25,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import torch
 
-from serving.cowatch import PAIRS_PER_BLOCK, cosine_blocks, latest, watch_pairs
+from serving.cowatch import PAIRS_PER_BLOCK, cosine_blocks, distinct, latest, watch_pairs
 
 CHANNELS = ("model", "item2item", "popular", "fresh")
 # the candidate settings, cheapest first (the first of equals wins): every channel's weight
@@ -71,20 +72,27 @@ class CoWatch:
     scores: np.ndarray  # [num_items, M] float32 cosine similarities
 
     @classmethod
-    def build(cls, watched: pa.ListArray, num_items: int, neighbours: int,
-              pairs_per_block: int = PAIRS_PER_BLOCK) -> "CoWatch":
+    def build(cls, watched: pa.ListArray, num_items: int, neighbours: int, pairs_per_block: int = PAIRS_PER_BLOCK,
+              rows: np.ndarray | None = None) -> "CoWatch":
         """From the watch lists of every training user (one row of item indices each); the
         similarity is made and cut to each row's best a block of rows at a time, so it is
-        never held whole."""
+        never held whole. With `rows` (item indices), only those items get neighbours."""
         items = np.zeros((num_items, neighbours), dtype=np.int32)
         scores = np.zeros((num_items, neighbours), dtype=np.float32)
-        for block in cosine_blocks(watched, num_items, pairs_per_block):
-            count = len(block.crow) - 1
-            rows = np.repeat(np.arange(count), np.diff(block.crow))
-            keep = rows + block.first != block.columns  # an item is not its own neighbour
-            best, best_scores, _ = top_per_row(rows[keep], block.columns[keep], block.values[keep], count, neighbours)
-            items[block.first:block.first + count] = best
-            scores[block.first:block.first + count] = best_scores
+        for block in cosine_blocks(watched, num_items, pairs_per_block, rows):
+            row = np.repeat(np.arange(block.first, block.first + len(block.crow) - 1), np.diff(block.crow))
+            keep = row != block.columns  # an item is not its own neighbour
+            row, column, value = row[keep], block.columns[keep], block.values[keep]
+            # the entries come by row, then column: a stable sort by score, then a stable one by
+            # row, puts each row's best first, ties to the lower column (torch's sorts: 2-3x numpy's)
+            by_score = torch.sort(torch.from_numpy(-value), stable=True).indices
+            order = by_score[torch.sort(torch.from_numpy(row)[by_score], stable=True).indices].numpy()
+            row, column, value = row[order], column[order], value[order]
+            starts = np.flatnonzero(np.concatenate([[True], row[1:] != row[:-1]]))
+            rank = np.arange(len(row)) - np.repeat(starts, np.diff(np.append(starts, len(row))))
+            best = rank < neighbours
+            items[row[best], rank[best]] = column[best]
+            scores[row[best], rank[best]] = value[best]
         return cls(items, scores)
 
     def save(self, path: str) -> None:
@@ -151,7 +159,7 @@ def summed_pairs(rows: np.ndarray, items: np.ndarray,
     """(span, the distinct (row, item) pairs as keys row * span + item, each input's pair,
     each pair's summed score)."""
     span = int(items.max(initial=0)) + 1
-    unique, inverse = np.unique(rows.astype(np.int64) * span + items, return_inverse=True)
+    unique, inverse = distinct(rows.astype(np.int64) * span + items)
     return span, unique, inverse, np.bincount(inverse, weights=scores, minlength=len(unique))
 
 

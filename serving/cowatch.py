@@ -38,12 +38,13 @@ class SimilarityBlock:
     values: np.ndarray  # float64
 
 
-def cosine_blocks(watched: pa.ListArray, num_items: int,
-                  pairs_per_block: int = PAIRS_PER_BLOCK) -> Iterator[SimilarityBlock]:
+def cosine_blocks(watched: pa.ListArray, num_items: int, pairs_per_block: int = PAIRS_PER_BLOCK,
+                  rows: np.ndarray | None = None) -> Iterator[SimilarityBlock]:
     """sim(i, j) over the users of watched (one row of distinct item indices per user), a
     block of item rows at a time: each block counts |U_i & U_j| from the pairs of items its
     rows' users watched, about pairs_per_block of them, so the work arrays stay bounded
-    whatever the log; a block is as large as its rows' co-watched pairs."""
+    whatever the log; a block is as large as its rows' co-watched pairs. With `rows` (item
+    indices), only those rows are counted and every other row is empty."""
     flat, parents = watch_pairs(watched)
     user_start = np.searchsorted(parents, np.arange(len(watched) + 1))  # X: users x items
     user_watches = np.diff(user_start)
@@ -51,27 +52,33 @@ def cosine_blocks(watched: pa.ListArray, num_items: int,
     item_users = parents[by_item]
     item_start = np.searchsorted(flat[by_item], np.arange(num_items + 1))
     audience = np.diff(item_start)  # |U_i|
-    inverse_norm = np.where(audience > 0, 1.0 / np.sqrt(np.maximum(audience, 1)), 0.0)
+    if rows is not None:
+        wanted = np.zeros(num_items, dtype=bool)
+        wanted[np.asarray(rows, dtype=np.int64)] = True
+        audience = np.where(wanted, audience, 0)
+    inverse_norm = np.where(np.diff(item_start) > 0, 1.0 / np.sqrt(np.maximum(np.diff(item_start), 1)), 0.0)
     expanded = np.concatenate([[0], np.cumsum(user_watches[item_users])])
-    row_pairs = expanded[item_start[1:]] - expanded[item_start[:-1]]
-    for rows in row_blocks(row_pairs, pairs_per_block):
-        users = item_users[item_start[rows.start]:item_start[rows.stop]]
-        row = np.repeat(np.arange(rows.stop - rows.start), audience[rows])
+    row_pairs = np.where(audience > 0, expanded[item_start[1:]] - expanded[item_start[:-1]], 0)
+    for block in row_blocks(row_pairs, pairs_per_block):
+        count = block.stop - block.start
+        users = item_users[ranges(item_start[block], audience[block])]
+        row = np.repeat(np.arange(count), audience[block])
         lengths = user_watches[users]
         keys = np.repeat(row, lengths) * num_items + flat[ranges(user_start[users], lengths)]
-        keys, together = np.unique(keys, return_counts=True)
+        keys, together = counted(keys)
         block_row, column = keys // num_items, keys % num_items
-        cosine = together * inverse_norm[block_row + rows.start] * inverse_norm[column]
-        yield SimilarityBlock(rows.start, np.searchsorted(block_row, np.arange(rows.stop - rows.start + 1)),
-                              column, cosine)
+        cosine = together * inverse_norm[block_row + block.start] * inverse_norm[column]
+        yield SimilarityBlock(block.start, np.searchsorted(block_row, np.arange(count + 1)), column, cosine)
 
 
-def cosine_similarity(watched: pa.ListArray, num_items: int, pairs_per_block: int = PAIRS_PER_BLOCK) -> torch.Tensor:
+def cosine_similarity(watched: pa.ListArray, num_items: int, pairs_per_block: int = PAIRS_PER_BLOCK,
+                      rows: np.ndarray | None = None) -> torch.Tensor:
     """sim(i, j) over the users of watched (one row of distinct item indices per user), as a
-    sparse CSR [num_items, num_items] float64 tensor holding the co-watched pairs only.
-    float64: the sums of a few similarities then rank exactly as a brute-force computation."""
+    sparse CSR [num_items, num_items] float64 tensor holding the co-watched pairs only (with
+    `rows`, those rows' only). float64: the sums of a few similarities then rank exactly as a
+    brute-force computation."""
     crow, columns, values = [np.zeros(1, dtype=np.int64)], [], []
-    for block in cosine_blocks(watched, num_items, pairs_per_block):
+    for block in cosine_blocks(watched, num_items, pairs_per_block, rows):
         crow.append(block.crow[1:] + crow[-1][-1])
         columns.append(block.columns)
         values.append(block.values)
@@ -90,6 +97,25 @@ def row_blocks(sizes: np.ndarray, budget: int) -> Iterator[slice]:
         if end > start:
             yield slice(start, end)
             start = end
+
+
+def counted(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct keys, ascending, and how often each occurs: np.unique's, by one sort
+    (np.unique is several times slower on tens of millions of int64 keys)."""
+    keys = np.sort(keys)
+    first = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]])) if len(keys) else np.zeros(0, np.int64)
+    return keys[first], np.diff(np.append(first, len(keys)))
+
+
+def distinct(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct keys, ascending, and each key's place among them: np.unique's with
+    return_inverse, by one sort."""
+    order = np.argsort(keys)
+    ordered = keys[order]
+    first = np.concatenate([[True], ordered[1:] != ordered[:-1]]) if len(keys) else np.zeros(0, bool)
+    inverse = np.empty(len(keys), dtype=np.int64)
+    inverse[order] = np.cumsum(first) - 1
+    return ordered[first], inverse
 
 
 def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

@@ -30,6 +30,7 @@ import torch
 from ray_train.data import Widths, to_batch
 from ray_train.export import load_user_tower
 from serving.channels import CHANNELS, Channels, CoWatch, choose, fusion_grid, hit_rate
+from serving.cowatch import latest
 from serving.index import (IndexParams, ShardedIndex, item_keys, item_matrix, normalized, tune_search,
                            user_queries)
 from serving.search import search_excluding
@@ -303,9 +304,12 @@ def _choose_channels(run: RunLayout, index: ShardedIndex, widths: Widths, rc: Re
          "popular": _by_count(then_count) if spec["popular"] is not None else None,
          "fresh": _by_count(then_recent) if spec["fresh"] is not None else None},
         row_item_index, np.array([""] * len(row_item_index), dtype=object))
-    if "item2item" in rc.channels:
-        chooser = dataclasses.replace(chooser, cowatch=CoWatch.build(then, num_items, rc.channel_neighbours))
     history = fixed_lists(users.column("history"), widths.history_len)
+    if "item2item" in rc.channels:
+        # the neighbours of the sampled users' recent watches are all the choice reads
+        recent_items = np.unique(latest(history, rc.channel_recent))
+        chooser = dataclasses.replace(chooser, cowatch=CoWatch.build(then, num_items, rc.channel_neighbours,
+                                                                     rows=recent_items[recent_items > 0]))
     lists = chooser.lists(model, history, before, rc.top_k)
     targets = targets[sample]
     at = min(VALIDATION_AT, rc.top_k)

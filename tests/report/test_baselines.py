@@ -135,3 +135,9 @@ def test_the_similarity_built_a_few_rows_at_a_time_is_the_same_matrix():
         assert torch.equal(blocked.crow_indices(), whole.crow_indices())
         assert torch.equal(blocked.col_indices(), whole.col_indices())
         assert torch.equal(blocked.values(), whole.values())
+    # only the rows asked for: theirs exactly, every other row empty
+    rows = np.array([1, 2, 7, 30, 44])
+    some = cosine_similarity(log, 45, pairs_per_block=50, rows=rows).to_dense()
+    expected = torch.zeros_like(some)
+    expected[rows] = whole.to_dense()[rows]
+    assert torch.equal(some, expected) and some[rows].count_nonzero() > 0
