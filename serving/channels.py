@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from serving.cowatch import PAIRS_PER_BLOCK, cosine_blocks, distinct, latest, watch_pairs
+from serving.cowatch import PAIRS_PER_BLOCK, cosine_blocks, counted, distinct, latest, watch_pairs
 
 CHANNELS = ("model", "item2item", "popular", "fresh")
 # the candidate settings, cheapest first (the first of equals wins): every channel's weight
@@ -102,12 +102,20 @@ class CoWatch:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         pq.write_table(table, path)
 
+    @staticmethod
+    def loaded_bytes(path: str) -> int:
+        """The memory a scorer holds for a neighbours file at its load: the file's buffers and
+        the rows it keeps, 4 + 4 bytes a neighbour each (the file itself is compressed)."""
+        schema = pq.read_schema(path)
+        return 2 * pq.ParquetFile(path).metadata.num_rows * schema.field("neighbours").type.list_size * 8
+
     @classmethod
     def load(cls, path: str) -> "CoWatch":
         table = pq.read_table(path)
         m = table.schema.field("neighbours").type.list_size
         flat = lambda c: pc.list_flatten(table.column(c).combine_chunks()).to_numpy()  # noqa: E731
-        return cls(flat("neighbours").reshape(-1, m).astype(np.int32), flat("scores").reshape(-1, m))
+        return cls(flat("neighbours").reshape(-1, m).astype(np.int32, copy=False),
+                   flat("scores").reshape(-1, m).astype(np.float32, copy=False))
 
     def candidates(self, recent: np.ndarray, excluded: pa.ListArray, k: int) -> np.ndarray:
         """[users, k] item indices (0 = none), best first: the neighbours of each user's
@@ -165,14 +173,30 @@ def summed_pairs(rows: np.ndarray, items: np.ndarray,
 
 def popular_candidates(order: np.ndarray, excluded: pa.ListArray, k: int) -> np.ndarray:
     """[users, k] the first items of `order` (item indices, most popular first) each user has
-    not watched (0 = none)."""
+    not watched (0 = none).
+
+    With w_0 < w_1 < ... the places in `order` of a user's watched items, the j-th unwatched
+    place is j plus the number of w_i with w_i - i <= j (w_i - i: the unwatched places before
+    w_i), so each list comes from the user's own watches alone, however long the order."""
     users = len(excluded)
-    longest = int(pc.max(pc.list_value_length(excluded)).as_py() or 0) if users else 0
-    head = order[:k + longest]
-    rows = np.repeat(np.arange(users), len(head))
-    items = np.tile(head, users)
-    scores = np.tile(np.arange(len(head), 0, -1, dtype=np.float64), users)  # earlier = higher
-    return ranked(rows, items, scores, users, k, excluded)[0]
+    if len(order) == 0:
+        return np.zeros((users, k), dtype=np.int64)
+    place = np.full(int(order.max()) + 1, len(order), dtype=np.int64)
+    place[order] = np.arange(len(order))
+    flat, parents = watch_pairs(excluded)
+    inside = flat < len(place)
+    user, at = parents[inside], place[flat[inside]]
+    listed = at < len(order)
+    span = len(order) + 1
+    watched_keys, _ = counted(user[listed] * span + at[listed])  # by user, then place; each once
+    user, at = watched_keys // span, watched_keys % span
+    first = np.searchsorted(user, np.arange(users + 1))
+    before = at - (np.arange(len(at)) - first[user])  # w_i - i, non-decreasing within a user
+    j = np.tile(np.arange(k), users)
+    query_user = np.repeat(np.arange(users), k)
+    passed = np.searchsorted(user * (span + k) + before, query_user * (span + k) + j, side="right") - first[query_user]
+    places = j + passed
+    return np.where(places < len(order), order[np.minimum(places, len(order) - 1)], 0).reshape(users, k)
 
 
 def fuse(lists: dict[str, np.ndarray], fusion: Fusion, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -254,11 +278,13 @@ class Channels:
         if spec.get("item2item") and "item2item" in fusion.active:
             # rows for the index's items (a vocabulary's prefix); neighbours outside it dropped
             loaded = CoWatch.load(spec["item2item"])
-            neighbours, scores = loaded.neighbours[:size], loaded.scores[:size]
-            offered = np.zeros(len(loaded.neighbours), dtype=bool)
+            neighbours, scores = np.array(loaded.neighbours[:size]), np.array(loaded.scores[:size])
+            del loaded  # the file's buffers: only the index's rows are kept
+            offered = np.zeros(max(size, int(neighbours.max(initial=0)) + 1), dtype=bool)
             offered[:size] = allowed
-            neighbours = np.where(offered[neighbours], neighbours, 0)
-            cowatch = CoWatch(neighbours, np.where(neighbours > 0, scores, 0).astype(np.float32))
+            dropped = ~offered[neighbours]
+            neighbours[dropped], scores[dropped] = 0, 0
+            cowatch = CoWatch(neighbours, scores)
 
         def order(name: str) -> np.ndarray | None:
             if not spec.get(name) or name not in fusion.active:

@@ -216,8 +216,9 @@ def actor_memory(run: RunLayout, channels: dict | None) -> int:
     """The memory a scoring actor asks Ray for: what it loads (recall/index/: the shards and
     the item table; the user tower; the co-watch neighbours) and its overhead; at most the
     largest node's, so that the pool always fits."""
-    paths = [run.recall.index, run.model.user_tower, (channels or {}).get("item2item")]
-    loaded = sum(storage.size_bytes(path) for path in paths if path)
+    neighbours = (channels or {}).get("item2item")
+    loaded = sum(storage.size_bytes(path) for path in (run.recall.index, run.model.user_tower))
+    loaded += CoWatch.loaded_bytes(neighbours) if neighbours else 0
     wanted = loaded + ACTOR_OVERHEAD_BYTES
     largest = max((node["Resources"].get("memory", 0) for node in ray.nodes() if node["Alive"]), default=0)
     if largest and wanted > largest:

@@ -3,8 +3,11 @@ what it loads."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from core.config import RecallConfig
 from core.layout import RunLayout
+from serving.channels import CoWatch
 from serving.recall import ACTOR_OVERHEAD_BYTES, actor_memory, actor_pool_size
 
 
@@ -19,13 +22,15 @@ def test_the_actor_pool_leaves_a_cpu_for_the_reads(ray_local):
 def test_an_actor_asks_for_its_index_tower_items_and_neighbours_and_at_most_a_node(ray_local, tmp_path):
     run = RunLayout.of(str(tmp_path))
     sizes = {run.recall.index + "/shard-00000.faiss": 3000, run.recall.index + "/shard-00001.faiss": 2000,
-             run.model.user_tower: 700, run.recall.index_items: 50,
-             run.recall.item2item_neighbours: 9}
+             run.model.user_tower: 700, run.recall.index_items: 50}
     for path, size in sizes.items():
         (tmp_path / path[len(str(tmp_path)) + 1:]).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path[len(str(tmp_path)) + 1:]).write_bytes(b"x" * size)
+    # 30 items' 7 neighbours: 4 + 4 bytes each, held twice while the file is read
+    CoWatch(np.ones((30, 7), np.int32), np.ones((30, 7), np.float32)).save(run.recall.item2item_neighbours)
     assert actor_memory(run, None) == 5750 + ACTOR_OVERHEAD_BYTES
-    assert actor_memory(run, {"item2item": run.recall.item2item_neighbours}) == 5759 + ACTOR_OVERHEAD_BYTES
+    assert actor_memory(run, {"item2item": run.recall.item2item_neighbours}) == 5750 + 2 * 30 * 7 * 8 + \
+        ACTOR_OVERHEAD_BYTES
     largest = max(node["Resources"]["memory"] for node in ray_local.nodes() if node["Alive"])
     with open(tmp_path / "model" / "user_tower.pt", "wb") as f:  # a tower larger than any node
         f.truncate(int(largest) + 1)
