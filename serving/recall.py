@@ -129,8 +129,10 @@ def run_recall(run_dir: str, cfg: Config) -> dict[str, Any]:
     channels, channel_summary = None, None
     if len(rc.channels) > 1:
         channels, channel_summary = _choose_channels(run, index, widths, rc, cfg.train.seed)
+    scoring_started = time.time()
     users = _write_recall_table(run, widths, rc, run_date, channels)
     seconds = time.time() - search_started
+    log.info("%d users' lists written in %.1fs", users, time.time() - scoring_started)
 
     index_summary = {"type": index.params.kind, "shards": len(index.shards), "items": int(index.ntotal),
                      "dim": int(vectors.shape[1]), "params": dataclasses.asdict(index.params),
@@ -144,8 +146,10 @@ def run_recall(run_dir: str, cfg: Config) -> dict[str, Any]:
         table = ray.data.read_parquet(run.recall.table, columns=["channels"])
         extra["channels"] = {**channel_summary, "slots": _slot_shares(table)}
     if rc.similar_items:
+        similar_started = time.time()
         extra["similar"] = write_similar_items(vectors, item_ids, index.params, rc, model_version, run_date,
                                                run.recall.similar_partition(run_date), cfg.train.seed)
+        log.info("similar items of %d items written in %.1fs", len(item_ids), time.time() - similar_started)
     return storage.finish_stage(
         recall_dir,
         started,
