@@ -213,7 +213,9 @@ def actor_pool_size(rc: RecallConfig) -> int:
     return min(rc.actors, fits)
 
 
-ACTOR_OVERHEAD_BYTES = 512 << 20  # Python, torch and FAISS themselves, and a batch in flight
+# Python, torch and FAISS themselves, and a batch in flight with its channels' candidates: a
+# scorer of 1M items with channels held 1.5 GiB beyond what it loads (batches of 4,096 users)
+ACTOR_OVERHEAD_BYTES = 1536 << 20
 
 
 def actor_memory(run: RunLayout, channels: dict | None) -> int:
