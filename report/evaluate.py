@@ -58,8 +58,9 @@ KNN_RECENT_DEFAULT = 3  # without a validation split: ml-100k's best (Amazon's i
 # candidates, not by its place among the first 10), and with one target per user the
 # least noisy of the list metrics on a few hundred users.
 SELECTION_METRIC = "hr@50"
-# Ranking one user costs a score per catalog item (10-25 ms at 1M items on 2 cores), so the
-# samples are bounded in scores, users x items. At the soak's 1M items that is 10,000
+# Ranking one user costs up to a score per catalog item (ALS: 10-25 ms at 1M items on 2 cores;
+# item-kNN: the items co-watched with the user's recent watches, most of the catalog for a
+# user of popular items), so the samples are bounded in scores, users x items. At the soak's 1M items that is 10,000
 # validation users, on which every candidate setting is compared (the choice needs a ranking
 # of the candidates, not every user's rank: HR@50 ~0.1 has a standard error of
 # sqrt(0.1 x 0.9 / 10,000) = 0.003, and candidates scored on the same users differ by less),
