@@ -39,7 +39,7 @@ from report import als
 from report.age_effect import example_age_effect
 from report.baselines import item_knn_ranks
 from report.page import render
-from serving.cowatch import cosine_similarity, latest
+from serving.cowatch import cosine_similarity, recent_items
 from core import storage
 from core.config import Config
 from core.contract import MANIFEST, fixed_lists
@@ -453,22 +453,16 @@ def _item_knn(target_index: np.ndarray, watched: pa.ListArray, history: np.ndarr
     if validation is not None:
         targets, before, last = validation.sample(choice)
         # the similarity rows of the sampled users' recent watches are all the ranking reads
-        similarity = cosine_similarity(validation.watched, num_items, rows=_recent_items(last, max(KNN_RECENT_GRID)))
+        similarity = cosine_similarity(validation.watched, num_items, rows=recent_items(last, max(KNN_RECENT_GRID)))
         recent, scores = _choose(KNN_RECENT_GRID, lambda r: item_knn_ranks(targets, before, last, similarity, r))
         del similarity  # one similarity in memory at a time
         tried = [{"recent": r, SELECTION_METRIC: score} for r, score in zip(KNN_RECENT_GRID, scores)]
         log.info("item-kNN: the last %d watches, chosen on %d of %d validation users (%s)", recent, len(choice),
                  validation.users, ", ".join(f"R={r}: {score:.4f}" for r, score in zip(KNN_RECENT_GRID, scores)))
-    similarity = cosine_similarity(training_watched, num_items, rows=_recent_items(history, recent))
+    similarity = cosine_similarity(training_watched, num_items, rows=recent_items(history, recent))
     ranks = item_knn_ranks(target_index, watched, history, similarity, recent)
     return {**ranking_metrics(ranks), **bootstrap_intervals(ranks), "users": int(len(target_index)),
             "recent": recent, "validation": tried}
-
-
-def _recent_items(history: np.ndarray, recent: int) -> np.ndarray:
-    """The distinct item indices among the last `recent` watches of the histories."""
-    items = np.unique(latest(history, recent))
-    return items[items > 0]
 
 
 def _als(spark: SparkSession, target_index: np.ndarray, watched: pa.ListArray, feature_rows: np.ndarray,

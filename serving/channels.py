@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from serving.cowatch import PAIRS_PER_BLOCK, cosine_blocks, counted, distinct, latest, watch_pairs
+from serving.cowatch import PAIRS_PER_BLOCK, cosine_blocks, latest, watch_pairs
 
 CHANNELS = ("model", "item2item", "popular", "fresh")
 # the candidate settings, cheapest first (the first of equals wins): every channel's weight
@@ -167,7 +167,7 @@ def summed_pairs(rows: np.ndarray, items: np.ndarray,
     """(span, the distinct (row, item) pairs as keys row * span + item, each input's pair,
     each pair's summed score)."""
     span = int(items.max(initial=0)) + 1
-    unique, inverse = distinct(rows.astype(np.int64) * span + items)
+    unique, inverse = np.unique(rows.astype(np.int64) * span + items, return_inverse=True)
     return span, unique, inverse, np.bincount(inverse, weights=scores, minlength=len(unique))
 
 
@@ -188,7 +188,7 @@ def popular_candidates(order: np.ndarray, excluded: pa.ListArray, k: int) -> np.
     user, at = parents[inside], place[flat[inside]]
     listed = at < len(order)
     span = len(order) + 1
-    watched_keys, _ = counted(user[listed] * span + at[listed])  # by user, then place; each once
+    watched_keys = np.unique(user[listed] * span + at[listed])  # by user, then place; each once
     user, at = watched_keys // span, watched_keys % span
     first = np.searchsorted(user, np.arange(users + 1))
     before = at - (np.arange(len(at)) - first[user])  # w_i - i, non-decreasing within a user

@@ -51,12 +51,13 @@ def cosine_blocks(watched: pa.ListArray, num_items: int, pairs_per_block: int = 
     by_item = np.argsort(flat, kind="stable")  # X^T: items x users
     item_users = parents[by_item]
     item_start = np.searchsorted(flat[by_item], np.arange(num_items + 1))
-    audience = np.diff(item_start)  # |U_i|
+    watchers = np.diff(item_start)  # |U_i|
+    inverse_norm = np.where(watchers > 0, 1.0 / np.sqrt(np.maximum(watchers, 1)), 0.0)
+    audience = watchers  # the watchers of the rows counted
     if rows is not None:
         wanted = np.zeros(num_items, dtype=bool)
         wanted[np.asarray(rows, dtype=np.int64)] = True
-        audience = np.where(wanted, audience, 0)
-    inverse_norm = np.where(np.diff(item_start) > 0, 1.0 / np.sqrt(np.maximum(np.diff(item_start), 1)), 0.0)
+        audience = np.where(wanted, watchers, 0)
     expanded = np.concatenate([[0], np.cumsum(user_watches[item_users])])
     row_pairs = np.where(audience > 0, expanded[item_start[1:]] - expanded[item_start[:-1]], 0)
     for block in row_blocks(row_pairs, pairs_per_block):
@@ -65,7 +66,7 @@ def cosine_blocks(watched: pa.ListArray, num_items: int, pairs_per_block: int = 
         row = np.repeat(np.arange(count), audience[block])
         lengths = user_watches[users]
         keys = np.repeat(row, lengths) * num_items + flat[ranges(user_start[users], lengths)]
-        keys, together = counted(keys)
+        keys, together = np.unique(keys, return_counts=True)
         block_row, column = keys // num_items, keys % num_items
         cosine = together * inverse_norm[block_row + block.start] * inverse_norm[column]
         yield SimilarityBlock(block.start, np.searchsorted(block_row, np.arange(count + 1)), column, cosine)
@@ -99,28 +100,16 @@ def row_blocks(sizes: np.ndarray, budget: int) -> Iterator[slice]:
             start = end
 
 
-def counted(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct keys, ascending, and how often each occurs: np.unique's, by one sort
-    (np.unique is several times slower on tens of millions of int64 keys)."""
-    keys = np.sort(keys)
-    first = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]])) if len(keys) else np.zeros(0, np.int64)
-    return keys[first], np.diff(np.append(first, len(keys)))
-
-
-def distinct(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct keys, ascending, and each key's place among them: np.unique's with
-    return_inverse, by one sort."""
-    order = np.argsort(keys)
-    ordered = keys[order]
-    first = np.concatenate([[True], ordered[1:] != ordered[:-1]]) if len(keys) else np.zeros(0, bool)
-    inverse = np.empty(len(keys), dtype=np.int64)
-    inverse[order] = np.cumsum(first) - 1
-    return ordered[first], inverse
-
-
 def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The positions starts[k] .. starts[k] + lengths[k] - 1 of every k, concatenated."""
     return np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
+
+
+def recent_items(history: np.ndarray, count: int) -> np.ndarray:
+    """The distinct item indices among the last `count` watches of the histories: the rows of
+    the similarity that scoring them reads."""
+    items = np.unique(latest(history, count))
+    return items[items > 0]
 
 
 def latest(history: np.ndarray, count: int) -> np.ndarray:

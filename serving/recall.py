@@ -30,7 +30,7 @@ import torch
 from ray_train.data import Widths, to_batch
 from ray_train.export import load_user_tower
 from serving.channels import CHANNELS, Channels, CoWatch, choose, fusion_grid, hit_rate
-from serving.cowatch import latest
+from serving.cowatch import recent_items
 from serving.index import (IndexParams, ShardedIndex, item_keys, item_matrix, normalized, tune_search,
                            user_queries)
 from serving.search import search_excluding
@@ -314,9 +314,8 @@ def _choose_channels(run: RunLayout, index: ShardedIndex, widths: Widths, rc: Re
     history = fixed_lists(users.column("history"), widths.history_len)
     if "item2item" in rc.channels:
         # the neighbours of the sampled users' recent watches are all the choice reads
-        recent_items = np.unique(latest(history, rc.channel_recent))
         chooser = dataclasses.replace(chooser, cowatch=CoWatch.build(then, num_items, rc.channel_neighbours,
-                                                                     rows=recent_items[recent_items > 0]))
+                                                                     rows=recent_items(history, rc.channel_recent)))
     lists = chooser.lists(model, history, before, rc.top_k)
     targets = targets[sample]
     at = min(VALIDATION_AT, rc.top_k)
