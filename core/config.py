@@ -426,9 +426,11 @@ class NightlyConfig(_Section):
     # freshest day still trains
     eval_share: float = Field(0.1, gt=0, le=1)
     # --- the publish gate (watchnext/gate.py): tonight against the last published night
-    # validation HR@50 may fall at most this share, or by less than 3 standard errors: a model
-    # retrained on one more day moves a few percent, one trained on a broken day (a tenth of the
-    # window, the freshest) or a collapsed one far more
+    # validation HR@50 (the training's, and the exported model's lists' in recall), and the
+    # lists' HR@50 on the day's held-out users, may each fall at most this share, or by less
+    # than 3 standard errors: a model retrained on one more day moves a few percent, one
+    # trained on a broken day (a tenth of the window, the freshest), a collapsed one or one
+    # damaged after training far more
     gate_max_val_drop: float = Field(0.1, ge=0, le=1)
     # catalog coverage and the share of full lists may fall at most this share
     gate_max_drop: float = Field(0.2, ge=0, le=1)

@@ -94,9 +94,12 @@ def render_history(history: dict[str, Any]) -> str:
             figure(line_chart({"tonight's lists": series(lambda n: n["evaluation"]["hr@50"]),
                                 "previous lists": series(
                                     lambda n: n["evaluation"]["previous_lists_hr@50"]),
-                                "validation": series(lambda n: n["stats"].get("val_hr50"))}, "night", "HR@50"),
+                                "validation": series(lambda n: n["stats"].get("val_hr50")),
+                                "exported model": series(lambda n: n["stats"].get("served_val_hr50"))},
+                               "night", "HR@50"),
                     "HR@50 on each night's held-out users of its own day: tonight's lists, and the lists the "
-                    "night before published, on the same users; and the validation HR@50 the gate reads."),
+                    "night before published, on the same users; and the validation HR@50s the gate reads: the "
+                    "training's, and the exported model's own lists in recall."),
             figure(line_chart({"coverage": series(lambda n: n["stats"].get("coverage")),
                                 "full lists": series(lambda n: n["stats"].get("full_lists")),
                                 "new items' slots": series(lambda n: n["new_items"].get("share_of_slots"))},

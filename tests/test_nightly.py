@@ -103,7 +103,8 @@ def test_partition_bounds_go_together_and_in_order():
 
 
 LAST = NightStats(val_hr50=0.30, val_users=2_000, coverage=0.40, full_lists=0.99, days=14, events_in=140_000,
-                  users=9_000, items=3_000, rejected_share=0.001)
+                  users=9_000, items=3_000, rejected_share=0.001, held_out_hr50=0.40, held_out_users=1_000,
+                  served_val_hr50=0.40, served_val_users=1_000)
 
 
 def test_a_night_like_the_last_published_one_passes_the_gate():
@@ -128,6 +129,25 @@ def test_a_validation_drop_within_the_noise_of_a_few_users_passes_and_the_same_d
     assert refusals(dataclasses.replace(many, val_hr50=0.28), many, cfg) == []
     # a night from before the count was kept is judged on the drop alone
     assert refusals(dataclasses.replace(few, val_hr50=0.25, val_users=None), few, cfg) != []
+
+
+@pytest.mark.parametrize("measure, name", [("held_out", "HR@50 on the day's held-out users"),
+                                           ("served_val", "the exported model's validation HR@50 in recall")])
+def test_a_model_damaged_after_its_validation_is_refused_on_the_lists_it_serves(measure, name):
+    cfg = load_config().nightly
+    hr, users = f"{measure}_hr50", f"{measure}_users"
+    # the training's validation as yesterday's; the lists the exported model serves near chance
+    damaged = dataclasses.replace(LAST, **{hr: 0.05})
+    assert refusals(damaged, LAST, cfg) == [
+        f"{name} 0.0500 is more than 10% below the last published night's 0.4000, "
+        "by 20.6 standard errors (nightly.gate_max_val_drop)"]
+    # the same drop on a few dozen users is within their noise; a small move on many is allowed
+    few = dataclasses.replace(LAST, **{users: 30})
+    assert refusals(dataclasses.replace(few, **{hr: 0.25}), few, cfg) == []
+    assert refusals(dataclasses.replace(LAST, **{hr: 0.37}), LAST, cfg) == []
+    # a night without the measure (no evaluate step, no channels), or a last night without it
+    assert refusals(dataclasses.replace(damaged, **{hr: None, users: None}), LAST, cfg) == []
+    assert refusals(damaged, dataclasses.replace(LAST, **{hr: None, users: None}), cfg) == []
 
 
 @pytest.mark.parametrize("change, reason", [
@@ -169,5 +189,13 @@ def test_a_nights_stats_come_from_its_manifests_and_its_recall_table(tmp_path):
     assert stats == NightStats(val_hr50=0.3, val_users=2, coverage=0.5, full_lists=2 / 3, days=7, events_in=1000,
                                users=3, items=10, rejected_share=0.01)
     assert NightStats.from_dict(stats.to_dict()) == stats
+    # with the evaluate step's comparison (tonight's lists on the day's held-out users) and
+    # recall's channels (the model alone on the validation users that weighed them)
+    compare = {"users": 40, "tonight": {"hr@10": 0.2, "hr@50": 0.45}, "previous": {"hr@10": 0.1, "hr@50": 0.3}}
+    recall["channels"] = {"validation_users": 30, "metric": "hr@50", "alone": {"model": 0.35, "item2item": 0.4}}
+    judged = NightStats.of(run, prep, model, recall, "2026-03-10", days=7, compare=compare)
+    assert judged == dataclasses.replace(stats, held_out_hr50=0.45, held_out_users=40, served_val_hr50=0.35,
+                                         served_val_users=30)
+    assert NightStats.from_dict(judged.to_dict()) == judged
     every = NightStats.of(run, prep, {**model, "config": {"val_users": 2000}}, recall, "2026-03-10", days=7)
     assert every.val_users == 3

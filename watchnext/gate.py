@@ -1,12 +1,16 @@
 """The publish gate of the nightly job: tonight's lists reach users only when the night looks
 like the nights before it.
 
-A night is described by a few numbers (NightStats): the model's validation HR@50 (prep/valid,
-never the held-out day) and how many users it was measured on, the recall table's catalog coverage and share of users with a full
-list, and prep's counts (events read, users, items, the share of rejected rows). The gate
-compares them with the last published night's (NightlyConfig.gate_*) and names every rule a
-night breaks: a broken log day (few events, many rejected rows), a collapsed model (validation
-HR@50 far below yesterday's), a vocabulary mix-up (the users or items counts jump) or lists
+A night is described by a few numbers (NightStats): the model's validation HR@50 as the
+training measured it (prep/valid), the exported model's own lists on validation users as
+recall measured them (where it merges channels), the HR@50 of the published lists on the
+night's held-out users of day D (runs/D/compare), each with how many users it was measured on;
+the recall table's catalog coverage and share of users with a full list; and prep's counts
+(events read, users, items, the share of rejected rows). The gate compares them with the last
+published night's (NightlyConfig.gate_*) and names every rule a night breaks: a broken log day
+(few events, many rejected rows), a collapsed model (validation HR@50 far below yesterday's), a
+model damaged after its validation (its served lists far below yesterday's, although the
+training's validation is not), a vocabulary mix-up (the users or items counts jump) or lists
 that went short.
 """
 
@@ -42,11 +46,20 @@ class NightStats:
     users: int
     items: int
     rejected_share: float  # rejected rows / events read
+    # the recall table's HR@50 on the night's held-out users of its own day, and how many there
+    # were; None without the evaluate step's comparison (or with lists shorter than 50)
+    held_out_hr50: float | None = None
+    held_out_users: int | None = None
+    # the exported model's lists alone (its FAISS search) on recall's sample of validation users,
+    # which choose how the channels merge; None when recall merges no channels
+    served_val_hr50: float | None = None
+    served_val_users: int | None = None
 
     @classmethod
     def of(cls, run: RunLayout, prep: dict[str, Any], model: dict[str, Any], recall: dict[str, Any],
-           run_date: str, days: int) -> NightStats:
-        """The stats of a finished run (its stage manifests) and its recall table of run_date."""
+           run_date: str, days: int, compare: dict[str, Any] | None = None) -> NightStats:
+        """The stats of a finished run (its stage manifests, compare the evaluate step's
+        comparison on the held-out users) and its recall table of run_date."""
         metrics = model["metrics"]
         best = metrics.get("best_epoch", metrics["epochs"][-1]["epoch"])
         validated = next((e.get(VAL_METRIC) for e in metrics["epochs"] if e["epoch"] == best), None)
@@ -58,6 +71,9 @@ class NightStats:
         sampled = model.get("config", {}).get("val_users")
         val_users = None if validated is None or sampled is None else min(int(counts.get("valid_users", 0)),
                                                                           int(sampled))
+        held_out = (compare or {}).get("tonight", {}).get(VAL_METRIC.removeprefix("val_"))
+        channels = recall.get("channels", {})
+        served = channels.get("alone", {}).get("model") if channels.get("metric") == "hr@50" else None
         return cls(
             val_hr50=None if validated is None else float(validated),
             val_users=val_users,
@@ -65,6 +81,10 @@ class NightStats:
             full_lists=float((lengths >= int(recall["config"]["top_k"])).mean()) if len(lengths) else 0.0,
             days=days, events_in=int(counts["events_in"]), users=int(counts["users"]), items=int(counts["items"]),
             rejected_share=sum(counts.get("rejected", {}).values()) / max(int(counts["events_in"]), 1),
+            held_out_hr50=None if held_out is None else float(held_out),
+            held_out_users=None if held_out is None else int(compare["users"]),
+            served_val_hr50=None if served is None else float(served),
+            served_val_users=None if served is None else int(channels["validation_users"]),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -84,10 +104,17 @@ def refusals(tonight: NightStats, last: NightStats | None, cfg: NightlyConfig) -
                        f"nightly.gate_min_full_lists={cfg.gate_min_full_lists:g}")
     if last is None:
         return reasons
-    if _significant_drop(tonight, last, cfg.gate_max_val_drop):
-        reasons.append(f"validation HR@50 {tonight.val_hr50:.4f} is more than {cfg.gate_max_val_drop:.0%} below the "
-                       f"last published night's {last.val_hr50:.4f}, by {_z(tonight, last):.1f} standard errors "
-                       f"(nightly.gate_max_val_drop)")
+    max_drop = cfg.gate_max_val_drop
+    for name, now, users, before, before_users in (
+            ("validation HR@50", tonight.val_hr50, tonight.val_users, last.val_hr50, last.val_users),
+            ("the exported model's validation HR@50 in recall", tonight.served_val_hr50, tonight.served_val_users,
+             last.served_val_hr50, last.served_val_users),
+            ("HR@50 on the day's held-out users", tonight.held_out_hr50, tonight.held_out_users, last.held_out_hr50,
+             last.held_out_users)):
+        if _significant_drop(now, users, before, before_users, max_drop):
+            reasons.append(f"{name} {now:.4f} is more than {max_drop:.0%} below the last published night's "
+                           f"{before:.4f}, by {_z(now, users, before, before_users):.1f} standard errors "
+                           f"(nightly.gate_max_val_drop)")
     drop = cfg.gate_max_drop
     for name, now, before in (("catalog coverage", tonight.coverage, last.coverage),
                               ("the share of full lists", tonight.full_lists, last.full_lists)):
@@ -112,21 +139,20 @@ def refusals(tonight: NightStats, last: NightStats | None, cfg: NightlyConfig) -
     return reasons
 
 
-def _significant_drop(tonight: NightStats, last: NightStats, max_drop: float) -> bool:
-    """Validation HR@50 fell by more than max_drop of the last published night's, and by more
-    than GATE_Z standard errors of the difference: a few hundred validation users move by
-    several percent from night to night on their own, a million by a fraction of one."""
-    if tonight.val_hr50 is None or last.val_hr50 is None:
+def _significant_drop(now: float | None, users: int | None, before: float | None, before_users: int | None,
+                      max_drop: float) -> bool:
+    """HR@50 fell by more than max_drop of the last published night's, and by more than GATE_Z
+    standard errors of the difference: a few hundred users move by several percent from night
+    to night on their own, a million by a fraction of one. A night without the measure (or
+    one from before it was kept) is not judged on it."""
+    if now is None or before is None or now >= before * (1 - max_drop):
         return False
-    if tonight.val_hr50 >= last.val_hr50 * (1 - max_drop):
-        return False
-    return tonight.val_users is None or last.val_users is None or _z(tonight, last) > GATE_Z
+    return users is None or before_users is None or _z(now, users, before, before_users) > GATE_Z
 
 
-def _z(tonight: NightStats, last: NightStats) -> float:
-    """The drop of validation HR@50 in standard errors of the difference of two shares."""
-    if tonight.val_users is None or last.val_users is None:
+def _z(now: float, users: int | None, before: float, before_users: int | None) -> float:
+    """The drop from before to now in standard errors of the difference of two shares."""
+    if users is None or before_users is None:
         return float("inf")
-    p, q = tonight.val_hr50, last.val_hr50
-    error = math.sqrt(p * (1 - p) / max(tonight.val_users, 1) + q * (1 - q) / max(last.val_users, 1))
-    return (q - p) / error if error > 0 else float("inf")
+    error = math.sqrt(now * (1 - now) / max(users, 1) + before * (1 - before) / max(before_users, 1))
+    return (before - now) / error if error > 0 else float("inf")

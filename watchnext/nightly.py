@@ -24,7 +24,7 @@ night D withdraws nightly/D.json first, rebuilds runs/D stage by stage, and publ
 each table's run_date=D partition for the new one (storage.replace_dir).
 
 Publish is gated (watchnext/gate.py): a night that does not look like the last
-published one is refused, its reasons in nightly/D.json ("published": false), its tables not
+published one (its validation, its lists on the day's held-out users, its counts) is refused, its reasons in nightly/D.json ("published": false), its tables not
 swapped in, and the step fails (exit code 3); --force publishes it anyway and says so.
 """
 
@@ -217,7 +217,9 @@ def publish(night: Night, cfg: Config, force: bool = False) -> dict[str, Any]:
     prep = storage.read_manifest(run.prep.root)
     model = storage.read_manifest(run.model.root)
     day = night.date.isoformat()
-    stats = NightStats.of(run, prep, model, recall, day, days=(night.date - night.first_day).days + 1)
+    compare = storage.read_manifest(run.compare) if storage.exists(storage.join(run.compare, MANIFEST)) else None
+    stats = NightStats.of(run, prep, model, recall, day, days=(night.date - night.first_day).days + 1,
+                          compare=compare)
     last = _published_stats(night.root, night.previous)
     reasons = refusals(stats, last, cfg.nightly)
     published = not reasons or force
@@ -228,7 +230,6 @@ def publish(night: Night, cfg: Config, force: bool = False) -> dict[str, Any]:
         if "similar" in recall:
             storage.replace_dir(run.recall.similar_partition(day), partition(night.root, I2I, night.date))
             tables["i2i"] = partition(night.root, I2I, night.date)
-    compare = run.compare
     metrics = model["metrics"]
     summary = {
         "date": day,
@@ -246,8 +247,7 @@ def publish(night: Night, cfg: Config, force: bool = False) -> dict[str, Any]:
                   "examples_per_second": metrics["examples_per_second"], "warm_start": bool(night.previous)},
         "recall": {"users": recall["users"], "items_indexed": recall["index"]["items"]},
         "new_items": new_items(night.run_dir, run_dir(night.root, night.previous) if night.previous else None),
-        "evaluation": _without_bookkeeping(storage.read_manifest(compare))
-        if storage.exists(storage.join(compare, MANIFEST)) else None,
+        "evaluation": _without_bookkeeping(compare) if compare else None,
     }
     storage.write_text(summary_path(night.root, night.date), json.dumps(summary, indent=2) + "\n")
     history_json, history_html = write_history(night.root)  # the page across nights, this one included

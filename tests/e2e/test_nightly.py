@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import shutil
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
@@ -24,8 +25,9 @@ FIRST, SECOND = "2026-03-04", "2026-03-05"
 def nights(tmp_path_factory):
     """A 6-day log from 2026-03-01; night FIRST runs in one process, night SECOND one step per
     process (as the cluster's scheduler runs it), then SECOND again with the two-tower model
-    (its item tower reads the items' categories), then its publish step again at a gate that
-    refuses it, and with --force: (data, root, what the first SECOND published, the gate's runs)."""
+    (its item tower reads the items' categories), then with that model's item vectors replaced
+    by random ones (its recall, evaluate and publish steps again): refused at the gate, then
+    published with --force: (data, root, what the first SECOND published, the gate's runs)."""
     base = tmp_path_factory.mktemp("nightly")
     data, root, config = base / "data", base / "root", base / "small.yaml"
     gen = watchnext("generate", "--users", "400", "--items", "300", "--events", "12000", "--seed", "3",
@@ -53,14 +55,27 @@ def nights(tmp_path_factory):
     first_publish["served"] = recalled(root, SECOND, first_publish["fresh"])
     again = watchnext("nightly", "--date", SECOND, *common, "--set", "train.model=two_tower")
     assert again.returncode == 0, again.stderr[-3000:]
-    # the same night at a gate that lets no count move: refused, then published with --force
+    # the same night's model damaged after its validation: random item vectors, lists near chance
+    published = summary(root, SECOND)
     published_files = sorted(p.name for p in (root / "recall" / f"run_date={SECOND}").iterdir())
-    strict = (*common, "--step", "publish", "--set", "nightly.gate_count_band=0.000001")
-    refused = watchnext("nightly", "--date", SECOND, *strict)
-    gate = {"refused": refused, "refused_summary": summary(root, SECOND), "published_files": published_files,
+    randomize_item_vectors(root / "runs" / SECOND / "model" / "item_embeddings.parquet")
+    for step in ("recall", "evaluate"):
+        done = watchnext("nightly", "--date", SECOND, "--step", step, *common)
+        assert done.returncode == 0, f"{step}: {done.stderr[-3000:]}"
+    refused = watchnext("nightly", "--date", SECOND, "--step", "publish", *common)
+    gate = {"published": published, "refused": refused, "refused_summary": summary(root, SECOND),
+            "published_files": published_files,
             "files_after_refusal": sorted(p.name for p in (root / "recall" / f"run_date={SECOND}").iterdir())}
-    gate["forced"] = watchnext("nightly", "--date", SECOND, *strict, "--force")
+    gate["forced"] = watchnext("nightly", "--date", SECOND, "--step", "publish", "--force", *common)
     return data, root, first_publish, gate
+
+
+def randomize_item_vectors(path) -> None:
+    table = pq.read_table(path)
+    rows, dim = table.num_rows, len(table["vector"][0])
+    vectors = np.random.default_rng(0).standard_normal((rows, dim), dtype=np.float32)
+    random = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim).cast(table.schema.field("vector").type)
+    pq.write_table(table.set_column(table.schema.get_field_index("vector"), table.schema.field("vector"), random), path)
 
 
 def summary(root, night: str) -> dict:
@@ -176,14 +191,23 @@ def test_a_night_the_gate_refuses_keeps_the_published_tables_and_says_why(nights
     stats = second["gate"]["stats"]
     assert stats["days"] == 5 and stats["events_in"] == second["counts"]["events_in"]
     assert 0 < stats["val_hr50"] <= 1 and 0 < stats["coverage"] <= 1 and stats["full_lists"] == 1.0
-    # refused: exit code 3 naming the rule, nothing swapped in, the reasons in nightly/D.json
-    refused = gate["refused"]
+    # random item vectors: the validation the training measured before they replaced the
+    # model's is as it was; the exported model's own lists on the validation users fall near
+    # chance, and that refuses the night (the merged lists lean on the other channels): exit
+    # code 3 naming the rule, nothing swapped in, the reasons in nightly/D.json
+    refused, before = gate["refused"], gate["published"]["gate"]["stats"]
     assert refused.returncode == 3, refused.stderr[-3000:]
     assert f"night {SECOND} was not published (--force publishes it anyway)" in refused.stderr
-    assert "events a day is outside 0% of the last published night's" in refused.stderr
     assert gate["files_after_refusal"] == gate["published_files"]
     assert gate["refused_summary"]["published"] is False and gate["refused_summary"]["tables"] == {}
-    assert any("nightly.gate_count_band" in r for r in gate["refused_summary"]["gate"]["refused"])
+    stats, reasons = gate["refused_summary"]["gate"]["stats"], gate["refused_summary"]["gate"]["refused"]
+    assert stats["val_hr50"] == before["val_hr50"] and stats["served_val_users"] == before["served_val_users"]
+    served_first = first["gate"]["stats"]["served_val_hr50"]
+    assert stats["served_val_hr50"] < 0.5 * served_first and 0.5 * served_first < before["served_val_hr50"]
+    served = (f"the exported model's validation HR@50 in recall {stats['served_val_hr50']:.4f} is more than 50% "
+              f"below the last published night's {served_first:.4f}")
+    assert any(r.startswith(served) for r in reasons) and not any(r.startswith("validation") for r in reasons)
+    assert all(r in refused.stderr for r in reasons)
     # --force publishes it and keeps the reasons
     forced = gate["forced"]
     assert forced.returncode == 0, forced.stderr[-3000:]
