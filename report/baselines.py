@@ -1,11 +1,14 @@
-"""Item-kNN, the strongest simple baseline of next-watch recall: a user's candidates are
-scored by their co-watch similarity (serving.cowatch) to the user's last few watches,
+"""Item-kNN, the strongest simple baseline of next-watch recall (Sarwar et al. 2001;
+Deshpande & Karypis 2004): each item keeps its N most similar items by co-watch cosine (its
+neighbourhood: serving.channels.CoWatch, the item2item channel's), and a user's candidates
+are scored by their similarity to the user's last R watches,
 
-    score_u(c) = sum_{j in last R of u} sim(j, c).
+    score_u(c) = sum_{j in last R of u, c among j's N neighbours} sim(j, c).
 
-The similarity S is built once over every training user. A user's scores are the sum of a few
-sparse rows of S, so the target's rank is counted from those rows alone: no [users x items]
-block is made, whatever the catalog.
+The neighbourhoods are built once over every training user, a block of rows at a time and
+only for the items a ranking reads. A user's scores are then at most R x N entries, so the
+target's rank is counted from those entries alone: neither the whole similarity nor a
+[users x items] block is made, whatever the catalog.
 
 Every scored baseline (this one, report/als.py) ranks by the same protocol: among the items
 the user has not watched, ties to the lower index (rank_unwatched).
@@ -13,55 +16,67 @@ the user has not watched, ties to the lower index (rank_unwatched).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pyarrow as pa
 import torch
 
-from serving.cowatch import latest, row_blocks, watch_pairs
+from serving.channels import CoWatch
+from serving.cowatch import latest, ranges, row_blocks, watch_pairs
+
+# torch says once per process that its sparse CSR support is in beta; these products are tested
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
 
 MISS = np.iinfo(np.int64).max
 BLOCK_SCORES = 2_000_000  # ALS's scores per [users x items] block (16 MB of float64), whatever the catalog
-ENTRIES_PER_BLOCK = 4_000_000  # item-kNN's similarity entries gathered per block of users (~200 MB of work arrays)
+ENTRIES_PER_BLOCK = 4_000_000  # item-kNN's neighbour entries gathered per block of users (~200 MB of work arrays)
 # a sparse score costs about twice a dense one to rank (its row and column are looked up)
 DENSE_FROM = 0.5
 
 
-def item_knn_scores(similarity: torch.Tensor, recent_ids: torch.Tensor) -> torch.Tensor:
-    """[users, items] sparse CSR scores Q S: row u sums the similarity rows of u's recent
-    item ids (0 = padding, skipped; an item twice in the recent watches counts twice)."""
-    users, num_items = len(recent_ids), similarity.shape[0]
-    rows, positions = (recent_ids > 0).nonzero(as_tuple=True)
-    query = torch.sparse_coo_tensor(torch.stack([rows, recent_ids[rows, positions]]),
-                                    torch.ones(len(rows), dtype=torch.float64), (users, num_items),
-                                    check_invariants=True).coalesce()
-    return query.to_sparse_csr() @ similarity
+def item_knn_scores(cowatch: CoWatch, recent_ids: np.ndarray, neighbours: int, num_items: int) -> torch.Tensor:
+    """[users, num_items] sparse CSR float64 scores: row u sums the first `neighbours`
+    neighbours of u's recent item ids (0 = padding, skipped; an item twice in the recent
+    watches counts twice)."""
+    user, position = np.nonzero(recent_ids > 0)
+    rows = cowatch.rows(recent_ids[user, position])
+    # each row's neighbours are its first entries: gather those alone, however wide the rows
+    lengths = np.minimum(cowatch.lengths[rows], neighbours)
+    at = ranges(rows.astype(np.int64) * cowatch.neighbours.shape[1], lengths)
+    entries = torch.from_numpy(np.stack([np.repeat(user, lengths), cowatch.neighbours.reshape(-1)[at].astype(np.int64)]))
+    values = torch.from_numpy(cowatch.scores.reshape(-1)[at].astype(np.float64))
+    scores = torch.sparse_coo_tensor(entries, values, (len(recent_ids), num_items), check_invariants=True)
+    return scores.coalesce().to_sparse_csr()
 
 
 def item_knn_ranks(
     target_index: np.ndarray,  # [users] the held-out item's index (0 = unknown item)
     watched: pa.ListArray,  # [users] the items each user watched before the target (never ranked)
     history: np.ndarray,  # [users, history_len] the last watches, oldest first, 0-padded
-    similarity: torch.Tensor,  # cosine_similarity of the watches known at the targets' time
+    cowatch: CoWatch,  # the neighbourhoods of the watches known at the targets' time
     recent: int,
+    neighbours: int,
+    num_items: int,
     entries_per_block: int = ENTRIES_PER_BLOCK,
     dense_from: float = DENSE_FROM,
 ) -> np.ndarray:
     """0-based rank of each target among the items the user has not watched, by item-kNN
-    score over the user's last `recent` watches (rank_unwatched's protocol).
+    score over the user's last `recent` watches and each one's first `neighbours` neighbours
+    (rank_unwatched's protocol).
 
-    A user's scores are sparse: only the items co-watched with a recent watch score above 0.
-    So the rank is counted from those entries alone: the scored, unwatched items above the
+    A user's scores are sparse: only the neighbours of the recent watches score above 0. So
+    the rank is counted from those entries alone: the scored, unwatched items above the
     target, and, when the target itself scores 0, every unscored, unwatched item of a lower
     index (ties go to the lower index). Users are taken in blocks of about entries_per_block
-    gathered similarities, whatever the catalog; a block whose scores are mostly present
-    (more than dense_from of them: a small catalog) is ranked as a dense block, which is then
-    no larger than its sparse scores and faster to rank."""
+    gathered neighbours, whatever the catalog; a block whose scores are mostly present (more
+    than dense_from of them: a small catalog) is ranked as a dense block, which is then no
+    larger than its sparse scores and faster to rank."""
     recent_ids = latest(history, recent)
-    gathered = np.diff(similarity.crow_indices().numpy())[recent_ids].sum(1)  # row 0 (padding) is empty
-    recent_ids = torch.from_numpy(recent_ids)
+    gathered = np.minimum(cowatch.lengths, neighbours)[cowatch.rows(recent_ids)].sum(1)  # row 0 holds none
     ranks = np.empty(len(target_index), dtype=np.int64)
     for rows in row_blocks(gathered, entries_per_block):
-        scores = item_knn_scores(similarity, recent_ids[rows])
+        scores = item_knn_scores(cowatch, recent_ids[rows], neighbours, num_items)
         targets, seen = np.asarray(target_index[rows], dtype=np.int64), watched.slice(rows.start, rows.stop - rows.start)
         if scores.values().numel() > dense_from * scores.shape[0] * scores.shape[1]:
             ranks[rows] = rank_unwatched(scores.to_dense(), targets, seen)

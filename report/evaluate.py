@@ -22,6 +22,7 @@ whole and are chosen and scored on every user."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -39,7 +40,8 @@ from report import als
 from report.age_effect import example_age_effect
 from report.baselines import item_knn_ranks
 from report.page import render
-from serving.cowatch import cosine_similarity, recent_items
+from serving.channels import CoWatch
+from serving.cowatch import recent_items
 from core import storage
 from core.config import Config
 from core.contract import MANIFEST, fixed_lists
@@ -52,6 +54,11 @@ if TYPE_CHECKING:
 
 KS = (10, 50, 100, 200)
 KNN_RECENT_GRID = (1, 2, 3, 5, 10, 20, 50)  # item-kNN's recent watches R, chosen on the validation split
+# and each item's neighbours N, with R: these, and every neighbour as far as
+# KNN_NEIGHBOUR_ENTRIES allows (item-kNN's neighbours for the rows a ranking reads, ~0.8 GB
+# at most: every co-watched item on both real logs, ~1,000 at 1M items)
+KNN_NEIGHBOURS_GRID = (20, 50, 100, 200)
+KNN_NEIGHBOUR_ENTRIES = 100_000_000
 KNN_RECENT_DEFAULT = 3  # without a validation split: ml-100k's best (Amazon's is 20, 7% above 3)
 # The baselines' settings are chosen by their HR@50 on the validation targets: the report's
 # headline metric (a recall stage is judged by whether the item reaches the ranker's ~50-200
@@ -446,23 +453,38 @@ def _choose(candidates: Sequence[Any], validation_ranks: Callable[[Any], np.ndar
 
 def _item_knn(target_index: np.ndarray, watched: pa.ListArray, history: np.ndarray, training_watched: pa.ListArray,
               validation: ValidationSplit | None, choice: np.ndarray | None, num_items: int) -> dict[str, Any]:
-    """item-kNN (report.baselines) on the given evaluated users, with the similarity of every
-    training user's watches; R chosen on the validation users `choice`, where there is a
-    validation split, with the similarity of every training user's watches known then."""
+    """item-kNN (report.baselines) on the given evaluated users, with the neighbourhoods of
+    every training user's watches; R and N chosen on the validation users `choice`, where
+    there is a validation split, with the neighbourhoods of every training user's watches
+    known then (built once with the widest N: a narrower one is the first N of each row).
+    Without one: R = KNN_RECENT_DEFAULT and every neighbour."""
     recent, tried = KNN_RECENT_DEFAULT, []
+    neighbours = widest_neighbourhood(num_items, recent_items(history, recent))
     if validation is not None:
         targets, before, last = validation.sample(choice)
-        # the similarity rows of the sampled users' recent watches are all the ranking reads
-        similarity = cosine_similarity(validation.watched, num_items, rows=recent_items(last, max(KNN_RECENT_GRID)))
-        recent, scores = _choose(KNN_RECENT_GRID, lambda r: item_knn_ranks(targets, before, last, similarity, r))
-        del similarity  # one similarity in memory at a time
-        tried = [{"recent": r, SELECTION_METRIC: score} for r, score in zip(KNN_RECENT_GRID, scores)]
-        log.info("item-kNN: the last %d watches, chosen on %d of %d validation users (%s)", recent, len(choice),
-                 validation.users, ", ".join(f"R={r}: {score:.4f}" for r, score in zip(KNN_RECENT_GRID, scores)))
-    similarity = cosine_similarity(training_watched, num_items, rows=recent_items(history, recent))
-    ranks = item_knn_ranks(target_index, watched, history, similarity, recent)
+        # the neighbourhoods of the sampled users' recent watches are all the ranking reads
+        rows = recent_items(last, max(KNN_RECENT_GRID))
+        widest = widest_neighbourhood(num_items, rows)
+        cowatch = CoWatch.build(validation.watched, num_items, widest, rows=rows)
+        grid = list(itertools.product(KNN_RECENT_GRID, sorted({n for n in KNN_NEIGHBOURS_GRID if n < widest} |
+                                                              {widest})))
+        (recent, neighbours), scores = _choose(
+            grid, lambda point: item_knn_ranks(targets, before, last, cowatch, *point, num_items))
+        del cowatch  # one set of neighbourhoods in memory at a time
+        tried = [{"recent": r, "neighbours": n, SELECTION_METRIC: score} for (r, n), score in zip(grid, scores)]
+        log.info("item-kNN: the last %d watches and up to %d neighbours each, chosen on %d of %d validation users "
+                 "(HR@50 %.4f; %d settings from %.4f)", recent, neighbours, len(choice), validation.users,
+                 max(scores), len(grid), min(scores))
+    cowatch = CoWatch.build(training_watched, num_items, neighbours, rows=recent_items(history, recent))
+    ranks = item_knn_ranks(target_index, watched, history, cowatch, recent, neighbours, num_items)
     return {**ranking_metrics(ranks), **bootstrap_intervals(ranks), "users": int(len(target_index)),
-            "recent": recent, "validation": tried}
+            "recent": recent, "neighbours": neighbours, "validation": tried}
+
+
+def widest_neighbourhood(num_items: int, rows: np.ndarray) -> int:
+    """The most neighbours item-kNN keeps for each of `rows`: every other item, as far as
+    KNN_NEIGHBOUR_ENTRIES allows, and never fewer than the grid's widest."""
+    return max(1, min(num_items - 1, max(max(KNN_NEIGHBOURS_GRID), KNN_NEIGHBOUR_ENTRIES // max(len(rows), 1))))
 
 
 def _als(spark: SparkSession, target_index: np.ndarray, watched: pa.ListArray, feature_rows: np.ndarray,

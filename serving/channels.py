@@ -66,19 +66,35 @@ def fusion_grid(channels: tuple[str, ...]) -> list[Fusion]:
 
 @dataclass(frozen=True)
 class CoWatch:
-    """Each item's `M` most similar items by co-watch cosine (0 = no neighbour), best first."""
+    """Each item's `M` most similar items by co-watch cosine (0 = no neighbour), best first:
+    row i is item i's, or, where only some items were asked for, row_of[i] (0: an empty row)."""
 
-    neighbours: np.ndarray  # [num_items, M] int32 item indices
-    scores: np.ndarray  # [num_items, M] float32 cosine similarities
+    neighbours: np.ndarray  # [rows, M] int32 item indices
+    scores: np.ndarray  # [rows, M] float32 cosine similarities
+    row_of: np.ndarray | None = None  # [num_items] int32 each item's row; None: row i is item i's
+    lengths: np.ndarray | None = None  # [rows] each row's neighbours (the first ones of the row)
+
+    def __post_init__(self):
+        if self.lengths is None:
+            object.__setattr__(self, "lengths", (self.neighbours > 0).sum(1))
 
     @classmethod
     def build(cls, watched: pa.ListArray, num_items: int, neighbours: int, pairs_per_block: int = PAIRS_PER_BLOCK,
               rows: np.ndarray | None = None) -> "CoWatch":
         """From the watch lists of every training user (one row of item indices each); the
         similarity is made and cut to each row's best a block of rows at a time, so it is
-        never held whole. With `rows` (item indices), only those items get neighbours."""
-        items = np.zeros((num_items, neighbours), dtype=np.int32)
-        scores = np.zeros((num_items, neighbours), dtype=np.float32)
+        never held whole. With `rows` (item indices), only those items get neighbours, in
+        rows of their own: the arrays are as large as the rows asked for, whatever the catalog."""
+        row_of = None
+        if rows is not None:
+            row_of = np.zeros(num_items, dtype=np.int32)
+            row_of[np.asarray(rows, dtype=np.int64)] = 1
+            row_of[row_of > 0] = np.arange(1, int(row_of.sum()) + 1, dtype=np.int32)
+        size = num_items if row_of is None else int(row_of.max(initial=0)) + 1
+        # zeroed lazily by the system: a short row occupies the memory of its own neighbours
+        items = np.zeros((size, neighbours), dtype=np.int32)
+        scores = np.zeros((size, neighbours), dtype=np.float32)
+        lengths = np.zeros(size, dtype=np.int64)
         for block in cosine_blocks(watched, num_items, pairs_per_block, rows):
             row = np.repeat(np.arange(block.first, block.first + len(block.crow) - 1), np.diff(block.crow))
             keep = row != block.columns  # an item is not its own neighbour
@@ -91,11 +107,20 @@ class CoWatch:
             starts = np.flatnonzero(np.concatenate([[True], row[1:] != row[:-1]]))
             rank = np.arange(len(row)) - np.repeat(starts, np.diff(np.append(starts, len(row))))
             best = rank < neighbours
-            items[row[best], rank[best]] = column[best]
-            scores[row[best], rank[best]] = value[best]
-        return cls(items, scores)
+            at = row[best] if row_of is None else row_of[row[best]]
+            items[at, rank[best]] = column[best]
+            scores[at, rank[best]] = value[best]
+            lengths += np.bincount(at, minlength=size)
+        return cls(items, scores, row_of, lengths)
+
+    def rows(self, items: np.ndarray) -> np.ndarray:
+        """The rows of the given item indices (the empty row 0 for an item without one)."""
+        return items if self.row_of is None else self.row_of[items]
 
     def save(self, path: str) -> None:
+        """Every item's row, row i item i's (a CoWatch built for some items only is not saved)."""
+        if self.row_of is not None:
+            raise ValueError("a CoWatch of some items only is not saved: build it for every item")
         n, m = self.neighbours.shape
         table = pa.table({"neighbours": pa.FixedSizeListArray.from_arrays(pa.array(self.neighbours.reshape(-1)), m),
                           "scores": pa.FixedSizeListArray.from_arrays(pa.array(self.scores.reshape(-1)), m)})
@@ -123,8 +148,9 @@ class CoWatch:
         user's `excluded` items left out."""
         users, width = recent.shape
         rows = np.repeat(np.arange(users), width * self.neighbours.shape[1])
-        items = self.neighbours[recent].reshape(-1)
-        scores = (self.scores[recent] * (recent > 0)[:, :, None]).reshape(-1)
+        at = self.rows(recent)
+        items = self.neighbours[at].reshape(-1)
+        scores = (self.scores[at] * (recent > 0)[:, :, None]).reshape(-1)
         real = (items > 0) & (scores > 0)
         return ranked(rows[real], items[real], scores[real], users, k, excluded)[0]
 

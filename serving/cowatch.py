@@ -3,26 +3,21 @@ user-item matrix of the training watches,
 
     sim(i, j) = |U_i & U_j| / sqrt(|U_i| |U_j|),
 
-is built as a sparse items x items matrix S = D X^T X D (X the binary users x items matrix,
-D = diag(1 / sqrt(|U_i|))) holding the co-watched pairs only. The recall stage's item2item
+is counted a block of rows of the sparse items x items matrix S = D X^T X D at a time (X the
+binary users x items matrix, D = diag(1 / sqrt(|U_i|))), the co-watched pairs only. Each row
+is cut to the item's best neighbours (serving.channels.CoWatch): the recall stage's item2item
 channel and the report's item-kNN baseline both score a user's candidates by their
 similarity to the user's last few watches.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import torch
-
-# torch says once per process that its sparse CSR support is in beta; these products are tested
-warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
-
 
 PAIRS_PER_BLOCK = 16_000_000  # co-watch pairs counted at once (~0.5 GB of work arrays)
 
@@ -70,23 +65,6 @@ def cosine_blocks(watched: pa.ListArray, num_items: int, pairs_per_block: int = 
         block_row, column = keys // num_items, keys % num_items
         cosine = together * inverse_norm[block_row + block.start] * inverse_norm[column]
         yield SimilarityBlock(block.start, np.searchsorted(block_row, np.arange(count + 1)), column, cosine)
-
-
-def cosine_similarity(watched: pa.ListArray, num_items: int, pairs_per_block: int = PAIRS_PER_BLOCK,
-                      rows: np.ndarray | None = None) -> torch.Tensor:
-    """sim(i, j) over the users of watched (one row of distinct item indices per user), as a
-    sparse CSR [num_items, num_items] float64 tensor holding the co-watched pairs only (with
-    `rows`, those rows' only). float64: the sums of a few similarities then rank exactly as a
-    brute-force computation."""
-    crow, columns, values = [np.zeros(1, dtype=np.int64)], [], []
-    for block in cosine_blocks(watched, num_items, pairs_per_block, rows):
-        crow.append(block.crow[1:] + crow[-1][-1])
-        columns.append(block.columns)
-        values.append(block.values)
-    return torch.sparse_csr_tensor(torch.from_numpy(np.concatenate(crow)),
-                                   torch.from_numpy(np.concatenate(columns or [np.zeros(0, np.int64)])),
-                                   torch.from_numpy(np.concatenate(values or [np.zeros(0)])),
-                                   (num_items, num_items), check_invariants=False)
 
 
 def row_blocks(sizes: np.ndarray, budget: int) -> Iterator[slice]:

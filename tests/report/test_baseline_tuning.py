@@ -6,6 +6,7 @@ same for both, their similarity and factors still from every training user."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -16,8 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from report import als
-from report.evaluate import KNN_RECENT_DEFAULT, KNN_RECENT_GRID, evaluate, sample_rows
 from report.console import summary
+from report.evaluate import KNN_NEIGHBOURS_GRID, KNN_RECENT_DEFAULT, KNN_RECENT_GRID, evaluate, sample_rows
+from tests.report.test_baselines import neighbourhoods
 
 NUM_ITEMS = 121  # index 0 is padding: more than 50 items, so that HR@50 tells settings apart
 HISTORY_LEN = 8
@@ -25,6 +27,9 @@ HISTORY_LEN = 8
 GRID = (als.AlsParams(2, 0.1, 1.0), als.AlsParams(8, 0.01, 10.0), als.AlsParams(8, 1.0, 1.0))
 WATCHES = pa.list_(pa.int32())
 CHOICE_USERS, BASELINE_USERS = 30, 40  # the sampled run's bounds: 30 of 70 validation users, 40 of 80 evaluated
+# item-kNN's settings: the grid's neighbourhoods narrower than the catalog, and every neighbour
+EVERY = NUM_ITEMS - 1
+KNN_GRID = list(itertools.product(KNN_RECENT_GRID, [n for n in KNN_NEIGHBOURS_GRID if n < EVERY] + [EVERY]))
 
 
 def user_logs(seed: int = 0) -> list[list[int]]:
@@ -150,18 +155,18 @@ def validation_fits(spark, runs):
         return [als.fit_factors(ratings, len(watched), NUM_ITEMS, point) for point in GRID]
 
 
-def test_item_knn_recent_watches_are_the_best_validation_hr50_by_brute_force(runs):
+def test_item_knn_recent_watches_and_neighbours_are_the_best_validation_hr50_by_brute_force(runs):
     logs, reports = runs
     watched, targets, histories = validation_time_matrix(logs)
-    sim = cosine(watched)
-    expected = [brute_force_hr50(brute_force_rank(sim[history[-r:]].sum(0), target, watched[user])
+    sims = {n: neighbourhoods(cosine(watched), n) for n in {n for _, n in KNN_GRID}}
+    expected = [brute_force_hr50(brute_force_rank(sims[n][history[-r:]].sum(0), target, watched[user])
                                  for user, (target, history) in enumerate(zip(targets, histories)))
-                for r in KNN_RECENT_GRID]
+                for r, n in KNN_GRID]
     assert len(set(expected)) > 1  # the candidates differ, so the choice means something
     knn = reports["last"]["baselines"]["item_knn"]
     assert [point["hr@50"] for point in knn["validation"]] == pytest.approx(expected, abs=1e-12)
-    assert [point["recent"] for point in knn["validation"]] == list(KNN_RECENT_GRID)
-    assert knn["recent"] == KNN_RECENT_GRID[int(np.argmax(expected))]
+    assert [(point["recent"], point["neighbours"]) for point in knn["validation"]] == KNN_GRID
+    assert (knn["recent"], knn["neighbours"]) == KNN_GRID[int(np.argmax(expected))]
     assert knn["users"] == len(logs)
 
 
@@ -187,7 +192,7 @@ def test_the_choice_reads_the_validation_split_never_the_test_targets(runs):
     for name in ("item_knn", "als"):
         assert other[name]["hr@50"] != last[name]["hr@50"]  # other test targets, other test metrics
         assert other[name]["validation"] == last[name]["validation"]  # the same choice, to the last digit
-    assert other["item_knn"]["recent"] == last["item_knn"]["recent"]
+    assert all(other["item_knn"][k] == last["item_knn"][k] for k in ("recent", "neighbours"))
     assert all(other["als"][k] == last["als"][k] for k in ("rank", "reg_param", "alpha"))
 
 
@@ -196,7 +201,8 @@ def test_without_a_validation_split_the_baselines_keep_their_defaults_and_say_so
     report = reports["no_valid"]
     assert report["baseline_settings"] == {"chosen_on": "defaults", "validation_users": 0, "metric": "hr@50"}
     knn, result = report["baselines"]["item_knn"], report["baselines"]["als"]
-    assert knn["recent"] == KNN_RECENT_DEFAULT and knn["validation"] == []
+    assert (knn["recent"], knn["neighbours"]) == (KNN_RECENT_DEFAULT, EVERY)
+    assert knn["validation"] == []
     assert {k: result[k] for k in ("rank", "reg_param", "alpha")} == als.DEFAULT.to_dict()
     assert result["validation"] == [] and 0 < result["hr@50"] <= 1
     assert "fixed defaults" in reports["no_valid_html"]
@@ -216,9 +222,10 @@ def test_sampled_settings_are_chosen_on_the_same_validation_sample_with_every_us
     logs, reports = runs
     watched, targets, histories = validation_time_matrix(logs)
     rows = sample_rows(len(targets), CHOICE_USERS)
-    sim = cosine(watched)  # every training user's watches, not only the sample's
-    knn = [brute_force_hr50(brute_force_rank(sim[histories[u][-r:]].sum(0), targets[u], watched[u]) for u in rows)
-           for r in KNN_RECENT_GRID]
+    # every training user's watches, not only the sample's
+    sims = {n: neighbourhoods(cosine(watched), n) for n in {n for _, n in KNN_GRID}}
+    knn = [brute_force_hr50(brute_force_rank(sims[n][histories[u][-r:]].sum(0), targets[u], watched[u])
+                            for u in rows) for r, n in KNN_GRID]
     fits = [brute_force_hr50(brute_force_rank(items @ users[u], targets[u], watched[u]) for u in rows)
             for users, items in validation_fits]
     baselines = reports["sampled"]["baselines"]
@@ -236,7 +243,7 @@ def test_item_knn_and_als_are_scored_on_the_same_sample_of_evaluated_users(spark
     training = [sorted(log[:-1]) for log in logs]
     rows = sample_rows(len(logs), BASELINE_USERS)
     knn, fitted = report["baselines"]["item_knn"], report["baselines"]["als"]
-    sim = cosine(training)
+    sim = neighbourhoods(cosine(training), knn["neighbours"])
     expected_knn = [brute_force_rank(sim[logs[u][:-1][-HISTORY_LEN:][-knn["recent"]:]].sum(0), logs[u][-1],
                                      training[u]) for u in rows]
     params = als.AlsParams(fitted["rank"], fitted["reg_param"], fitted["alpha"])

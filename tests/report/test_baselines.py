@@ -1,26 +1,40 @@
-"""item-kNN: cosine over co-watching users, scored against the last R watches; the ranking
-protocol every scored baseline shares."""
+"""item-kNN: cosine over co-watching users, each item's N best neighbours, scored against the
+last R watches; the ranking protocol every scored baseline shares."""
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import pyarrow as pa
 import pytest
-
 import torch
 
 from report.baselines import MISS, item_knn_ranks, rank_unwatched
-from serving.cowatch import cosine_similarity
+from serving.channels import CoWatch
+from serving.cowatch import PAIRS_PER_BLOCK, cosine_blocks
 
 # users 0..3 watched {1,2}, {1,2,3}, {2,3}, {1}: sim(1,2) = 2/3, sim(1,3) = 1/sqrt(6),
 # sim(2,3) = 2/sqrt(6), item 4 was never watched (similar to nothing)
 WATCHED = pa.array([[1, 2], [1, 2, 3], [2, 3], [1]], pa.list_(pa.int32()))
 HISTORY = np.array([[1, 2, 0], [1, 2, 3], [2, 3, 0], [1, 0, 0]])
-SIMILARITY = cosine_similarity(WATCHED, num_items=5)
+COWATCH = CoWatch.build(WATCHED, num_items=5, neighbours=4)  # every other item: the whole similarity
+
+
+def knn(targets, watched, history, cowatch, recent, neighbours=4, num_items=5, **blocks):
+    return item_knn_ranks(np.asarray(targets), watched, history, cowatch, recent, neighbours, num_items, **blocks)
+
+
+def dense_similarity(log, num_items, pairs_per_block=PAIRS_PER_BLOCK, rows=None) -> np.ndarray:
+    """cosine_blocks' rows, put together as a dense [num_items, num_items] matrix."""
+    sim = np.zeros((num_items, num_items))
+    for block in cosine_blocks(log, num_items, pairs_per_block, rows):
+        sim[block.first + np.repeat(np.arange(len(block.crow) - 1), np.diff(block.crow)), block.columns] = block.values
+    return sim
 
 
 def test_ranks_follow_the_similarity_to_the_last_watch():
-    ranks = item_knn_ranks(np.array([4, 4, 1, 3]), WATCHED, HISTORY, SIMILARITY, recent=1)
+    ranks = knn([4, 4, 1, 3], WATCHED, HISTORY, COWATCH, recent=1)
     # user 0 (last watch 2): 3 scores 2/sqrt(6) > 4 scores 0; user 1 has only 4 left;
     # user 2 (last 3): 1 scores 1/sqrt(6); user 3 (last 1): 2 scores 2/3 > 3 scores 1/sqrt(6)
     assert ranks.tolist() == [1, 0, 0, 1]
@@ -28,20 +42,18 @@ def test_ranks_follow_the_similarity_to_the_last_watch():
 
 def test_more_recent_watches_add_their_similarities():
     # user 0 with both watches: 3 scores 1/sqrt(6) + 2/sqrt(6), above 4 either way
-    assert item_knn_ranks(np.array([3, 4, 1, 2]), WATCHED, HISTORY, SIMILARITY, recent=2).tolist() == [
-        0, 0, 0, 0]
+    assert knn([3, 4, 1, 2], WATCHED, HISTORY, COWATCH, recent=2).tolist() == [0, 0, 0, 0]
 
 
 def test_watched_and_unknown_targets_are_never_recommended():
-    ranks = item_knn_ranks(np.array([1, 0, 2, 1]), WATCHED, HISTORY, SIMILARITY, recent=1)
+    ranks = knn([1, 0, 2, 1], WATCHED, HISTORY, COWATCH, recent=1)
     assert ranks.tolist() == [MISS, MISS, MISS, MISS]
 
 
 def test_ties_go_to_the_more_popular_lower_index():
     # nobody co-watched anything: every candidate scores 0 and ranks by index
     watched = pa.array([[1], [2]], pa.list_(pa.int32()))
-    ranks = item_knn_ranks(np.array([4, 3]), watched, np.array([[1], [2]]), cosine_similarity(watched, 5),
-                           recent=1)
+    ranks = knn([4, 3], watched, np.array([[1], [2]]), CoWatch.build(watched, 5, neighbours=4), recent=1)
     assert ranks.tolist() == [2, 1]  # user 0: behind 2 and 3; user 1: behind 1 (2 is watched)
 
 
@@ -52,19 +64,41 @@ def test_the_similarity_is_the_cosine_of_the_item_columns():
     norms = np.sqrt(x.sum(0))
     with np.errstate(invalid="ignore", divide="ignore"):
         expected = np.nan_to_num(x.T @ x / np.outer(norms, norms))
-    assert np.allclose(SIMILARITY.to_dense().numpy(), expected, rtol=0, atol=1e-15)
-    assert SIMILARITY.layout == torch.sparse_csr and SIMILARITY.values().numel() == 9  # co-watched pairs only
+    assert np.allclose(dense_similarity(WATCHED, 5), expected, rtol=0, atol=1e-15)
+    blocks = list(cosine_blocks(WATCHED, 5))
+    assert sum(len(block.values) for block in blocks) == 9  # co-watched pairs only
 
 
-def brute_force_knn_ranks(targets, watched, history, similarity_log, num_items, recent):
-    """item-kNN from its definition: a dense similarity, each user's scores summed over the
-    last `recent` watches, every unwatched item above the target counted."""
+def test_each_item_keeps_its_best_neighbours_and_only_the_rows_asked_for_are_held():
+    # items 2 and 3 each have two neighbours: 2's are 3 (2/sqrt(6)) then 1 (2/3); 3's are 2 then 1
+    assert COWATCH.neighbours[2].tolist() == [3, 1, 0, 0] and COWATCH.neighbours[3].tolist() == [2, 1, 0, 0]
+    assert np.allclose(COWATCH.scores[2], [2 / np.sqrt(6), 2 / 3, 0, 0])
+    only = CoWatch.build(WATCHED, 5, neighbours=4, rows=np.array([3]))  # the rows a ranking reads
+    assert only.neighbours.shape == (2, 4) and only.neighbours[only.rows(np.array([3]))].tolist() == [[2, 1, 0, 0]]
+    assert only.rows(np.array([1, 2, 4])).tolist() == [0, 0, 0]  # the empty row
+
+
+def neighbourhoods(cosine: np.ndarray, neighbours: int) -> np.ndarray:
+    """The dense similarity with each row cut to its `neighbours` best other items (ties to
+    the lower index), in float32 as kept."""
+    sim = np.zeros_like(cosine)
+    for item, row in enumerate(cosine):
+        others = [j for j in sorted(range(len(row)), key=lambda j: -row[j]) if j != item and row[j] > 0]
+        sim[item, others[:neighbours]] = row[others[:neighbours]].astype(np.float32)
+    return sim
+
+
+def brute_force_knn_ranks(targets, watched, history, similarity_log, num_items, recent, neighbours):
+    """item-kNN from its definition: a dense similarity, each row cut to its `neighbours` best
+    other items (ties to the lower index; float32, as kept), each user's scores summed over
+    the last `recent` watches, every unwatched item above the target counted."""
     x = np.zeros((len(similarity_log), num_items))
     for user, items in enumerate(similarity_log):
         x[user, items] = 1
     norms = np.sqrt(x.sum(0))
     with np.errstate(invalid="ignore", divide="ignore"):
-        sim = np.nan_to_num(x.T @ x / np.outer(norms, norms))
+        cosine = np.nan_to_num(x.T @ x / np.outer(norms, norms))
+    sim = neighbourhoods(cosine, neighbours)
     ranks = []
     for target, seen, row in zip(targets, watched, history):
         last = [j for j in row if j > 0][-recent:]
@@ -91,11 +125,16 @@ def test_ranks_equal_a_brute_force_computation_on_a_random_log(dense_from):
         history[user, :len(last)] = last
     targets = rng.integers(0, num_items, 25)
     watched = pa.array(log[:25], pa.list_(pa.int32()))
-    similarity = cosine_similarity(pa.array(log, pa.list_(pa.int32())), num_items)
-    for recent in (1, 2, 3, 6):
-        ranks = item_knn_ranks(targets, watched, history, similarity, recent=recent, entries_per_block=40,
-                               dense_from=dense_from)
-        assert ranks.tolist() == brute_force_knn_ranks(targets, log[:25], history, log, num_items, recent)
+    cowatch = CoWatch.build(pa.array(log, pa.list_(pa.int32())), num_items, neighbours=num_items - 1)
+    for recent, neighbours in itertools.product((1, 2, 3, 6), (1, 3, 10, num_items - 1)):
+        ranks = knn(targets, watched, history, cowatch, recent, neighbours, num_items, entries_per_block=40,
+                    dense_from=dense_from)
+        assert ranks.tolist() == brute_force_knn_ranks(targets, log[:25], history, log, num_items, recent,
+                                                       neighbours), (recent, neighbours)
+    # the rows the ranking reads only, each item's first neighbours only: the same ranks
+    some = CoWatch.build(pa.array(log, pa.list_(pa.int32())), num_items, neighbours=3, rows=np.unique(history))
+    assert knn(targets, watched, history, some, 6, 3, num_items).tolist() == knn(targets, watched, history, cowatch,
+                                                                                6, 3, num_items).tolist()
 
 
 def _head(num_items):
@@ -114,30 +153,26 @@ def test_rank_unwatched_skips_padding_and_watched_items_and_breaks_ties_by_index
 def test_a_target_nobody_co_watched_ranks_behind_every_scored_item_then_by_index():
     # two communities, {1, 2, 3} and {4, 5, 6}: a {1, 2, 3} user's target in the other one scores 0
     log = [[1, 2], [2, 3], [1, 3], [4, 5], [5, 6], [4, 6], [1, 2, 3]]
-    similarity = cosine_similarity(pa.array(log, pa.list_(pa.int32())), num_items=8)
+    cowatch = CoWatch.build(pa.array(log, pa.list_(pa.int32())), num_items=8, neighbours=7)
     watched = pa.array([[1], [1], [1], [1, 4]], pa.list_(pa.int32()))
     history = np.array([[1], [1], [1], [1]])
     for dense_from in (0.0, 2.0):  # ranked as dense blocks, and from the scored entries alone
-        ranks = item_knn_ranks(np.array([5, 4, 7, 5]), watched, history, similarity, recent=1, entries_per_block=1,
-                               dense_from=dense_from)
+        ranks = knn([5, 4, 7, 5], watched, history, cowatch, 1, 7, 8, entries_per_block=1, dense_from=dense_from)
         # 2 and 3 score above 0; then 4, 5, 6, 7 by index (user 3 watched 4)
         assert ranks.tolist() == [3, 2, 5, 2]
-    assert ranks.tolist() == brute_force_knn_ranks([5, 4, 7, 5], watched.to_pylist(), history, log, 8, 1)
+    assert ranks.tolist() == brute_force_knn_ranks([5, 4, 7, 5], watched.to_pylist(), history, log, 8, 1, 7)
 
 
 def test_the_similarity_built_a_few_rows_at_a_time_is_the_same_matrix():
     rng = np.random.default_rng(2)
     log = pa.array([sorted(set(rng.choice(np.arange(1, 40), rng.integers(1, 15), p=_head(40)).tolist()))
                     for _ in range(60)], pa.list_(pa.int32()))
-    whole = cosine_similarity(log, 45)
+    whole = dense_similarity(log, 45)
     for pairs in (1, 50, 400):
-        blocked = cosine_similarity(log, 45, pairs_per_block=pairs)
-        assert torch.equal(blocked.crow_indices(), whole.crow_indices())
-        assert torch.equal(blocked.col_indices(), whole.col_indices())
-        assert torch.equal(blocked.values(), whole.values())
+        assert np.array_equal(dense_similarity(log, 45, pairs_per_block=pairs), whole)
     # only the rows asked for: theirs exactly, every other row empty
     rows = np.array([1, 2, 7, 30, 44])
-    some = cosine_similarity(log, 45, pairs_per_block=50, rows=rows).to_dense()
-    expected = torch.zeros_like(some)
-    expected[rows] = whole.to_dense()[rows]
-    assert torch.equal(some, expected) and some[rows].count_nonzero() > 0
+    some = dense_similarity(log, 45, pairs_per_block=50, rows=rows)
+    expected = np.zeros_like(some)
+    expected[rows] = whole[rows]
+    assert np.array_equal(some, expected) and np.count_nonzero(some[rows]) > 0
