@@ -44,7 +44,8 @@ def item_knn_scores(cowatch: CoWatch, recent_ids: np.ndarray, neighbours: int, n
     # each row's neighbours are its first entries: gather those alone, however wide the rows
     lengths = np.minimum(cowatch.lengths[rows], neighbours)
     at = ranges(rows.astype(np.int64) * cowatch.neighbours.shape[1], lengths)
-    entries = torch.from_numpy(np.stack([np.repeat(user, lengths), cowatch.neighbours.reshape(-1)[at].astype(np.int64)]))
+    items = cowatch.neighbours.reshape(-1)[at].astype(np.int64)
+    entries = torch.from_numpy(np.stack([np.repeat(user, lengths), items]))
     values = torch.from_numpy(cowatch.scores.reshape(-1)[at].astype(np.float64))
     scores = torch.sparse_coo_tensor(entries, values, (len(recent_ids), num_items), check_invariants=True)
     return scores.coalesce().to_sparse_csr()

@@ -56,9 +56,12 @@ KS = (10, 50, 100, 200)
 KNN_RECENT_GRID = (1, 2, 3, 5, 10, 20, 50)  # item-kNN's recent watches R, chosen on the validation split
 # and each item's neighbours N, with R: these, and every neighbour as far as
 # KNN_NEIGHBOUR_ENTRIES allows (item-kNN's neighbours for the rows a ranking reads, ~0.8 GB
-# at most: every co-watched item on both real logs, ~1,000 at 1M items)
+# at most, most of it never touched: every co-watched item on both real logs)
 KNN_NEIGHBOURS_GRID = (20, 50, 100, 200)
 KNN_NEIGHBOUR_ENTRIES = 100_000_000
+# co-watch pairs counted at once for item-kNN's neighbourhoods (~0.15 GB of work arrays):
+# a quarter of the recall stage's, for the report holds the evaluated users' lists beside them
+KNN_PAIRS_PER_BLOCK = 4_000_000
 KNN_RECENT_DEFAULT = 3  # without a validation split: ml-100k's best (Amazon's is 20, 7% above 3)
 # The baselines' settings are chosen by their HR@50 on the validation targets: the report's
 # headline metric (a recall stage is judged by whether the item reaches the ranker's ~50-200
@@ -465,7 +468,7 @@ def _item_knn(target_index: np.ndarray, watched: pa.ListArray, history: np.ndarr
         # the neighbourhoods of the sampled users' recent watches are all the ranking reads
         rows = recent_items(last, max(KNN_RECENT_GRID))
         widest = widest_neighbourhood(num_items, rows)
-        cowatch = CoWatch.build(validation.watched, num_items, widest, rows=rows)
+        cowatch = CoWatch.build(validation.watched, num_items, widest, KNN_PAIRS_PER_BLOCK, rows=rows)
         grid = list(itertools.product(KNN_RECENT_GRID, sorted({n for n in KNN_NEIGHBOURS_GRID if n < widest} |
                                                               {widest})))
         (recent, neighbours), scores = _choose(
@@ -475,7 +478,8 @@ def _item_knn(target_index: np.ndarray, watched: pa.ListArray, history: np.ndarr
         log.info("item-kNN: the last %d watches and up to %d neighbours each, chosen on %d of %d validation users "
                  "(HR@50 %.4f; %d settings from %.4f)", recent, neighbours, len(choice), validation.users,
                  max(scores), len(grid), min(scores))
-    cowatch = CoWatch.build(training_watched, num_items, neighbours, rows=recent_items(history, recent))
+    cowatch = CoWatch.build(training_watched, num_items, neighbours, KNN_PAIRS_PER_BLOCK,
+                            rows=recent_items(history, recent))
     ranks = item_knn_ranks(target_index, watched, history, cowatch, recent, neighbours, num_items)
     return {**ranking_metrics(ranks), **bootstrap_intervals(ranks), "users": int(len(target_index)),
             "recent": recent, "neighbours": neighbours, "validation": tried}

@@ -133,7 +133,7 @@ def _baseline_settings(report: dict[str, Any]) -> str:
     report from before they were)."""
     how = report.get("baseline_settings")
     knn, als = report["baselines"].get("item_knn", {}), report["baselines"].get("als", {})
-    neighbourhood = f" with {knn['neighbours']} neighbours each" if "neighbours" in knn else ""
+    neighbourhood = f" with up to {knn['neighbours']} neighbours each" if "neighbours" in knn else ""
     chosen = ([f"item_knn scores the last {knn['recent']} watches{neighbourhood}"] if "recent" in knn else []) + (
         [f"als has rank {als['rank']}, regParam {als['reg_param']:g}, alpha {als['alpha']:g} "
          f"({als['max_iter']} iterations)"] if "rank" in als else [])

@@ -23,9 +23,10 @@ them as separate jobs (prep on Spark, train and recall on Ray): NIGHTLY_STEPS. A
 night D withdraws nightly/D.json first, rebuilds runs/D stage by stage, and publish swaps
 each table's run_date=D partition for the new one (storage.replace_dir).
 
-Publish is gated (watchnext/gate.py): a night that does not look like the last
-published one (its validation, its lists on the day's held-out users, its counts) is refused, its reasons in nightly/D.json ("published": false), its tables not
-swapped in, and the step fails (exit code 3); --force publishes it anyway and says so.
+Publish is gated (watchnext/gate.py): a night that does not look like the last published
+one (its validation, its lists on the day's held-out users, its counts) is refused, its
+reasons in nightly/D.json ("published": false), its tables not swapped in, and the step
+fails (exit code 3); --force publishes it anyway and says so.
 """
 
 from __future__ import annotations

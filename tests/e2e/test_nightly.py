@@ -74,8 +74,9 @@ def randomize_item_vectors(path) -> None:
     table = pq.read_table(path)
     rows, dim = table.num_rows, len(table["vector"][0])
     vectors = np.random.default_rng(0).standard_normal((rows, dim), dtype=np.float32)
-    random = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim).cast(table.schema.field("vector").type)
-    pq.write_table(table.set_column(table.schema.get_field_index("vector"), table.schema.field("vector"), random), path)
+    field = table.schema.field("vector")
+    random = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim).cast(field.type)
+    pq.write_table(table.set_column(table.schema.get_field_index("vector"), field, random), path)
 
 
 def summary(root, night: str) -> dict:

@@ -77,7 +77,8 @@ def test_the_baselines_settings_are_named_with_where_they_were_chosen():
              "baseline_settings": {"chosen_on": "validation", "validation_users": 940, "metric": "hr@50"}}
     page = render(tuned, None, PREP, RECALL)
     assert "HR@50 on the validation split (the last training watch of 940 users)" in page
-    assert "item_knn scores the last 5 watches with 100 neighbours each; als has rank 64, regParam 0.1, alpha 10 (10 iterations)" in page
+    assert ("item_knn scores the last 5 watches with up to 100 neighbours each; "
+            "als has rank 64, regParam 0.1, alpha 10 (10 iterations)") in page
     defaults = {**tuned, "baseline_settings": {"chosen_on": "defaults", "validation_users": 0, "metric": "hr@50"}}
     assert "fixed defaults: this run&#x27;s prep has no validation split" in render(defaults, None, PREP, RECALL)
     assert "settings" not in render(REPORT, None, PREP, RECALL)  # a report from before there were any
