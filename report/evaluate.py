@@ -69,15 +69,14 @@ KNN_RECENT_DEFAULT = 3  # without a validation split: ml-100k's best (Amazon's i
 # least noisy of the list metrics on a few hundred users.
 SELECTION_METRIC = "hr@50"
 # Ranking one user costs up to a score per catalog item (ALS: 10-25 ms at 1M items on 2 cores;
-# item-kNN: the items co-watched with the user's recent watches, most of the catalog for a
-# user of popular items), so the samples are bounded in scores, users x items. At the soak's 1M items that is 10,000
-# validation users, on which every candidate setting is compared (the choice needs a ranking
-# of the candidates, not every user's rank: HR@50 ~0.1 has a standard error of
-# sqrt(0.1 x 0.9 / 10,000) = 0.003, and candidates scored on the same users differ by less),
-# and 20,000 evaluated users, on which item-kNN and ALS report their test metrics (0.002;
-# the model is judged on every user): 15 x 10,000 + 2 x 20,000 rankings, 30-80 minutes,
-# where ranking every user (17M rankings) took days. Both real logs fit whole (Amazon:
-# 35,598 users x 18,348 items = 6.5e8 scores), so they are chosen and scored on every user.
+# item-kNN: the neighbours of the user's recent watches), so the samples are bounded in
+# scores, users x items. At the soak's 1M items that is 10,000 validation users, on which
+# every candidate setting is compared (the choice needs a ranking of the candidates, not
+# every user's rank: HR@50 ~0.1 has a standard error of sqrt(0.1 x 0.9 / 10,000) = 0.003, and
+# candidates scored on the same users differ by less), and 20,000 evaluated users, on which
+# item-kNN and ALS report their test metrics (0.002; the model is judged on every user).
+# Both real logs fit whole (Amazon: 35,598 users x 18,348 items = 6.5e8 scores), so they are
+# chosen and scored on every user.
 CHOICE_SCORES = 10_000 * 1_000_000
 BASELINE_SCORES = 20_000 * 1_000_000
 SAMPLE_SEED = 0
