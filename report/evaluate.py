@@ -460,9 +460,11 @@ def _item_knn(target_index: np.ndarray, watched: pa.ListArray, history: np.ndarr
     there is a validation split, with the neighbourhoods of every training user's watches
     known then (built once with the widest N: a narrower one is the first N of each row).
     Without one: R = KNN_RECENT_DEFAULT and every neighbour."""
-    recent, tried = KNN_RECENT_DEFAULT, []
-    neighbours = widest_neighbourhood(num_items, recent_items(history, recent))
-    if validation is not None:
+    if validation is None:
+        recent, tried = KNN_RECENT_DEFAULT, []
+        rows = recent_items(history, recent)
+        neighbours = widest_neighbourhood(num_items, rows)
+    else:
         targets, before, last = validation.sample(choice)
         # the neighbourhoods of the sampled users' recent watches are all the ranking reads
         rows = recent_items(last, max(KNN_RECENT_GRID))
@@ -477,8 +479,8 @@ def _item_knn(target_index: np.ndarray, watched: pa.ListArray, history: np.ndarr
         log.info("item-kNN: the last %d watches and up to %d neighbours each, chosen on %d of %d validation users "
                  "(HR@50 %.4f; %d settings from %.4f)", recent, neighbours, len(choice), validation.users,
                  max(scores), len(grid), min(scores))
-    cowatch = CoWatch.build(training_watched, num_items, neighbours, KNN_PAIRS_PER_BLOCK,
-                            rows=recent_items(history, recent))
+        rows = recent_items(history, recent)
+    cowatch = CoWatch.build(training_watched, num_items, neighbours, KNN_PAIRS_PER_BLOCK, rows=rows)
     ranks = item_knn_ranks(target_index, watched, history, cowatch, recent, neighbours, num_items)
     return {**ranking_metrics(ranks), **bootstrap_intervals(ranks), "users": int(len(target_index)),
             "recent": recent, "neighbours": neighbours, "validation": tried}

@@ -87,10 +87,10 @@ class CoWatch:
         rows of their own: the arrays are as large as the rows asked for, whatever the catalog."""
         row_of = None
         if rows is not None:
+            rows = np.unique(np.asarray(rows, dtype=np.int64))
             row_of = np.zeros(num_items, dtype=np.int32)
-            row_of[np.asarray(rows, dtype=np.int64)] = 1
-            row_of[row_of > 0] = np.arange(1, int(row_of.sum()) + 1, dtype=np.int32)
-        size = num_items if row_of is None else int(row_of.max(initial=0)) + 1
+            row_of[rows] = np.arange(1, len(rows) + 1, dtype=np.int32)
+        size = num_items if row_of is None else len(rows) + 1
         # zeroed lazily by the system: a short row occupies the memory of its own neighbours
         items = np.zeros((size, neighbours), dtype=np.int32)
         scores = np.zeros((size, neighbours), dtype=np.float32)
