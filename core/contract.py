@@ -182,6 +182,9 @@ ITEM_EMBEDDINGS = pa.schema(
         pa.field("bias", pa.float32(), nullable=False),
     ]
 )
+# item_embeddings.parquet's rows per row group: a reader decodes one group at a time, so a
+# large catalog's vectors are never decoded whole beside the arrays they are read into
+ITEM_EMBEDDING_GROUP_ROWS = 65_536
 
 # ---------------------------------------------------------------- recall/ (serving -> users)
 RECALL = pa.schema(

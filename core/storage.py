@@ -17,6 +17,8 @@ import uuid
 from typing import Any
 from urllib.parse import urlparse
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
@@ -54,6 +56,27 @@ def parquet_dataset(path: str) -> pads.Dataset:
     """A stage's folder of Parquet files (hive-partitioned where it is) as one dataset."""
     fs, local = filesystem(path)
     return pads.dataset(local, filesystem=fs, format="parquet", partitioning="hive")
+
+
+def take_rows(path: str, rows: Any, columns: list[str] | None = None) -> pa.Table:
+    """Rows of a Parquet folder by position (ascending; numbered file by file as its dataset
+    reads them), read a row group at a time and only the row groups that hold them: the
+    memory is one row group's and the rows', however large the folder (a Dataset's take
+    reads every file whole)."""
+    dataset = parquet_dataset(path)
+    rows = np.asarray(rows, dtype=np.int64)
+    parts, first = [], 0
+    for fragment in dataset.get_fragments():
+        for group in fragment.split_by_row_group():
+            count = group.row_groups[0].num_rows
+            inside = rows[np.searchsorted(rows, first):np.searchsorted(rows, first + count)] - first
+            if len(inside):
+                parts.append(group.to_table(schema=dataset.schema, columns=columns).take(pa.array(inside)))
+            first += count
+    if not parts:
+        empty = dataset.schema.empty_table()
+        return empty.select(columns) if columns is not None else empty
+    return pa.concat_tables(parts)
 
 
 def exists(path: str) -> bool:

@@ -18,7 +18,7 @@ from ray_train.checkpoint import CHECKPOINT_BEST, CHECKPOINT_MODEL, CHECKPOINT_S
 from ray_train.model import ModelSpec
 from ray_train.models import build_model, build_user_tower
 from core import storage
-from core.contract import ITEM_EMBEDDINGS
+from core.contract import ITEM_EMBEDDING_GROUP_ROWS, ITEM_EMBEDDINGS
 from core.layout import ModelLayout, PrepLayout
 
 
@@ -61,7 +61,7 @@ def export_model(checkpoint_dir: str, prep_dir: str, model_dir: str) -> dict[str
         schema=ITEM_EMBEDDINGS,
     )
     fs, local = storage.filesystem(out.item_embeddings)
-    pq.write_table(table, local, filesystem=fs)
+    pq.write_table(table, local, filesystem=fs, row_group_size=ITEM_EMBEDDING_GROUP_ROWS)
     return {"model_version": model_version, "epochs": state["epochs"],
             "best_epoch": state.get("best_epoch", state["epoch"])}
 

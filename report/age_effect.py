@@ -103,11 +103,10 @@ def example_age_effect(run_dir: str, prep: dict, seed: int = 0) -> dict[str, Any
         return None
     unit_seconds = SECONDS_PER_UNIT[features.get("example_age_unit", "hours")]
     anchor = float(features["anchor_ts"])
-    examples = storage.parquet_dataset(run.prep.examples)
-    total = examples.count_rows()
+    total = storage.parquet_dataset(run.prep.examples).count_rows()
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(total, min(EMPIRICAL_EXAMPLES, total), replace=False))
-    sample = examples.take(pa.array(sample), columns=["label", "example_age_raw"])
+    sample = storage.take_rows(run.prep.examples, sample, columns=["label", "example_age_raw"])
     empirical = empirical_shares(sample.column("label").to_numpy().astype(np.int64), first,
                                  anchor - sample.column("example_age_raw").to_numpy() * unit_seconds)
 
@@ -115,7 +114,7 @@ def example_age_effect(run_dir: str, prep: dict, seed: int = 0) -> dict[str, Any
     first_watch = first[item_index]  # by embedding row
     tower, meta = load_user_tower(run.model.root)
     rows = max(1, min(MAX_PREDICTED_EXAMPLES, PREDICTED_SCORES // len(vectors)))
-    scored = examples.take(pa.array(np.sort(rng.choice(total, min(rows, total), replace=False))))
+    scored = storage.take_rows(run.prep.examples, np.sort(rng.choice(total, min(rows, total), replace=False)))
     widths = Widths.from_prep_features(features)
     block = max(1, BLOCK_SCORES // len(vectors))
     mass = np.zeros(len(AGE_EDGES_DAYS) + 2)

@@ -297,6 +297,8 @@ def evaluate(run_dir: str, cfg: Config | None = None, choice_users: int | None =
     upstream = {"prep": prep, **({"model": storage.read_manifest(model_dir)} if finished_model else {})}
     storage.check_built_from(recall_dir, recall, upstream)
     started = storage.begin_stage(report_dir, inputs=(prep_dir, recall_dir))
+    # first, while nothing else is held: it reads the item vectors and a sample of examples
+    effect = example_age_effect(run.root, prep)
 
     targets = _read(run.prep.eval, ["user_id", "item_id", "item_index"])
     features = _read(run.prep.user_features, ["user_id", "watched", "history"])
@@ -369,7 +371,6 @@ def evaluate(run_dir: str, cfg: Config | None = None, choice_users: int | None =
     if len(scored) < targets.num_rows:
         report["baseline_sample"] = {"baselines": list(cfg.report.baselines), "users": len(scored),
                                      "of": targets.num_rows, "seed": SAMPLE_SEED}
-    effect = example_age_effect(run.root, prep)
     if effect is not None:
         report["example_age_effect"] = effect
     storage.write_text(run.report.json, json.dumps(report, indent=2) + "\n")

@@ -43,10 +43,11 @@ from dataclasses import asdict, dataclass
 
 import faiss
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core import storage
-from core.contract import fixed_lists
+from core.contract import ITEM_EMBEDDING_GROUP_ROWS, fixed_lists
 
 INDEX_TYPES = ("flat", "hnsw", "ivf_flat", "ivf_pq")
 INDEX_MANIFEST = "index.json"
@@ -56,17 +57,26 @@ MIN_POINTS_PER_CELL = 39  # FAISS's k-means wants at least 39 training points pe
 
 
 def item_matrix(item_embeddings_path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(vectors with the bias appended [n, d + 1] float32, item indices, item ids)."""
+    """(vectors with the bias appended [n, d + 1] float32, item indices, item ids), read a
+    row group at a time into the arrays returned (at 1M items, decoding the file whole took
+    1 GB beside the 0.27 GB of vectors)."""
     fs, path = storage.filesystem(item_embeddings_path)
-    table = pq.read_table(path, filesystem=fs)
-    dim = len(table.column("vector")[0])
-    vectors = fixed_lists(table.column("vector"), dim).astype(np.float32)
-    bias = table.column("bias").to_numpy().astype(np.float32)[:, None]
-    return (
-        np.ascontiguousarray(np.hstack([vectors, bias])),
-        table.column("index").to_numpy().astype(np.int64),
-        table.column("item_id").to_numpy(zero_copy_only=False),
-    )
+    parquet = pq.ParquetFile(path, filesystem=fs)
+    rows = parquet.metadata.num_rows
+    vectors, index, ids, start = None, np.empty(rows, dtype=np.int64), [], 0
+    for batch in parquet.iter_batches(batch_size=ITEM_EMBEDDING_GROUP_ROWS):
+        if vectors is None:
+            dim = len(batch.column("vector")[0])
+            vectors = np.empty((rows, dim + 1), dtype=np.float32)
+        end = start + batch.num_rows
+        vectors[start:end, :dim] = fixed_lists(batch.column("vector"), dim)
+        vectors[start:end, dim] = batch.column("bias").to_numpy()
+        index[start:end] = batch.column("index").to_numpy()
+        ids.append(batch.column("item_id"))
+        start = end
+    if vectors is None:
+        raise ValueError(f"{item_embeddings_path} holds no item vectors")
+    return vectors, index, pa.chunked_array(ids).to_numpy()
 
 
 def item_keys(item_embeddings_path: str) -> tuple[np.ndarray, np.ndarray]:

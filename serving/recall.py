@@ -375,12 +375,10 @@ def read_item_list(path: str) -> np.ndarray:
 
 def sample_user_queries(user_features: str, model_dir: str, widths: Widths, users: int, seed: int) -> np.ndarray:
     """The index queries of a seeded sample of the users of user_features."""
-    fs, local = storage.filesystem(user_features)
-    dataset = pads.dataset(local, filesystem=fs, format="parquet", partitioning="hive")
-    total = dataset.count_rows()
+    total = storage.parquet_dataset(user_features).count_rows()
     sample = np.sort(np.random.default_rng(seed).choice(total, min(users, total), replace=False))
     tower, _ = load_user_tower(model_dir)
-    return user_queries(user_vectors(tower, dataset.take(pa.array(sample)), widths))
+    return user_queries(user_vectors(tower, storage.take_rows(user_features, sample), widths))
 
 
 def write_similar_items(vectors: np.ndarray, item_ids: np.ndarray, params: IndexParams, rc: RecallConfig,

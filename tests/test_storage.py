@@ -172,3 +172,23 @@ def test_a_stage_is_stale_exactly_when_an_upstream_it_records_was_rebuilt(record
             storage.check_built_from("RUN/report", manifest, upstream)
     else:
         storage.check_built_from("RUN/report", manifest, upstream)
+
+
+def test_take_rows_reads_only_the_row_groups_that_hold_the_rows_and_matches_a_take(tmp_path):
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # two files of 10 and 7 rows in row groups of 3: positions run file by file, group by group
+    for name, first, count in (("part-0.parquet", 0, 10), ("part-1.parquet", 10, 7)):
+        ids = np.arange(first, first + count)
+        pq.write_table(pa.table({"row": ids, "history": [[int(i)] * (int(i) % 4) for i in ids]}),
+                       tmp_path / name, row_group_size=3)
+    whole = storage.parquet_dataset(str(tmp_path))
+    for rows in ([0], [16], [2, 3, 9, 10, 11, 16], list(range(17)), []):
+        got = storage.take_rows(str(tmp_path), np.array(rows, dtype=np.int64))
+        assert got.equals(whole.take(pa.array(rows, pa.int64()))), rows
+        assert got.column("row").to_pylist() == rows
+    assert storage.take_rows(str(tmp_path), np.array([5, 13]), columns=["history"]).to_pylist() == [
+        {"history": [5]}, {"history": [13]}]
+    assert storage.take_rows(str(tmp_path), np.array([], dtype=np.int64), columns=["row"]).column_names == ["row"]

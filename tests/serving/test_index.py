@@ -7,9 +7,12 @@ import json
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from serving.index import INDEX_MANIFEST, IndexParams, ShardedIndex, augment, normalized, recall_at_k, tune_search
+from core.contract import ITEM_EMBEDDINGS
+from serving.index import (INDEX_MANIFEST, IndexParams, ShardedIndex, augment, item_matrix, normalized, recall_at_k,
+                           tune_search)
 from serving.search import search_excluding
 
 
@@ -165,3 +168,15 @@ def test_the_augmentation_turns_inner_product_order_into_l2_order():
     augmented = augment(items, float((items.astype(np.float64) ** 2).sum(1).max()))
     distances = ((augmented - np.append(query, 0)) ** 2).sum(1)
     assert (np.argsort(distances, kind="stable")[:20] == np.argsort(-(items @ query), kind="stable")[:20]).all()
+
+
+def test_item_matrix_reads_every_row_group_into_vectors_with_the_bias_appended(tmp_path):
+    rng = np.random.default_rng(0)
+    vectors, bias = rng.normal(size=(10, 3)).astype(np.float32), rng.normal(size=10).astype(np.float32)
+    table = pa.table({"item_id": [f"i{i}" for i in range(10)], "index": pa.array(np.arange(1, 11), pa.int32()),
+                      "vector": pa.array(vectors.tolist(), pa.list_(pa.float32())), "bias": bias},
+                     schema=ITEM_EMBEDDINGS)
+    pq.write_table(table, tmp_path / "items.parquet", row_group_size=4)  # three groups, the last of two rows
+    matrix, index, ids = item_matrix(str(tmp_path / "items.parquet"))
+    assert matrix.dtype == np.float32 and np.array_equal(matrix, np.hstack([vectors, bias[:, None]]))
+    assert index.tolist() == list(range(1, 11)) and ids.tolist() == [f"i{i}" for i in range(10)]
