@@ -214,8 +214,9 @@ def actor_pool_size(rc: RecallConfig) -> int:
 
 
 # Python, torch and FAISS themselves, and a batch in flight with its channels' candidates: a
-# scorer of 1M items with channels held 1.5 GiB beyond what it loads (batches of 4,096 users)
-ACTOR_OVERHEAD_BYTES = 1536 << 20
+# scorer of 1M items with channels held up to 1.7 GiB beyond what it loads (batches of 4,096
+# users); Ray Data warns of an actor that holds more than it asked for
+ACTOR_OVERHEAD_BYTES = 2 << 30
 
 
 def actor_memory(run: RunLayout, channels: dict | None) -> int:
