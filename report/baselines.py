@@ -1,7 +1,7 @@
 """Item-kNN, the strongest simple baseline of next-watch recall (Sarwar et al. 2001;
 Deshpande & Karypis 2004): each item keeps its N most similar items by co-watch cosine (its
-neighbourhood: serving.channels.CoWatch, the item2item channel's), and a user's candidates
-are scored by their similarity to the user's last R watches,
+neighbourhood: serving.cowatch.Neighbourhoods, cut as the item2item channel's rows), and a
+user's candidates are scored by their similarity to the user's last R watches,
 
     score_u(c) = sum_{j in last R of u, c among j's N neighbours} sim(j, c).
 
@@ -22,8 +22,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from serving.channels import CoWatch
-from serving.cowatch import latest, ranges, row_blocks, watch_pairs
+from serving.cowatch import Neighbourhoods, contains, latest, ranges, row_blocks, watch_pairs
 
 # torch says once per process that its sparse CSR support is in beta; these products are tested
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
@@ -35,18 +34,17 @@ ENTRIES_PER_BLOCK = 4_000_000  # item-kNN's neighbour entries gathered per block
 DENSE_FROM = 0.5
 
 
-def item_knn_scores(cowatch: CoWatch, recent_ids: np.ndarray, neighbours: int, num_items: int) -> torch.Tensor:
+def item_knn_scores(neighbourhoods: Neighbourhoods, recent_ids: np.ndarray, neighbours: int, num_items: int) -> torch.Tensor:
     """[users, num_items] sparse CSR float64 scores: row u sums the first `neighbours`
     neighbours of u's recent item ids (0 = padding, skipped; an item twice in the recent
     watches counts twice)."""
     user, position = np.nonzero(recent_ids > 0)
-    rows = cowatch.rows(recent_ids[user, position])
-    # each row's neighbours are its first entries: gather those alone, however wide the rows
-    lengths = np.minimum(cowatch.lengths[rows], neighbours)
-    at = ranges(rows.astype(np.int64) * cowatch.neighbours.shape[1], lengths)
-    items = cowatch.neighbours.reshape(-1)[at].astype(np.int64)
-    entries = torch.from_numpy(np.stack([np.repeat(user, lengths), items]))
-    values = torch.from_numpy(cowatch.scores.reshape(-1)[at].astype(np.float64))
+    rows = neighbourhoods.rows(recent_ids[user, position])
+    # each row's neighbours are its first entries: gather those alone
+    lengths = np.minimum(neighbourhoods.lengths[rows], neighbours)
+    at = ranges(neighbourhoods.starts[rows], lengths)
+    entries = torch.from_numpy(np.stack([np.repeat(user, lengths), neighbourhoods.items[at].astype(np.int64)]))
+    values = torch.from_numpy(neighbourhoods.scores[at].astype(np.float64))
     scores = torch.sparse_coo_tensor(entries, values, (len(recent_ids), num_items), check_invariants=True)
     return scores.coalesce().to_sparse_csr()
 
@@ -55,7 +53,7 @@ def item_knn_ranks(
     target_index: np.ndarray,  # [users] the held-out item's index (0 = unknown item)
     watched: pa.ListArray,  # [users] the items each user watched before the target (never ranked)
     history: np.ndarray,  # [users, history_len] the last watches, oldest first, 0-padded
-    cowatch: CoWatch,  # the neighbourhoods of the watches known at the targets' time
+    neighbourhoods: Neighbourhoods,  # those of the watches known at the targets' time
     recent: int,
     neighbours: int,
     num_items: int,
@@ -74,10 +72,10 @@ def item_knn_ranks(
     than dense_from of them: a small catalog) is ranked as a dense block, which is then no
     larger than its sparse scores and faster to rank."""
     recent_ids = latest(history, recent)
-    gathered = np.minimum(cowatch.lengths, neighbours)[cowatch.rows(recent_ids)].sum(1)  # row 0 holds none
+    gathered = np.minimum(neighbourhoods.lengths, neighbours)[neighbourhoods.rows(recent_ids)].sum(1)  # row 0: none
     ranks = np.empty(len(target_index), dtype=np.int64)
     for rows in row_blocks(gathered, entries_per_block):
-        scores = item_knn_scores(cowatch, recent_ids[rows], neighbours, num_items)
+        scores = item_knn_scores(neighbourhoods, recent_ids[rows], neighbours, num_items)
         targets, seen = np.asarray(target_index[rows], dtype=np.int64), watched.slice(rows.start, rows.stop - rows.start)
         if scores.values().numel() > dense_from * scores.shape[0] * scores.shape[1]:
             ranks[rows] = rank_unwatched(scores.to_dense(), targets, seen)
@@ -94,7 +92,7 @@ def sparse_ranks(scores: torch.Tensor, targets: np.ndarray, watched: pa.ListArra
     entry_item, values = scores.col_indices().numpy(), scores.values().numpy()
     seen_items, seen_users = watch_pairs(watched)
     seen = np.unique(seen_users * num_items + seen_items)
-    entry_seen = _contains(seen, entry_user * num_items + entry_item)
+    entry_seen = contains(seen, entry_user * num_items + entry_item)
     at_target = entry_item == targets[entry_user]
     scored = np.zeros(users, dtype=bool)
     scored[entry_user[at_target]] = True
@@ -112,15 +110,8 @@ def sparse_ranks(scores: torch.Tensor, targets: np.ndarray, watched: pa.ListArra
     seen_scored_below = np.bincount(entry_user[below & entry_seen], minlength=users)
     unscored_below = np.maximum(targets - 1, 0) - scored_below - (seen_below - seen_scored_below)
     ranks = ranks + np.where(scored, 0, unscored_below)
-    recommendable = (targets > 0) & ~_contains(seen, np.arange(users) * num_items + targets)
+    recommendable = (targets > 0) & ~contains(seen, np.arange(users) * num_items + targets)
     return np.where(recommendable, ranks, MISS)
-
-
-def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """keys[i] in sorted_keys (ascending)."""
-    if len(sorted_keys) == 0:
-        return np.zeros(len(keys), dtype=bool)
-    return sorted_keys.take(np.searchsorted(sorted_keys, keys), mode="clip") == keys
 
 
 def rank_unwatched(scores: torch.Tensor, targets: np.ndarray, watched: pa.ListArray) -> np.ndarray:

@@ -40,8 +40,7 @@ from report import als
 from report.age_effect import example_age_effect
 from report.baselines import item_knn_ranks
 from report.page import render
-from serving.channels import CoWatch
-from serving.cowatch import recent_items
+from serving.cowatch import Neighbourhoods, recent_items
 from core import storage
 from core.config import Config
 from core.contract import MANIFEST, fixed_lists
@@ -55,8 +54,8 @@ if TYPE_CHECKING:
 KS = (10, 50, 100, 200)
 KNN_RECENT_GRID = (1, 2, 3, 5, 10, 20, 50)  # item-kNN's recent watches R, chosen on the validation split
 # and each item's neighbours N, with R: these, and every neighbour as far as
-# KNN_NEIGHBOUR_ENTRIES allows (item-kNN's neighbours for the rows a ranking reads, ~0.8 GB
-# at most, most of it never touched: every co-watched item on both real logs)
+# KNN_NEIGHBOUR_ENTRIES allows over the rows a ranking reads (~0.8 GB were every row that
+# wide; a row holds its item's co-watched items alone: every one on both real logs)
 KNN_NEIGHBOURS_GRID = (20, 50, 100, 200)
 KNN_NEIGHBOUR_ENTRIES = 100_000_000
 # co-watch pairs counted at once for item-kNN's neighbourhoods (~0.15 GB of work arrays):
@@ -470,19 +469,19 @@ def _item_knn(target_index: np.ndarray, watched: pa.ListArray, history: np.ndarr
         # the neighbourhoods of the sampled users' recent watches are all the ranking reads
         rows = recent_items(last, max(KNN_RECENT_GRID))
         widest = widest_neighbourhood(num_items, rows)
-        cowatch = CoWatch.build(validation.watched, num_items, widest, KNN_PAIRS_PER_BLOCK, rows=rows)
+        neighbourhoods = Neighbourhoods.build(validation.watched, num_items, widest, KNN_PAIRS_PER_BLOCK, rows=rows)
         grid = list(itertools.product(KNN_RECENT_GRID, sorted({n for n in KNN_NEIGHBOURS_GRID if n < widest} |
                                                               {widest})))
         (recent, neighbours), scores = _choose(
-            grid, lambda point: item_knn_ranks(targets, before, last, cowatch, *point, num_items))
-        del cowatch  # one set of neighbourhoods in memory at a time
+            grid, lambda point: item_knn_ranks(targets, before, last, neighbourhoods, *point, num_items))
+        del neighbourhoods  # one set in memory at a time
         tried = [{"recent": r, "neighbours": n, SELECTION_METRIC: score} for (r, n), score in zip(grid, scores)]
         log.info("item-kNN: the last %d watches and up to %d neighbours each, chosen on %d of %d validation users "
                  "(HR@50 %.4f; %d settings from %.4f)", recent, neighbours, len(choice), validation.users,
                  max(scores), len(grid), min(scores))
         rows = recent_items(history, recent)
-    cowatch = CoWatch.build(training_watched, num_items, neighbours, KNN_PAIRS_PER_BLOCK, rows=rows)
-    ranks = item_knn_ranks(target_index, watched, history, cowatch, recent, neighbours, num_items)
+    neighbourhoods = Neighbourhoods.build(training_watched, num_items, neighbours, KNN_PAIRS_PER_BLOCK, rows=rows)
+    ranks = item_knn_ranks(target_index, watched, history, neighbourhoods, recent, neighbours, num_items)
     return {**ranking_metrics(ranks), **bootstrap_intervals(ranks), "users": int(len(target_index)),
             "recent": recent, "neighbours": neighbours, "validation": tried}
 

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from serving.cowatch import PAIRS_PER_BLOCK, cosine_blocks, latest, watch_pairs
+from serving.cowatch import PAIRS_PER_BLOCK, best_first, best_neighbours, contains, latest, watch_pairs
 
 CHANNELS = ("model", "item2item", "popular", "fresh")
 # the candidate settings, cheapest first (the first of equals wins): every channel's weight
@@ -72,11 +72,6 @@ class CoWatch:
     neighbours: np.ndarray  # [rows, M] int32 item indices
     scores: np.ndarray  # [rows, M] float32 cosine similarities
     row_of: np.ndarray | None = None  # [num_items] int32 each item's row; None: row i is item i's
-    lengths: np.ndarray | None = None  # [rows] each row's neighbours (the first ones of the row)
-
-    def __post_init__(self):
-        if self.lengths is None:
-            object.__setattr__(self, "lengths", (self.neighbours > 0).sum(1))
 
     @classmethod
     def build(cls, watched: pa.ListArray, num_items: int, neighbours: int, pairs_per_block: int = PAIRS_PER_BLOCK,
@@ -91,27 +86,13 @@ class CoWatch:
             row_of = np.zeros(num_items, dtype=np.int32)
             row_of[rows] = np.arange(1, len(rows) + 1, dtype=np.int32)
         size = num_items if row_of is None else len(rows) + 1
-        # zeroed lazily by the system: a short row occupies the memory of its own neighbours
         items = np.zeros((size, neighbours), dtype=np.int32)
         scores = np.zeros((size, neighbours), dtype=np.float32)
-        lengths = np.zeros(size, dtype=np.int64)
-        for block in cosine_blocks(watched, num_items, pairs_per_block, rows):
-            row = np.repeat(np.arange(block.first, block.first + len(block.crow) - 1), np.diff(block.crow))
-            keep = row != block.columns  # an item is not its own neighbour
-            row, column, value = row[keep], block.columns[keep], block.values[keep]
-            # the entries come by row, then column: a stable sort by score, then a stable one by
-            # row, puts each row's best first, ties to the lower column (torch's sorts: 2-3x numpy's)
-            by_score = torch.sort(torch.from_numpy(-value), stable=True).indices
-            order = by_score[torch.sort(torch.from_numpy(row)[by_score], stable=True).indices].numpy()
-            row, column, value = row[order], column[order], value[order]
-            starts = np.flatnonzero(np.concatenate([[True], row[1:] != row[:-1]]))
-            rank = np.arange(len(row)) - np.repeat(starts, np.diff(np.append(starts, len(row))))
-            best = rank < neighbours
-            at = row[best] if row_of is None else row_of[row[best]]
-            items[at, rank[best]] = column[best]
-            scores[at, rank[best]] = value[best]
-            lengths += np.bincount(at, minlength=size)
-        return cls(items, scores, row_of, lengths)
+        for row, rank, column, value in best_neighbours(watched, num_items, neighbours, pairs_per_block, rows):
+            at = row if row_of is None else row_of[row]
+            items[at, rank] = column
+            scores[at, rank] = value
+        return cls(items, scores, row_of)
 
     def rows(self, items: np.ndarray) -> np.ndarray:
         """The rows of the given item indices (the empty row 0 for an item without one)."""
@@ -158,8 +139,9 @@ class CoWatch:
 def top_per_row(rows: np.ndarray, items: np.ndarray, scores: np.ndarray, count: int,
                 k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """([count, k] items, [count, k] scores, [count, k] positions in the input) of each row's
-    k highest scores (ties: the lower item index), 0 / 0 / -1 where a row has fewer."""
-    order = np.lexsort((items, -scores, rows))
+    k highest scores among pairs given by row, then item (summed_pairs' order; ties: the
+    lower item index), 0 / 0 / -1 where a row has fewer."""
+    order = best_first(rows, scores)
     rows_sorted = rows[order]
     starts = np.searchsorted(rows_sorted, np.arange(count))
     rank = np.arange(len(order)) - starts[rows_sorted]
@@ -183,17 +165,18 @@ def ranked(rows: np.ndarray, items: np.ndarray, scores: np.ndarray, users: int, 
     if excluded is not None and len(unique):
         flat, parents = watch_pairs(excluded)
         inside = flat < span
-        gone = np.isin(unique, parents[inside] * span + flat[inside])
+        gone = contains(np.unique(parents[inside] * span + flat[inside]), unique)
         pair_rows, pair_items, summed = pair_rows[~gone], pair_items[~gone], summed[~gone]
     return top_per_row(pair_rows, pair_items, summed, users, k)
 
 
 def summed_pairs(rows: np.ndarray, items: np.ndarray,
                  scores: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
-    """(span, the distinct (row, item) pairs as keys row * span + item, each input's pair,
-    each pair's summed score)."""
+    """(span, the distinct (row, item) pairs as keys row * span + item, ascending, each
+    input's pair, each pair's summed score)."""
     span = int(items.max(initial=0)) + 1
-    unique, inverse = np.unique(rows.astype(np.int64) * span + items, return_inverse=True)
+    keys = torch.from_numpy(rows.astype(np.int64) * span + items)
+    unique, inverse = (t.numpy() for t in torch.unique(keys, sorted=True, return_inverse=True))  # 5x np.unique's
     return span, unique, inverse, np.bincount(inverse, weights=scores, minlength=len(unique))
 
 
@@ -243,7 +226,7 @@ def fuse(lists: dict[str, np.ndarray], fusion: Fusion, k: int) -> tuple[np.ndarr
     rows, items, scores, sources = (np.concatenate(x) for x in (rows, items, scores, sources))
     span, unique, inverse, summed = summed_pairs(rows, items, scores)
     # each merged item's channel: the one that gave it the largest share
-    strongest = np.lexsort((-scores, inverse))
+    strongest = best_first(inverse, scores)
     first = np.r_[True, inverse[strongest][1:] != inverse[strongest][:-1]]
     channel = np.empty(len(unique), dtype=np.int8)
     channel[inverse[strongest][first]] = sources[strongest][first]

@@ -5,9 +5,10 @@ user-item matrix of the training watches,
 
 is counted a block of rows of the sparse items x items matrix S = D X^T X D at a time (X the
 binary users x items matrix, D = diag(1 / sqrt(|U_i|))), the co-watched pairs only. Each row
-is cut to the item's best neighbours (serving.channels.CoWatch): the recall stage's item2item
-channel and the report's item-kNN baseline both score a user's candidates by their
-similarity to the user's last few watches.
+is cut to the item's best neighbours (best_neighbours): the recall stage's item2item channel
+(serving.channels.CoWatch, rows of equal width) and the report's item-kNN baseline
+(Neighbourhoods, ragged rows) both score a user's candidates by their similarity to the
+user's last few watches.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import torch
 
 PAIRS_PER_BLOCK = 16_000_000  # co-watch pairs counted at once (~0.5 GB of work arrays)
 
@@ -65,6 +67,78 @@ def cosine_blocks(watched: pa.ListArray, num_items: int, pairs_per_block: int = 
         block_row, column = keys // num_items, keys % num_items
         cosine = together * inverse_norm[block_row + block.start] * inverse_norm[column]
         yield SimilarityBlock(block.start, np.searchsorted(block_row, np.arange(count + 1)), column, cosine)
+
+
+def best_neighbours(watched: pa.ListArray, num_items: int, neighbours: int, pairs_per_block: int = PAIRS_PER_BLOCK,
+                    rows: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Each row's `neighbours` most similar items (cosine_blocks' rows, an item never its own
+    neighbour), a block of rows at a time: the (row, rank, item, similarity) of the kept
+    entries, by row, then rank (best first, ties to the lower item index)."""
+    for block in cosine_blocks(watched, num_items, pairs_per_block, rows):
+        row = np.repeat(np.arange(block.first, block.first + len(block.crow) - 1), np.diff(block.crow))
+        keep = row != block.columns
+        row, column, value = row[keep], block.columns[keep], block.values[keep]
+        order = best_first(row, value)  # the entries come by row, then column: ties to the lower column
+        row, column, value = row[order], column[order], value[order]
+        starts = np.flatnonzero(np.concatenate([[True], row[1:] != row[:-1]]))
+        rank = np.arange(len(row)) - np.repeat(starts, np.diff(np.append(starts, len(row))))
+        best = rank < neighbours
+        yield row[best], rank[best], column[best], value[best]
+
+
+@dataclass(frozen=True)
+class Neighbourhoods:
+    """Some items' best neighbours by co-watch cosine, best first, in ragged rows: row r holds
+    items[starts[r]:starts[r + 1]] and their scores; item i's row is row_of[i] (row 0, empty,
+    for an item without one). A row is as long as its item's co-watched items (its cut at
+    most), so an item few people watched costs little, however wide the cut."""
+
+    items: np.ndarray  # int32 item indices
+    scores: np.ndarray  # float32 cosine similarities
+    starts: np.ndarray  # [rows + 1] int64
+    row_of: np.ndarray  # [num_items] int32
+
+    @classmethod
+    def build(cls, watched: pa.ListArray, num_items: int, neighbours: int, pairs_per_block: int = PAIRS_PER_BLOCK,
+              rows: np.ndarray | None = None) -> "Neighbourhoods":
+        """The best `neighbours` of each item of `rows` (every item where None), from the watch
+        lists of every training user (one row of item indices each)."""
+        rows = np.arange(1, num_items) if rows is None else np.unique(np.asarray(rows, dtype=np.int64))
+        row_of = np.zeros(num_items, dtype=np.int32)
+        row_of[rows] = np.arange(1, len(rows) + 1, dtype=np.int32)
+        # the blocks come by item, and the rows are numbered by item: appended, they are in row order
+        items, scores, lengths = [], [], np.zeros(len(rows) + 1, dtype=np.int64)
+        for row, _, column, value in best_neighbours(watched, num_items, neighbours, pairs_per_block, rows):
+            items.append(column.astype(np.int32))
+            scores.append(value.astype(np.float32))
+            lengths += np.bincount(row_of[row], minlength=len(lengths))
+        return cls(np.concatenate([np.zeros(0, np.int32), *items]), np.concatenate([np.zeros(0, np.float32), *scores]),
+                   np.concatenate([[0], np.cumsum(lengths)]), row_of)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """[rows] each row's neighbours."""
+        return np.diff(self.starts)
+
+    def rows(self, items: np.ndarray) -> np.ndarray:
+        """The rows of the given item indices (the empty row 0 for an item without one)."""
+        return self.row_of[items]
+
+
+def best_first(rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """The positions of the entries by row, then score, highest first; equal scores of a row
+    in their given order. A stable sort by score, then a stable one by row: torch's sorts,
+    3x numpy's lexsort of the two keys."""
+    by_score = torch.sort(torch.from_numpy(-np.asarray(scores, dtype=np.float64)), stable=True).indices
+    rows = torch.from_numpy(np.asarray(rows, dtype=np.int64))
+    return by_score[torch.sort(rows[by_score], stable=True).indices].numpy()
+
+
+def contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """keys[i] in sorted_keys (ascending)."""
+    if len(sorted_keys) == 0:
+        return np.zeros(len(keys), dtype=bool)
+    return sorted_keys.take(np.searchsorted(sorted_keys, keys), mode="clip") == keys
 
 
 def row_blocks(sizes: np.ndarray, budget: int) -> Iterator[slice]:

@@ -11,14 +11,13 @@ import pytest
 import torch
 
 from report.baselines import MISS, item_knn_ranks, rank_unwatched
-from serving.channels import CoWatch
-from serving.cowatch import PAIRS_PER_BLOCK, cosine_blocks
+from serving.cowatch import PAIRS_PER_BLOCK, Neighbourhoods, cosine_blocks
 
 # users 0..3 watched {1,2}, {1,2,3}, {2,3}, {1}: sim(1,2) = 2/3, sim(1,3) = 1/sqrt(6),
 # sim(2,3) = 2/sqrt(6), item 4 was never watched (similar to nothing)
 WATCHED = pa.array([[1, 2], [1, 2, 3], [2, 3], [1]], pa.list_(pa.int32()))
 HISTORY = np.array([[1, 2, 0], [1, 2, 3], [2, 3, 0], [1, 0, 0]])
-COWATCH = CoWatch.build(WATCHED, num_items=5, neighbours=4)  # every other item: the whole similarity
+COWATCH = Neighbourhoods.build(WATCHED, num_items=5, neighbours=4)  # every other item: the whole similarity
 
 
 def knn(targets, watched, history, cowatch, recent, neighbours=4, num_items=5, **blocks):
@@ -53,7 +52,7 @@ def test_watched_and_unknown_targets_are_never_recommended():
 def test_ties_go_to_the_more_popular_lower_index():
     # nobody co-watched anything: every candidate scores 0 and ranks by index
     watched = pa.array([[1], [2]], pa.list_(pa.int32()))
-    ranks = knn([4, 3], watched, np.array([[1], [2]]), CoWatch.build(watched, 5, neighbours=4), recent=1)
+    ranks = knn([4, 3], watched, np.array([[1], [2]]), Neighbourhoods.build(watched, 5, neighbours=4), recent=1)
     assert ranks.tolist() == [2, 1]  # user 0: behind 2 and 3; user 1: behind 1 (2 is watched)
 
 
@@ -69,13 +68,22 @@ def test_the_similarity_is_the_cosine_of_the_item_columns():
     assert sum(len(block.values) for block in blocks) == 9  # co-watched pairs only
 
 
+def row(neighbourhoods: Neighbourhoods, item: int) -> tuple[list[int], np.ndarray]:
+    """An item's neighbours and their similarities."""
+    at = neighbourhoods.rows(np.array([item]))[0]
+    entries = slice(neighbourhoods.starts[at], neighbourhoods.starts[at + 1])
+    return neighbourhoods.items[entries].tolist(), neighbourhoods.scores[entries]
+
+
 def test_each_item_keeps_its_best_neighbours_and_only_the_rows_asked_for_are_held():
     # items 2 and 3 each have two neighbours: 2's are 3 (2/sqrt(6)) then 1 (2/3); 3's are 2 then 1
-    assert COWATCH.neighbours[2].tolist() == [3, 1, 0, 0] and COWATCH.neighbours[3].tolist() == [2, 1, 0, 0]
-    assert np.allclose(COWATCH.scores[2], [2 / np.sqrt(6), 2 / 3, 0, 0])
-    only = CoWatch.build(WATCHED, 5, neighbours=4, rows=np.array([3]))  # the rows a ranking reads
-    assert only.neighbours.shape == (2, 4) and only.neighbours[only.rows(np.array([3]))].tolist() == [[2, 1, 0, 0]]
+    assert row(COWATCH, 2)[0] == [3, 1] and row(COWATCH, 3)[0] == [2, 1] and row(COWATCH, 4)[0] == []
+    assert np.allclose(row(COWATCH, 2)[1], [2 / np.sqrt(6), 2 / 3])
+    assert COWATCH.lengths.tolist() == [0, 2, 2, 2, 0]  # the empty row 0, then items 1..4; no padding held
+    only = Neighbourhoods.build(WATCHED, 5, neighbours=4, rows=np.array([3]))  # the rows a ranking reads
+    assert only.items.tolist() == [2, 1] and only.starts.tolist() == [0, 0, 2] and row(only, 3)[0] == [2, 1]
     assert only.rows(np.array([1, 2, 4])).tolist() == [0, 0, 0]  # the empty row
+    assert row(Neighbourhoods.build(WATCHED, 5, neighbours=1), 1)[0] == [2]  # the cut: the best alone
 
 
 def neighbourhoods(cosine: np.ndarray, neighbours: int) -> np.ndarray:
@@ -125,14 +133,14 @@ def test_ranks_equal_a_brute_force_computation_on_a_random_log(dense_from):
         history[user, :len(last)] = last
     targets = rng.integers(0, num_items, 25)
     watched = pa.array(log[:25], pa.list_(pa.int32()))
-    cowatch = CoWatch.build(pa.array(log, pa.list_(pa.int32())), num_items, neighbours=num_items - 1)
+    cowatch = Neighbourhoods.build(pa.array(log, pa.list_(pa.int32())), num_items, neighbours=num_items - 1)
     for recent, neighbours in itertools.product((1, 2, 3, 6), (1, 3, 10, num_items - 1)):
         ranks = knn(targets, watched, history, cowatch, recent, neighbours, num_items, entries_per_block=40,
                     dense_from=dense_from)
         assert ranks.tolist() == brute_force_knn_ranks(targets, log[:25], history, log, num_items, recent,
                                                        neighbours), (recent, neighbours)
     # the rows the ranking reads only, each item's first neighbours only: the same ranks
-    some = CoWatch.build(pa.array(log, pa.list_(pa.int32())), num_items, neighbours=3, rows=np.unique(history))
+    some = Neighbourhoods.build(pa.array(log, pa.list_(pa.int32())), num_items, neighbours=3, rows=np.unique(history))
     assert knn(targets, watched, history, some, 6, 3, num_items).tolist() == knn(targets, watched, history, cowatch,
                                                                                 6, 3, num_items).tolist()
 
@@ -153,7 +161,7 @@ def test_rank_unwatched_skips_padding_and_watched_items_and_breaks_ties_by_index
 def test_a_target_nobody_co_watched_ranks_behind_every_scored_item_then_by_index():
     # two communities, {1, 2, 3} and {4, 5, 6}: a {1, 2, 3} user's target in the other one scores 0
     log = [[1, 2], [2, 3], [1, 3], [4, 5], [5, 6], [4, 6], [1, 2, 3]]
-    cowatch = CoWatch.build(pa.array(log, pa.list_(pa.int32())), num_items=8, neighbours=7)
+    cowatch = Neighbourhoods.build(pa.array(log, pa.list_(pa.int32())), num_items=8, neighbours=7)
     watched = pa.array([[1], [1], [1], [1, 4]], pa.list_(pa.int32()))
     history = np.array([[1], [1], [1], [1]])
     for dense_from in (0.0, 2.0):  # ranked as dense blocks, and from the scored entries alone

@@ -7,6 +7,7 @@ import numpy as np
 import pyarrow as pa
 
 from serving.channels import CHANNELS, CoWatch, Fusion, choose, fuse, fusion_grid, latest, popular_candidates
+from serving.cowatch import Neighbourhoods
 
 WATCHED = pa.array([[1, 2, 3], [1, 2], [2, 4], [4, 5]], pa.list_(pa.int32()))
 NUM_ITEMS = 6
@@ -47,6 +48,14 @@ def test_co_watch_neighbours_made_a_few_rows_at_a_time_are_the_same():
     for pairs in (1, 30, 300):
         blocked = CoWatch.build(log, 52, neighbours=4, pairs_per_block=pairs)
         assert np.array_equal(blocked.neighbours, whole.neighbours) and np.array_equal(blocked.scores, whole.scores)
+    # item-kNN's ragged rows: the channel's without their padding, for the items asked for alone
+    some = np.array([1, 3, 17, 40, 51])
+    ragged = Neighbourhoods.build(log, 52, neighbours=4, pairs_per_block=30, rows=some)
+    for item in range(52):
+        at = ragged.rows(np.array([item]))[0]
+        kept = whole.neighbours[item][whole.neighbours[item] > 0] if item in some else []
+        assert ragged.items[ragged.starts[at]:ragged.starts[at + 1]].tolist() == list(kept)
+        assert np.array_equal(ragged.scores[ragged.starts[at]:ragged.starts[at + 1]], whole.scores[item][:len(kept)])
 
 
 def test_item2item_candidates_sum_the_recent_watches_similarities_and_skip_the_watched():
