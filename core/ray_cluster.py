@@ -19,7 +19,13 @@ def start_ray(cfg: RayConfig, min_cpus: int = 1, log_to_driver: bool = True) -> 
     log_to_driver=False leaves the workers' logs in Ray's session files (tuning trials)."""
     # per-operator progress bars on a terminal; in a log file they are noise, and the stages
     # log their own progress
-    ray.data.DataContext.get_current().enable_progress_bars = sys.stderr.isatty()
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = sys.stderr.isatty()
+    # the stages ask for their actors' memory from what the actors load (serving/recall.py);
+    # Ray Data's memory detector warns, every 30 s and at the end, whenever an actor's most
+    # used is within 25% of its ask
+    detectors = context.issue_detectors_config.detectors
+    context.issue_detectors_config.detectors = [d for d in detectors if d.__name__ != "HighMemoryIssueDetector"]
     if ray.is_initialized():
         return
     if cfg.address:

@@ -95,3 +95,14 @@ def test_a_command_refused_before_it_wrote_anything_leaves_no_log_behind(tmp_pat
     assert refused(used).returncode == 0
     # a folder that holds more than the log keeps it
     assert "the day 2026-03-02 is missing" in next((used / "logs").glob("nightly-*.log")).read_text()
+
+
+def test_ray_datas_memory_detector_is_off_for_the_stages_size_their_actors_and_the_others_stay(ray_local):
+    import ray.data
+
+    from core.config import RayConfig
+    from core.ray_cluster import start_ray
+
+    start_ray(RayConfig())
+    detectors = [d.__name__ for d in ray.data.DataContext.get_current().issue_detectors_config.detectors]
+    assert "HighMemoryIssueDetector" not in detectors and "HashShuffleAggregatorIssueDetector" in detectors
