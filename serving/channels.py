@@ -176,7 +176,8 @@ def summed_pairs(rows: np.ndarray, items: np.ndarray,
     input's pair, each pair's summed score)."""
     span = int(items.max(initial=0)) + 1
     keys = torch.from_numpy(rows.astype(np.int64) * span + items)
-    unique, inverse = (t.numpy() for t in torch.unique(keys, sorted=True, return_inverse=True))  # 5x np.unique's
+    # torch's unique: several times faster than numpy's with return_inverse
+    unique, inverse = (t.numpy() for t in torch.unique(keys, sorted=True, return_inverse=True))
     return span, unique, inverse, np.bincount(inverse, weights=scores, minlength=len(unique))
 
 

@@ -128,7 +128,7 @@ class Neighbourhoods:
 def best_first(rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """The positions of the entries by row, then score, highest first; equal scores of a row
     in their given order. A stable sort by score, then a stable one by row: torch's sorts,
-    3x numpy's lexsort of the two keys."""
+    several times faster than numpy's lexsort of the two keys."""
     by_score = torch.sort(torch.from_numpy(-np.asarray(scores, dtype=np.float64)), stable=True).indices
     rows = torch.from_numpy(np.asarray(rows, dtype=np.int64))
     return by_score[torch.sort(rows[by_score], stable=True).indices].numpy()

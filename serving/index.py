@@ -58,8 +58,8 @@ MIN_POINTS_PER_CELL = 39  # FAISS's k-means wants at least 39 training points pe
 
 def item_matrix(item_embeddings_path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(vectors with the bias appended [n, d + 1] float32, item indices, item ids), read a
-    row group at a time into the arrays returned (at 1M items, decoding the file whole took
-    1 GB beside the 0.27 GB of vectors)."""
+    row group at a time into the arrays returned: decoding the file whole, then copying,
+    took several times the vectors' own memory."""
     fs, path = storage.filesystem(item_embeddings_path)
     parquet = pq.ParquetFile(path, filesystem=fs)
     rows = parquet.metadata.num_rows
