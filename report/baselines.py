@@ -34,7 +34,8 @@ ENTRIES_PER_BLOCK = 4_000_000  # item-kNN's neighbour entries gathered per block
 DENSE_FROM = 0.5
 
 
-def item_knn_scores(neighbourhoods: Neighbourhoods, recent_ids: np.ndarray, neighbours: int, num_items: int) -> torch.Tensor:
+def item_knn_scores(neighbourhoods: Neighbourhoods, recent_ids: np.ndarray, neighbours: int,
+                    num_items: int) -> torch.Tensor:
     """[users, num_items] sparse CSR float64 scores: row u sums the first `neighbours`
     neighbours of u's recent item ids (0 = padding, skipped; an item twice in the recent
     watches counts twice)."""
@@ -72,7 +73,8 @@ def item_knn_ranks(
     than dense_from of them: a small catalog) is ranked as a dense block, which is then no
     larger than its sparse scores and faster to rank."""
     recent_ids = latest(history, recent)
-    gathered = np.minimum(neighbourhoods.lengths, neighbours)[neighbourhoods.rows(recent_ids)].sum(1)  # row 0: none
+    # the entries each user gathers (row 0, of padding and of items without neighbours, holds none)
+    gathered = np.minimum(neighbourhoods.lengths, neighbours)[neighbourhoods.rows(recent_ids)].sum(1)
     ranks = np.empty(len(target_index), dtype=np.int64)
     for rows in row_blocks(gathered, entries_per_block):
         scores = item_knn_scores(neighbourhoods, recent_ids[rows], neighbours, num_items)

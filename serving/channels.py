@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from serving.cowatch import PAIRS_PER_BLOCK, best_first, best_neighbours, contains, latest, watch_pairs
+from serving.cowatch import PAIRS_PER_BLOCK, best_first, best_neighbours, contains, item_rows, latest, watch_pairs
 
 CHANNELS = ("model", "item2item", "popular", "fresh")
 # the candidate settings, cheapest first (the first of equals wins): every channel's weight
@@ -82,9 +82,7 @@ class CoWatch:
         rows of their own: the arrays are as large as the rows asked for, whatever the catalog."""
         row_of = None
         if rows is not None:
-            rows = np.unique(np.asarray(rows, dtype=np.int64))
-            row_of = np.zeros(num_items, dtype=np.int32)
-            row_of[rows] = np.arange(1, len(rows) + 1, dtype=np.int32)
+            rows, row_of = item_rows(rows, num_items)
         size = num_items if row_of is None else len(rows) + 1
         items = np.zeros((size, neighbours), dtype=np.int32)
         scores = np.zeros((size, neighbours), dtype=np.float32)

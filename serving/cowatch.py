@@ -103,9 +103,7 @@ class Neighbourhoods:
               rows: np.ndarray | None = None) -> "Neighbourhoods":
         """The best `neighbours` of each item of `rows` (every item where None), from the watch
         lists of every training user (one row of item indices each)."""
-        rows = np.arange(1, num_items) if rows is None else np.unique(np.asarray(rows, dtype=np.int64))
-        row_of = np.zeros(num_items, dtype=np.int32)
-        row_of[rows] = np.arange(1, len(rows) + 1, dtype=np.int32)
+        rows, row_of = item_rows(np.arange(1, num_items) if rows is None else rows, num_items)
         # the blocks come by item, and the rows are numbered by item: appended, they are in row order
         items, scores, lengths = [], [], np.zeros(len(rows) + 1, dtype=np.int64)
         for row, _, column, value in best_neighbours(watched, num_items, neighbours, pairs_per_block, rows):
@@ -123,6 +121,15 @@ class Neighbourhoods:
     def rows(self, items: np.ndarray) -> np.ndarray:
         """The rows of the given item indices (the empty row 0 for an item without one)."""
         return self.row_of[items]
+
+
+def item_rows(items: np.ndarray, num_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct item indices given, ascending; [num_items] int32 each one's row, from 1
+    in that order, and 0, an empty row, for every other item)."""
+    items = np.unique(np.asarray(items, dtype=np.int64))
+    row_of = np.zeros(num_items, dtype=np.int32)
+    row_of[items] = np.arange(1, len(items) + 1, dtype=np.int32)
+    return items, row_of
 
 
 def best_first(rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
