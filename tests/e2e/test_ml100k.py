@@ -284,6 +284,7 @@ def assert_same_lists(got: dict[str, tuple], expected: dict[str, tuple], tie: fl
             assert a == b or abs(score_of[a] - score_of[b]) < tie, (user, position)
 
 
+@pytest.mark.slow
 def test_a_recall_actor_killed_mid_run_is_replaced_and_no_user_is_lost_or_doubled(run_dir, tmp_path):
     import subprocess
     import sys
