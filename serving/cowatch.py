@@ -13,14 +13,18 @@ user's last few watches.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+T, R = TypeVar("T"), TypeVar("R")
 PAIRS_PER_BLOCK = 16_000_000  # co-watch pairs counted at once (~0.5 GB of work arrays)
 
 
@@ -42,48 +46,87 @@ def cosine_blocks(watched: pa.ListArray, num_items: int, pairs_per_block: int = 
     rows' users watched, about pairs_per_block of them, so the work arrays stay bounded
     whatever the log; a block is as large as its rows' co-watched pairs. With `rows` (item
     indices), only those rows are counted and every other row is empty."""
-    flat, parents = watch_pairs(watched)
-    user_start = np.searchsorted(parents, np.arange(len(watched) + 1))  # X: users x items
-    user_watches = np.diff(user_start)
-    by_item = np.argsort(flat, kind="stable")  # X^T: items x users
-    item_users = parents[by_item]
-    item_start = np.searchsorted(flat[by_item], np.arange(num_items + 1))
-    watchers = np.diff(item_start)  # |U_i|
-    inverse_norm = np.where(watchers > 0, 1.0 / np.sqrt(np.maximum(watchers, 1)), 0.0)
-    audience = watchers  # the watchers of the rows counted
-    if rows is not None:
-        wanted = np.zeros(num_items, dtype=bool)
-        wanted[np.asarray(rows, dtype=np.int64)] = True
-        audience = np.where(wanted, watchers, 0)
-    expanded = np.concatenate([[0], np.cumsum(user_watches[item_users])])
-    row_pairs = np.where(audience > 0, expanded[item_start[1:]] - expanded[item_start[:-1]], 0)
-    for block in row_blocks(row_pairs, pairs_per_block):
+    counter = _CoWatchCounter(watched, num_items, rows)
+    yield from in_order(counter.count, row_blocks(counter.row_pairs, pairs_per_block))
+
+
+class _CoWatchCounter:
+    """The arrays every block of cosine_blocks reads: X and X^T as sorted index arrays, the
+    rows' norms, each row's co-watched pairs."""
+
+    def __init__(self, watched: pa.ListArray, num_items: int, rows: np.ndarray | None):
+        self.num_items = num_items
+        self.flat, parents = watch_pairs(watched)
+        self.user_start = np.searchsorted(parents, np.arange(len(watched) + 1))  # X: users x items
+        self.user_watches = np.diff(self.user_start)
+        by_item = np.argsort(self.flat, kind="stable")  # X^T: items x users
+        self.item_users = parents[by_item]
+        self.item_start = np.searchsorted(self.flat[by_item], np.arange(num_items + 1))
+        watchers = np.diff(self.item_start)  # |U_i|
+        self.inverse_norm = np.where(watchers > 0, 1.0 / np.sqrt(np.maximum(watchers, 1)), 0.0)
+        self.audience = watchers  # the watchers of the rows counted
+        if rows is not None:
+            wanted = np.zeros(num_items, dtype=bool)
+            wanted[np.asarray(rows, dtype=np.int64)] = True
+            self.audience = np.where(wanted, watchers, 0)
+        expanded = np.concatenate([[0], np.cumsum(self.user_watches[self.item_users])])
+        self.row_pairs = np.where(self.audience > 0, expanded[self.item_start[1:]] - expanded[self.item_start[:-1]], 0)
+
+    def count(self, block: slice) -> SimilarityBlock:
         count = block.stop - block.start
-        users = item_users[ranges(item_start[block], audience[block])]
-        row = np.repeat(np.arange(count), audience[block])
-        lengths = user_watches[users]
-        keys = np.repeat(row, lengths) * num_items + flat[ranges(user_start[users], lengths)]
-        keys, together = np.unique(keys, return_counts=True)
-        block_row, column = keys // num_items, keys % num_items
-        cosine = together * inverse_norm[block_row + block.start] * inverse_norm[column]
-        yield SimilarityBlock(block.start, np.searchsorted(block_row, np.arange(count + 1)), column, cosine)
+        users = self.item_users[ranges(self.item_start[block], self.audience[block])]
+        row = np.repeat(np.arange(count), self.audience[block])
+        lengths = self.user_watches[users]
+        keys = np.repeat(row, lengths) * self.num_items + self.flat[ranges(self.user_start[users], lengths)]
+        keys, together = (t.numpy() for t in torch.unique(torch.from_numpy(keys), return_counts=True))
+        block_row, column = keys // self.num_items, keys % self.num_items
+        cosine = together * self.inverse_norm[block_row + block.start] * self.inverse_norm[column]
+        return SimilarityBlock(block.start, np.searchsorted(block_row, np.arange(count + 1)), column, cosine)
 
 
 def best_neighbours(watched: pa.ListArray, num_items: int, neighbours: int, pairs_per_block: int = PAIRS_PER_BLOCK,
                     rows: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Each row's `neighbours` most similar items (cosine_blocks' rows, an item never its own
     neighbour), a block of rows at a time: the (row, rank, item, similarity) of the kept
-    entries, by row, then rank (best first, ties to the lower item index)."""
-    for block in cosine_blocks(watched, num_items, pairs_per_block, rows):
-        row = np.repeat(np.arange(block.first, block.first + len(block.crow) - 1), np.diff(block.crow))
-        keep = row != block.columns
-        row, column, value = row[keep], block.columns[keep], block.values[keep]
-        order = best_first(row, value)  # the entries come by row, then column: ties to the lower column
-        row, column, value = row[order], column[order], value[order]
-        starts = np.flatnonzero(np.concatenate([[True], row[1:] != row[:-1]]))
-        rank = np.arange(len(row)) - np.repeat(starts, np.diff(np.append(starts, len(row))))
-        best = rank < neighbours
-        yield row[best], rank[best], column[best], value[best]
+    entries, by row, then rank (best first; equal float32 similarities to the lower item index)."""
+    counter = _CoWatchCounter(watched, num_items, rows)
+    yield from in_order(lambda block: _best(counter.count(block), neighbours),
+                        row_blocks(counter.row_pairs, pairs_per_block))
+
+
+def _best(block: SimilarityBlock, neighbours: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """best_neighbours' entries of one block, its similarities as float32 (as the tables keep
+    them): one stable sort by (row, similarity descending) of the entries in column order."""
+    row = np.repeat(np.arange(len(block.crow) - 1), np.diff(block.crow))  # from 0 in the block
+    keep = row + block.first != block.columns
+    row, column, value = row[keep], block.columns[keep], block.values[keep].astype(np.float32)
+    # a positive float32's bits rise with it: the key orders a row's entries highest first
+    key = (row << 32) | (np.int64(0xFFFFFFFF) - value.view(np.uint32))
+    order = torch.argsort(torch.from_numpy(key), stable=True).numpy()
+    row, column, value = row[order], column[order], value[order]
+    starts = np.flatnonzero(np.concatenate([[True], row[1:] != row[:-1]]))
+    rank = np.arange(len(row)) - np.repeat(starts, np.diff(np.append(starts, len(row))))
+    best = rank < neighbours
+    return row[best] + block.first, rank[best], column[best], value[best]
+
+
+# blocks counted at once, each on a thread of its own (numpy and torch release the GIL in
+# their sorts): the two cores of a small machine are both busy, and the work arrays are twice
+# one block's
+BLOCKS_AT_ONCE = 2
+
+
+def in_order(work: Callable[[T], R], items: Iterable[T], workers: int = BLOCKS_AT_ONCE) -> Iterator[R]:
+    """work(item) of every item, in the items' order, computed on `workers` threads with at
+    most `workers` results ahead of the one yielded."""
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque[Future[R]] = deque()
+        for item in items:
+            if len(pending) == workers:
+                yield pending.popleft().result()
+            pending.append(pool.submit(work, item))
+        while pending:
+            yield pending.popleft().result()
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ last R watches; the ranking protocol every scored baseline shares."""
 from __future__ import annotations
 
 import itertools
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from report.baselines import MISS, item_knn_ranks, rank_unwatched
-from serving.cowatch import PAIRS_PER_BLOCK, Neighbourhoods, cosine_blocks
+from serving.cowatch import PAIRS_PER_BLOCK, Neighbourhoods, cosine_blocks, in_order
 
 # users 0..3 watched {1,2}, {1,2,3}, {2,3}, {1}: sim(1,2) = 2/3, sim(1,3) = 1/sqrt(6),
 # sim(2,3) = 2/sqrt(6), item 4 was never watched (similar to nothing)
@@ -68,6 +69,18 @@ def test_the_similarity_is_the_cosine_of_the_item_columns():
     assert sum(len(block.values) for block in blocks) == 9  # co-watched pairs only
 
 
+def test_blocks_counted_on_threads_come_in_their_order_each_once():
+    finished = []
+
+    def work(block: int) -> int:  # the earlier blocks take longer: they finish last
+        time.sleep(0.02 * (6 - block))
+        finished.append(block)
+        return block
+
+    assert list(in_order(work, range(6), workers=3)) == list(range(6))
+    assert sorted(finished) == list(range(6)) and finished != list(range(6))
+
+
 def row(neighbourhoods: Neighbourhoods, item: int) -> tuple[list[int], np.ndarray]:
     """An item's neighbours and their similarities."""
     at = neighbourhoods.rows(np.array([item]))[0]
@@ -87,11 +100,11 @@ def test_each_item_keeps_its_best_neighbours_and_only_the_rows_asked_for_are_hel
 
 
 def neighbourhoods(cosine: np.ndarray, neighbours: int) -> np.ndarray:
-    """The dense similarity with each row cut to its `neighbours` best other items (ties to
-    the lower index), in float32 as kept."""
+    """The dense similarity with each row cut to its `neighbours` best other items by their
+    float32 value, as kept (ties to the lower index)."""
     sim = np.zeros_like(cosine)
     for item, row in enumerate(cosine):
-        others = [j for j in sorted(range(len(row)), key=lambda j: -row[j]) if j != item and row[j] > 0]
+        others = [j for j in sorted(range(len(row)), key=lambda j: -np.float32(row[j])) if j != item and row[j] > 0]
         sim[item, others[:neighbours]] = row[others[:neighbours]].astype(np.float32)
     return sim
 
