@@ -43,6 +43,7 @@ from core.ray_cluster import start_ray
 log = logging.getLogger(__name__)
 
 SIMILAR_BATCH = 16_384  # items per similar-item search
+BATCHES_PER_FILE = 8  # users' lists per file of the recall table, in scoring batches
 
 
 class RecallScorer:
@@ -143,8 +144,7 @@ def run_recall(run_dir: str, cfg: Config) -> dict[str, Any]:
                               "search_tuning": search_tuning})
     extra = {}
     if channel_summary is not None:
-        table = ray.data.read_parquet(run.recall.table, columns=["channels"])
-        extra["channels"] = {**channel_summary, "slots": _slot_shares(table)}
+        extra["channels"] = {**channel_summary, "slots": _slot_shares(run.recall.table)}
     if rc.similar_items:
         similar_started = time.time()
         extra["similar"] = write_similar_items(vectors, item_ids, index.params, rc, model_version, run_date,
@@ -239,7 +239,10 @@ def _write_recall_table(run: RunLayout, widths: Widths, rc: RecallConfig, run_da
                         channels: dict | None = None) -> int:
     """Serving features through the actor pool into recall/table/run_date=D/; the users written."""
     table_dir = run.recall.table_partition(run_date)
-    ray.data.read_parquet(run.prep.user_features).map_batches(
+    # the reader's blocks hold a few hundred thousand users each, and an actor takes a whole
+    # block at a time: with few blocks one actor can be left with the last while the others
+    # idle. Blocks of one batch keep every actor busy to the end; the files stay large.
+    ray.data.read_parquet(run.prep.user_features).repartition(target_num_rows_per_block=rc.batch_size).map_batches(
         RecallScorer,
         fn_constructor_kwargs={
             "model_dir": run.model.root,
@@ -256,8 +259,8 @@ def _write_recall_table(run: RunLayout, widths: Widths, rc: RecallConfig, run_da
         compute=ray.data.ActorPoolStrategy(size=actor_pool_size(rc)),
         num_cpus=rc.faiss_threads,
         memory=actor_memory(run, channels),
-    ).write_parquet(table_dir)
-    return ray.data.read_parquet(table_dir).count()
+    ).write_parquet(table_dir, min_rows_per_file=BATCHES_PER_FILE * rc.batch_size)
+    return storage.parquet_dataset(table_dir).count_rows()
 
 
 def _choose_channels(run: RunLayout, index: ShardedIndex, widths: Widths, rc: RecallConfig,
@@ -341,10 +344,10 @@ def _by_count(count: np.ndarray) -> list[int]:
     return [int(i) for i in order[count[order] > 0][:POPULAR_KEPT] if i > 0]
 
 
-def _slot_shares(table: ray.data.Dataset) -> dict[str, float]:
-    """Each channel's share of the recall table's slots."""
+def _slot_shares(table_dir: str) -> dict[str, float]:
+    """Each channel's share of the recall table's slots, the table read a batch at a time."""
     counts: dict[str, int] = {}
-    for batch in table.iter_batches(batch_format="pyarrow"):
+    for batch in storage.parquet_dataset(table_dir).to_batches(columns=["channels"]):
         for entry in pc.value_counts(pc.list_flatten(batch.column("channels"))).to_pylist():
             counts[entry["values"]] = counts.get(entry["values"], 0) + entry["counts"]
     total = max(sum(counts.values()), 1)
