@@ -149,7 +149,13 @@ def run_recall(run_dir: str, cfg: Config) -> dict[str, Any]:
         similar_started = time.time()
         extra["similar"] = write_similar_items(vectors, item_ids, index.params, rc, model_version, run_date,
                                                run.recall.similar_partition(run_date), cfg.train.seed)
-        log.info("similar items of %d items written in %.1fs", len(item_ids), time.time() - similar_started)
+        similar = extra["similar"]
+        measured = ""
+        if "ann_check_items" in similar:
+            k = similar["k"]
+            measured = f" (ANN recall@{k} {similar[f'ann_recall@{k}']:.3f} on {similar['ann_check_items']} items)"
+        log.info("similar items of %d items written in %.1fs%s", len(item_ids), time.time() - similar_started,
+                 measured)
     return storage.finish_stage(
         recall_dir,
         started,
@@ -394,6 +400,11 @@ def write_similar_items(vectors: np.ndarray, item_ids: np.ndarray, params: Index
     unit = normalized(vectors[:, :-1])
     index = ShardedIndex.build(unit, params, rc.shards, seed=seed)
     k = min(rc.similar_items, len(unit) - 1)
+    checked = {}
+    if params.kind != "flat" and rc.ann_check_users:
+        sample = np.sort(np.random.default_rng(seed).choice(len(unit), min(rc.ann_check_users, len(unit)),
+                                                            replace=False))
+        checked = {f"ann_recall@{k}": similar_recall(index, unit, sample, k), "ann_check_items": len(sample)}
     parts = []
     for lo in range(0, len(unit), SIMILAR_BATCH):
         hi = min(lo + SIMILAR_BATCH, len(unit))
@@ -414,7 +425,18 @@ def write_similar_items(vectors: np.ndarray, item_ids: np.ndarray, params: Index
             schema=SIMILAR,
         ))
     _write_table(pa.concat_tables(parts), storage.join(out_dir, "part-00000.parquet"))
-    return {"items": len(unit), "k": k, "seconds": time.time() - started}
+    return {"items": len(unit), "k": k, **checked, "seconds": time.time() - started}
+
+
+def similar_recall(index: ShardedIndex, unit: np.ndarray, sample: np.ndarray, k: int) -> float:
+    """The mean share of each sampled item's exact k nearest items (itself left out) that the
+    index's search finds: recall's search width is chosen on user queries, and items' own
+    neighbourhoods can need a wider one."""
+    queries = unit[sample]
+    _, exact = ShardedIndex.build(unit, IndexParams("flat")).search(queries, k + 1)
+    _, found = index.search(queries, k + 1)
+    others = lambda rows: [r[(r >= 0) & (r != item)][:k] for r, item in zip(rows, sample)]  # noqa: E731
+    return float(np.mean([len(np.intersect1d(f, e)) / max(len(e), 1) for f, e in zip(others(found), others(exact))]))
 
 
 def _write_table(table: pa.Table, path: str) -> None:

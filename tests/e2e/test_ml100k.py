@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
@@ -201,6 +202,7 @@ def test_recall_manifest_describes_the_index_and_the_similar_items(run_dir):
     index = json.loads((run_dir / "recall" / "index" / "index.json").read_text())
     assert index["model_version"] == manifest["model_version"] and len(index["shards"]) == 1
     assert manifest["similar"]["items"] == items and manifest["similar"]["k"] == 20
+    assert "ann_check_items" not in manifest["similar"]  # an exact index: nothing to check
 
 
 def test_similar_items_are_each_items_nearest_by_cosine_without_itself(run_dir):
@@ -249,6 +251,21 @@ def test_sharded_approximate_recall_with_an_exclusion_list(run_dir, tmp_path):
     similar = pads.dataset(run / "recall" / "similar", format="parquet", partitioning="hive").to_table()
     listed = {item for items in similar.column("similar_item_ids").to_pylist() for item in items}
     assert not (recommended | listed | set(similar.column("item_id").to_pylist())) & set(banned)
+    # the similar items' search, checked against an exact scan of 1,000 sampled items: about
+    # the share of every item's exact 20 nearest that the table lists
+    checked = manifest["similar"]
+    assert checked["ann_check_items"] == 1000
+    embeddings = pq.read_table(run_dir / "model" / "item_embeddings.parquet").to_pydict()
+    kept = [i for i, item in enumerate(embeddings["item_id"]) if item not in set(banned)]
+    vectors = torch.tensor(embeddings["vector"])[kept]
+    unit = vectors / vectors.norm(dim=1, keepdim=True)
+    ids = [embeddings["item_id"][i] for i in kept]
+    listed_of = dict(zip(similar.column("item_id").to_pylist(), similar.column("similar_item_ids").to_pylist()))
+    shares = []
+    for i in range(len(ids)):
+        exact = [ids[j] for j in (unit @ unit[i]).argsort(descending=True, stable=True).tolist() if j != i][:20]
+        shares.append(len(set(exact) & set(listed_of[ids[i]])) / 20)
+    assert abs(checked["ann_recall@20"] - np.mean(shares)) < 0.03, (checked, np.mean(shares))
 
 
 def test_a_run_holds_no_pickle_and_every_torch_file_loads_as_plain_weights(run_dir):
