@@ -151,7 +151,7 @@ class Neighbourhoods:
         items, scores, lengths = [], [], np.zeros(len(rows) + 1, dtype=np.int64)
         for row, _, column, value in best_neighbours(watched, num_items, neighbours, pairs_per_block, rows):
             items.append(column.astype(np.int32))
-            scores.append(value.astype(np.float32))
+            scores.append(value)  # float32 already
             lengths += np.bincount(row_of[row], minlength=len(lengths))
         return cls(np.concatenate([np.zeros(0, np.int32), *items]), np.concatenate([np.zeros(0, np.float32), *scores]),
                    np.concatenate([[0], np.cumsum(lengths)]), row_of)

@@ -31,8 +31,8 @@ from ray_train.data import Widths, to_batch
 from ray_train.export import load_user_tower
 from serving.channels import CHANNELS, Channels, CoWatch, choose, fusion_grid, hit_rate
 from serving.cowatch import recent_items
-from serving.index import (IndexParams, ShardedIndex, item_keys, item_matrix, normalized, tune_search,
-                           user_queries)
+from serving.index import (IndexParams, ShardedIndex, item_keys, item_matrix, normalized, recall_at_k,
+                           tune_search, user_queries)
 from serving.search import search_excluding
 from core import storage
 from core.config import Config, RecallConfig
@@ -146,16 +146,8 @@ def run_recall(run_dir: str, cfg: Config) -> dict[str, Any]:
     if channel_summary is not None:
         extra["channels"] = {**channel_summary, "slots": _slot_shares(run.recall.table)}
     if rc.similar_items:
-        similar_started = time.time()
         extra["similar"] = write_similar_items(vectors, item_ids, index.params, rc, model_version, run_date,
                                                run.recall.similar_partition(run_date), cfg.train.seed)
-        similar = extra["similar"]
-        measured = ""
-        if "ann_check_items" in similar:
-            k = similar["k"]
-            measured = f" (ANN recall@{k} {similar[f'ann_recall@{k}']:.3f} on {similar['ann_check_items']} items)"
-        log.info("similar items of %d items written in %.1fs%s", len(item_ids), time.time() - similar_started,
-                 measured)
     return storage.finish_stage(
         recall_dir,
         started,
@@ -400,11 +392,12 @@ def write_similar_items(vectors: np.ndarray, item_ids: np.ndarray, params: Index
     unit = normalized(vectors[:, :-1])
     index = ShardedIndex.build(unit, params, rc.shards, seed=seed)
     k = min(rc.similar_items, len(unit) - 1)
-    checked = {}
+    checked, measured = {}, ""
     if params.kind != "flat" and rc.ann_check_users:
         sample = np.sort(np.random.default_rng(seed).choice(len(unit), min(rc.ann_check_users, len(unit)),
                                                             replace=False))
         checked = {f"ann_recall@{k}": similar_recall(index, unit, sample, k), "ann_check_items": len(sample)}
+        measured = f" (ANN recall@{k} {checked[f'ann_recall@{k}']:.3f} on {len(sample)} items)"
     parts = []
     for lo in range(0, len(unit), SIMILAR_BATCH):
         hi = min(lo + SIMILAR_BATCH, len(unit))
@@ -425,7 +418,9 @@ def write_similar_items(vectors: np.ndarray, item_ids: np.ndarray, params: Index
             schema=SIMILAR,
         ))
     _write_table(pa.concat_tables(parts), storage.join(out_dir, "part-00000.parquet"))
-    return {"items": len(unit), "k": k, **checked, "seconds": time.time() - started}
+    seconds = time.time() - started
+    log.info("similar items of %d items written in %.1fs%s", len(unit), seconds, measured)
+    return {"items": len(unit), "k": k, **checked, "seconds": seconds}
 
 
 def similar_recall(index: ShardedIndex, unit: np.ndarray, sample: np.ndarray, k: int) -> float:
@@ -435,8 +430,8 @@ def similar_recall(index: ShardedIndex, unit: np.ndarray, sample: np.ndarray, k:
     queries = unit[sample]
     _, exact = ShardedIndex.build(unit, IndexParams("flat")).search(queries, k + 1)
     _, found = index.search(queries, k + 1)
-    others = lambda rows: [r[(r >= 0) & (r != item)][:k] for r, item in zip(rows, sample)]  # noqa: E731
-    return float(np.mean([len(np.intersect1d(f, e)) / max(len(e), 1) for f, e in zip(others(found), others(exact))]))
+    others = lambda rows: [r[r != item][:k] for r, item in zip(rows, sample)]  # noqa: E731
+    return recall_at_k(others(found), others(exact), k)
 
 
 def _write_table(table: pa.Table, path: str) -> None:
