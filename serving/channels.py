@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from serving.cowatch import PAIRS_PER_BLOCK, best_first, best_neighbours, contains, item_rows, latest, watch_pairs
+from serving.cowatch import PAIRS_PER_BLOCK, best_neighbours, contains, item_rows, latest, watch_pairs
 
 CHANNELS = ("model", "item2item", "popular", "fresh")
 # the candidate settings, cheapest first (the first of equals wins): every channel's weight
@@ -138,19 +138,28 @@ def top_per_row(rows: np.ndarray, items: np.ndarray, scores: np.ndarray, count: 
                 k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """([count, k] items, [count, k] scores, [count, k] positions in the input) of each row's
     k highest scores among pairs given by row, then item (summed_pairs' order; ties: the
-    lower item index), 0 / 0 / -1 where a row has fewer."""
-    order = best_first(rows, scores)
-    rows_sorted = rows[order]
-    starts = np.searchsorted(rows_sorted, np.arange(count))
-    rank = np.arange(len(order)) - starts[rows_sorted]
-    take = rank < k
+    lower item index), 0 / 0 / -1 where a row has fewer.
+
+    Each row's pairs are laid out in a dense [count, longest row] matrix and sorted along
+    the rows: a batch's rows hold a few hundred candidates each, and sorting them in place
+    beats two stable sorts of every pair of the batch."""
     out_items = np.zeros((count, k), dtype=np.int64)
     out_scores = np.zeros((count, k), dtype=np.float64)
     out_at = np.full((count, k), -1, dtype=np.int64)
-    chosen = order[take]
-    out_items[rows_sorted[take], rank[take]] = items[chosen]
-    out_scores[rows_sorted[take], rank[take]] = scores[chosen]
-    out_at[rows_sorted[take], rank[take]] = chosen
+    starts = np.searchsorted(rows, np.arange(count + 1))
+    lengths = np.diff(starts)
+    width = int(lengths.max(initial=0))
+    if width == 0:
+        return out_items, out_scores, out_at
+    dense = np.full((count, width), -np.inf)
+    dense[rows, np.arange(len(rows)) - starts[rows]] = scores
+    take = min(k, width)
+    place = torch.sort(torch.from_numpy(dense), dim=1, descending=True, stable=True).indices[:, :take].numpy()
+    filled = place < lengths[:, None]
+    at = np.where(filled, starts[:-1, None] + place, -1)
+    out_at[:, :take] = at
+    out_items[:, :take] = np.where(filled, items[np.maximum(at, 0)], 0)
+    out_scores[:, :take] = np.where(filled, scores[np.maximum(at, 0)], 0.0)
     return out_items, out_scores, out_at
 
 
@@ -222,13 +231,17 @@ def fuse(lists: dict[str, np.ndarray], fusion: Fusion, k: int) -> tuple[np.ndarr
         items.append(ranked_items[real])
         scores.append(weight / (fusion.offset + position + 1.0))
         sources.append(np.full(len(r), CHANNELS.index(name), dtype=np.int8))
+    sizes = [len(r) for r in rows]
     rows, items, scores, sources = (np.concatenate(x) for x in (rows, items, scores, sources))
     span, unique, inverse, summed = summed_pairs(rows, items, scores)
-    # each merged item's channel: the one that gave it the largest share
-    strongest = best_first(inverse, scores)
-    first = np.r_[True, inverse[strongest][1:] != inverse[strongest][:-1]]
-    channel = np.empty(len(unique), dtype=np.int8)
-    channel[inverse[strongest][first]] = sources[strongest][first]
+    # each merged item's channel: the one that gave it the largest share (the first of equals,
+    # in the order of the weights); a channel lists an item once, so its entries' pairs differ
+    channel = np.full(len(unique), -1, dtype=np.int8)
+    share = np.full(len(unique), -np.inf)
+    for lo, hi in itertools.pairwise(np.cumsum([0, *sizes])):
+        pair = inverse[lo:hi]
+        larger = scores[lo:hi] > share[pair]
+        share[pair[larger]], channel[pair[larger]] = scores[lo:hi][larger], sources[lo:hi][larger]
     out_items, out_scores, at = top_per_row(unique // span, unique % span, summed, users, k)
     out_channels = np.where(at >= 0, channel[np.maximum(at, 0)], -1).astype(np.int8)
     return out_items, out_scores.astype(np.float32), out_channels

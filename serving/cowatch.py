@@ -175,15 +175,6 @@ def item_rows(items: np.ndarray, num_items: int) -> tuple[np.ndarray, np.ndarray
     return items, row_of
 
 
-def best_first(rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """The positions of the entries by row, then score, highest first; equal scores of a row
-    in their given order. A stable sort by score, then a stable one by row: torch's sorts,
-    several times faster than numpy's lexsort of the two keys."""
-    by_score = torch.sort(torch.from_numpy(-np.asarray(scores, dtype=np.float64)), stable=True).indices
-    rows = torch.from_numpy(np.asarray(rows, dtype=np.int64))
-    return by_score[torch.sort(rows[by_score], stable=True).indices].numpy()
-
-
 def contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """keys[i] in sorted_keys (ascending)."""
     if len(sorted_keys) == 0:

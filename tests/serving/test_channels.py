@@ -102,6 +102,14 @@ def test_the_fused_list_merges_ranks_without_duplicates_and_names_each_slots_cha
         assert len(set(real.tolist())) == len(real)
 
 
+def test_an_item_two_channels_rank_alike_is_the_first_channels():
+    lists = {"model": np.array([[4, 5]]), "item2item": np.array([[4, 6]])}
+    both = Fusion((("model", 1.0), ("item2item", 1.0)), 10)
+    items, scores, channels = fuse(lists, both, k=3)
+    assert items.tolist() == [[4, 5, 6]] and np.allclose(scores, [[2 / 11, 1 / 12, 1 / 12]])
+    assert [CHANNELS[c] for c in channels[0]] == ["model", "model", "item2item"]
+
+
 def test_the_setting_chosen_is_the_one_that_finds_the_targets():
     lists = {"model": np.array([[1, 2], [3, 4]]), "item2item": np.array([[5, 6], [7, 8]]),
              "popular": np.array([[9, 10], [9, 10]]), "fresh": np.array([[11, 12], [11, 12]])}
