@@ -16,11 +16,16 @@ the user has not watched, ties to the lower index (rank_unwatched).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pyarrow as pa
 import torch
 
 from serving.cowatch import Neighbourhoods, contains, latest, ranges, row_blocks, watch_pairs
+
+# torch says once per process that its sparse CSR support is in beta; these products are tested
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
 
 MISS = np.iinfo(np.int64).max
 BLOCK_SCORES = 2_000_000  # ALS's scores per [users x items] block (16 MB of float64), whatever the catalog

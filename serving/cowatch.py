@@ -4,8 +4,7 @@ user-item matrix of the training watches,
     sim(i, j) = |U_i & U_j| / sqrt(|U_i| |U_j|),
 
 is counted a block of rows of the sparse items x items matrix S = D X^T X D at a time (X the
-binary users x items matrix, D = diag(1 / sqrt(|U_i|))), the co-watched pairs only, as a
-sparse product (torch's CSR x CSR: a dense accumulator per row, no sort of the pairs). Each row
+binary users x items matrix, D = diag(1 / sqrt(|U_i|))), the co-watched pairs only. Each row
 is cut to the item's best neighbours (best_neighbours): the recall stage's item2item channel
 (serving.channels.CoWatch, rows of equal width) and the report's item-kNN baseline
 (Neighbourhoods, ragged rows) both score a user's candidates by their similarity to the
@@ -20,15 +19,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
-import warnings
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
-
-# torch says once per process that its sparse CSR support is in beta; these products are tested
-warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
 
 T, R = TypeVar("T"), TypeVar("R")
 PAIRS_PER_BLOCK = 16_000_000  # co-watch pairs counted at once (~0.5 GB of work arrays)
@@ -37,7 +31,7 @@ PAIRS_PER_BLOCK = 16_000_000  # co-watch pairs counted at once (~0.5 GB of work 
 @dataclass(frozen=True)
 class SimilarityBlock:
     """Rows first .. first + len(crow) - 2 of S in CSR form: row r's columns and values are
-    columns[crow[r - first]:crow[r - first + 1]], in no particular order."""
+    columns[crow[r - first]:crow[r - first + 1]], by column."""
 
     first: int
     crow: np.ndarray  # int64
@@ -57,21 +51,17 @@ def cosine_blocks(watched: pa.ListArray, num_items: int, pairs_per_block: int = 
 
 
 class _CoWatchCounter:
-    """The arrays every block of cosine_blocks reads: X as a sparse CSR matrix, X^T as sorted
-    index arrays, the rows' norms, each row's co-watched pairs."""
+    """The arrays every block of cosine_blocks reads: X and X^T as sorted index arrays, the
+    rows' norms, each row's co-watched pairs."""
 
     def __init__(self, watched: pa.ListArray, num_items: int, rows: np.ndarray | None):
         self.num_items = num_items
-        flat, parents = watch_pairs(watched)
-        user_start = np.searchsorted(parents, np.arange(len(watched) + 1))
-        user_watches = np.diff(user_start)
-        # X: users x items; float64 counts are exact to 2^53 co-watchers
-        self.x = torch.sparse_csr_tensor(torch.from_numpy(user_start), torch.from_numpy(flat),
-                                         torch.ones(len(flat), dtype=torch.float64), size=(len(watched), num_items),
-                                         check_invariants=False)  # built sorted, checked by the tests
-        by_item = np.argsort(flat, kind="stable")  # X^T: items x users
+        self.flat, parents = watch_pairs(watched)
+        self.user_start = np.searchsorted(parents, np.arange(len(watched) + 1))  # X: users x items
+        self.user_watches = np.diff(self.user_start)
+        by_item = np.argsort(self.flat, kind="stable")  # X^T: items x users
         self.item_users = parents[by_item]
-        self.item_start = np.searchsorted(flat[by_item], np.arange(num_items + 1))
+        self.item_start = np.searchsorted(self.flat[by_item], np.arange(num_items + 1))
         watchers = np.diff(self.item_start)  # |U_i|
         self.inverse_norm = np.where(watchers > 0, 1.0 / np.sqrt(np.maximum(watchers, 1)), 0.0)
         self.audience = watchers  # the watchers of the rows counted
@@ -79,21 +69,19 @@ class _CoWatchCounter:
             wanted = np.zeros(num_items, dtype=bool)
             wanted[np.asarray(rows, dtype=np.int64)] = True
             self.audience = np.where(wanted, watchers, 0)
-        expanded = np.concatenate([[0], np.cumsum(user_watches[self.item_users])])
+        expanded = np.concatenate([[0], np.cumsum(self.user_watches[self.item_users])])
         self.row_pairs = np.where(self.audience > 0, expanded[self.item_start[1:]] - expanded[self.item_start[:-1]], 0)
 
     def count(self, block: slice) -> SimilarityBlock:
-        """The block's rows of X^T X (its rows of X^T times X), scaled to cosines."""
-        audience = self.audience[block]
-        users = self.item_users[ranges(self.item_start[block], audience)]
-        rows_of_xt = torch.sparse_csr_tensor(torch.from_numpy(np.concatenate([[0], np.cumsum(audience)])),
-                                             torch.from_numpy(users), torch.ones(len(users), dtype=torch.float64),
-                                             size=(len(audience), self.x.shape[0]), check_invariants=False)
-        together = rows_of_xt @ self.x
-        crow, column = together.crow_indices().numpy(), together.col_indices().numpy()
-        row = np.repeat(np.arange(block.start, block.stop), np.diff(crow))
-        cosine = together.values().numpy() * self.inverse_norm[row] * self.inverse_norm[column]
-        return SimilarityBlock(block.start, crow, column, cosine)
+        count = block.stop - block.start
+        users = self.item_users[ranges(self.item_start[block], self.audience[block])]
+        row = np.repeat(np.arange(count), self.audience[block])
+        lengths = self.user_watches[users]
+        keys = np.repeat(row, lengths) * self.num_items + self.flat[ranges(self.user_start[users], lengths)]
+        keys, together = (t.numpy() for t in torch.unique(torch.from_numpy(keys), return_counts=True))
+        block_row, column = keys // self.num_items, keys % self.num_items
+        cosine = together * self.inverse_norm[block_row + block.start] * self.inverse_norm[column]
+        return SimilarityBlock(block.start, np.searchsorted(block_row, np.arange(count + 1)), column, cosine)
 
 
 def best_neighbours(watched: pa.ListArray, num_items: int, neighbours: int, pairs_per_block: int = PAIRS_PER_BLOCK,
@@ -103,45 +91,23 @@ def best_neighbours(watched: pa.ListArray, num_items: int, neighbours: int, pair
     entries, by row, then rank (best first; equal float32 similarities to the lower item index)."""
     counter = _CoWatchCounter(watched, num_items, rows)
     yield from in_order(lambda block: _best(counter.count(block), neighbours),
-                        row_blocks(counter.row_pairs, pairs_per_block, rows_per_block(num_items)))
+                        row_blocks(counter.row_pairs, pairs_per_block))
 
 
 def _best(block: SimilarityBlock, neighbours: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """best_neighbours' entries of one block, its similarities as float32 (as the tables keep
-    them): one sort of a key that orders the entries by row, similarity (highest first), then
-    column (equal float32 similarities to the lower item index)."""
+    them): one stable sort by (row, similarity descending) of the entries in column order."""
     row = np.repeat(np.arange(len(block.crow) - 1), np.diff(block.crow))  # from 0 in the block
     keep = row + block.first != block.columns
     row, column, value = row[keep], block.columns[keep], block.values[keep].astype(np.float32)
-    column_bits = _column_bits(len(block.crow) - 1, int(column.max(initial=0)) + 1)
-    # a positive float32's bits rise with it; a cosine is at least 2^-32 (under 2^32 watchers)
-    code = np.clip(value.view(np.int32).astype(np.int64) - _LEAST_COSINE_BITS, 0, (1 << _VALUE_BITS) - 1)
-    key = (row << (_VALUE_BITS + column_bits)) | (((1 << _VALUE_BITS) - 1 - code) << column_bits) | column
-    order = torch.sort(torch.from_numpy(key)).indices.numpy()
+    # a positive float32's bits rise with it: the key orders a row's entries highest first
+    key = (row << 32) | (np.int64(0xFFFFFFFF) - value.view(np.uint32))
+    order = torch.argsort(torch.from_numpy(key), stable=True).numpy()
     row, column, value = row[order], column[order], value[order]
     starts = np.flatnonzero(np.concatenate([[True], row[1:] != row[:-1]]))
     rank = np.arange(len(row)) - np.repeat(starts, np.diff(np.append(starts, len(row))))
     best = rank < neighbours
     return row[best] + block.first, rank[best], column[best], value[best]
-
-
-# _best's sort key: the row, then a cosine's float32 bits from 2^-32 up to 2 (29 bits), then the column
-_LEAST_COSINE_BITS = int(np.float32(2.0**-32).view(np.int32))
-_VALUE_BITS = 29
-
-
-def _column_bits(rows: int, columns: int) -> int:
-    """The bits of _best's key that hold the column; the rows of a block must fit beside them
-    (row_blocks' max_rows)."""
-    bits = max(1, (columns - 1).bit_length())
-    if rows > 1 << (63 - _VALUE_BITS - bits):
-        raise ValueError(f"a co-watch block of {rows} rows over {columns} items does not fit one sort key")
-    return bits
-
-
-def rows_per_block(num_items: int) -> int:
-    """The most rows of a co-watch block whose entries _best sorts by one int64 key."""
-    return 1 << (63 - _VALUE_BITS - max(1, (num_items - 1).bit_length()))
 
 
 # blocks counted at once, each on a thread of its own (numpy and torch release the GIL in
@@ -216,16 +182,15 @@ def contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
     return sorted_keys.take(np.searchsorted(sorted_keys, keys), mode="clip") == keys
 
 
-def row_blocks(sizes: np.ndarray, budget: int, max_rows: int | None = None) -> Iterator[slice]:
-    """Consecutive slices of rows whose sizes sum to about `budget` (one row at least), at
-    most max_rows rows each, every row in one of them."""
+def row_blocks(sizes: np.ndarray, budget: int) -> Iterator[slice]:
+    """Consecutive slices of rows whose sizes sum to about `budget` (one row at least), every
+    row in one of them."""
     ends = np.searchsorted(np.cumsum(sizes), np.arange(budget, int(sizes.sum()) + budget, budget), side="right")
     start = 0
     for end in (*ends.tolist(), len(sizes)):
-        while end > start:
-            stop = end if max_rows is None else min(end, start + max_rows)
-            yield slice(start, stop)
-            start = stop
+        if end > start:
+            yield slice(start, end)
+            start = end
 
 
 def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

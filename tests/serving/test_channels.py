@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 
 from serving.channels import CHANNELS, CoWatch, Fusion, choose, fuse, fusion_grid, latest, popular_candidates
-from serving.cowatch import Neighbourhoods, row_blocks
+from serving.cowatch import Neighbourhoods
 
 WATCHED = pa.array([[1, 2, 3], [1, 2], [2, 4], [4, 5]], pa.list_(pa.int32()))
 NUM_ITEMS = 6
@@ -56,15 +56,6 @@ def test_co_watch_neighbours_made_a_few_rows_at_a_time_are_the_same():
         kept = whole.neighbours[item][whole.neighbours[item] > 0] if item in some else []
         assert ragged.items[ragged.starts[at]:ragged.starts[at + 1]].tolist() == list(kept)
         assert np.array_equal(ragged.scores[ragged.starts[at]:ragged.starts[at + 1]], whole.scores[item][:len(kept)])
-
-
-def test_row_blocks_hold_about_the_budget_at_most_max_rows_each_and_every_row_once():
-    sizes = np.array([5, 0, 1, 1, 1, 1, 1, 9, 2])
-    for max_rows in (None, 1, 2, 3):
-        blocks = list(row_blocks(sizes, budget=4, max_rows=max_rows))
-        assert [i for block in blocks for i in range(block.start, block.stop)] == list(range(len(sizes)))
-        assert all(block.stop - block.start <= (max_rows or len(sizes)) for block in blocks)
-    assert [b.stop - b.start for b in row_blocks(sizes, budget=4, max_rows=2)] == [2, 2, 1, 2, 1, 1]
 
 
 def test_item2item_candidates_sum_the_recent_watches_similarities_and_skip_the_watched():
