@@ -378,14 +378,14 @@ class RecallConfig(_Section):
     # the candidate sources merged into each list (serving/channels.py): model (the FAISS
     # search), item2item (co-watch neighbours of the user's last channel_recent watches,
     # channel_neighbours kept per item), popular and fresh (the most watched overall and in
-    # prep.recent_days); each one's weight in the merge is chosen on channel_users users of
-    # the validation split (the model alone is one of the choices, so a channel that does
-    # not help there gets weight 0). fresh is left to logs whose recent popularity means
+    # prep.recent_days); each one's weight in the merge is chosen by NDCG@50 on channel_users
+    # users of the validation split (the model alone is one of the choices, so a channel that
+    # does not help there gets weight 0). fresh is left to logs whose recent popularity means
     # something (real times, not an order)
     channels: tuple[Literal["model", "item2item", "popular", "fresh"], ...] = ("model", "item2item", "popular")
     channel_recent: int = Field(5, ge=1)
     channel_neighbours: int = Field(100, ge=1)
-    channel_users: int = Field(2000, ge=1)
+    channel_users: int = Field(5000, ge=1)
     # run date of the table partition, YYYY-MM-DD; None = today (UTC)
     run_date: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$")
 

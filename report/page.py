@@ -155,21 +155,24 @@ def _channels(channels: dict[str, Any] | None) -> str:
     lists are the model's alone)."""
     if not channels or not channels.get("validation_users"):
         return ""
-    metric = channels["metric"]
     chosen = channels["chosen"]
-    merged = max(t[metric] for t in channels["validation"])
-    rows = "".join(f"<tr><td>{html.escape(name)} alone</td><td>{value:.4f}</td><td></td><td></td></tr>"
-                   for name, value in channels["alone"].items())
+    metrics = list(channels["merged"])  # HR@50 and NDCG@50, the second chose the weights
+    cells = lambda measured: "".join(f"<td>{measured[m]:.4f}</td>" for m in metrics)  # noqa: E731
+    rows = "".join(f"<tr><td>{html.escape(name)} alone</td>{cells(measured)}<td></td><td></td></tr>"
+                   for name, measured in channels["alone"].items())
     slots = channels.get("slots", {})
     rows += "".join(
-        f"<tr><td>{html.escape(name)}</td><td></td><td>{weight:g}</td><td>{slots.get(name, 0):.1%}</td></tr>"
+        f"<tr><td>{html.escape(name)}</td>{'<td></td>' * len(metrics)}<td>{weight:g}</td>"
+        f"<td>{slots.get(name, 0):.1%}</td></tr>"
         for name, weight in chosen["weights"].items())
-    return (f"<h2>Recall channels</h2><table><tr><th>channel</th><th>validation {html.escape(metric.upper())}</th>"
-            f"<th>weight</th><th>share of slots</th></tr>{rows}<tr><td>merged</td><td>{merged:.4f}</td><td></td>"
-            f"<td></td></tr></table>"
+    header = "".join(f"<th>validation {html.escape(m.upper())}</th>" for m in metrics)
+    return (f"<h2>Recall channels</h2><table><tr><th>channel</th>{header}"
+            f"<th>weight</th><th>share of slots</th></tr>{rows}<tr><td>merged</td>{cells(channels['merged'])}"
+            f"<td></td><td></td></tr></table>"
             f'<p class="sub">Each list merges the channels by weighted reciprocal-rank fusion (rank offset '
-            f'{chosen["offset"]}), the weights chosen on {channels["validation_users"]:,} users of the validation '
-            "split, never on these test targets; the metrics above are the merged lists'.</p>")
+            f'{chosen["offset"]}), the weights chosen by {html.escape(channels["metric"].upper())} on '
+            f'{channels["validation_users"]:,} users of the validation split, never on these test targets; the '
+            "metrics above are the merged lists'.</p>")
 
 
 def row_name(name: str, metrics: dict[str, Any], users: int) -> str:

@@ -252,18 +252,37 @@ def hit_rate(items: np.ndarray, targets: np.ndarray, at: int = 50) -> float:
     return float((items[:, :at] == targets[:, None]).any(1).mean()) if len(targets) else 0.0
 
 
+def ndcg(items: np.ndarray, targets: np.ndarray, at: int = 50) -> float:
+    """Mean NDCG@at of one target per row: 1 / log2(place + 2) where the target is at `place`
+    (from 0) among the row's first `at` items, else 0."""
+    if not len(targets):
+        return 0.0
+    hit = items[:, :at] == targets[:, None]
+    return float(np.where(hit.any(1), 1.0 / np.log2(hit.argmax(1) + 2.0), 0.0).mean())
+
+
+def list_metrics(items: np.ndarray, targets: np.ndarray, at: int = 50) -> dict[str, float]:
+    """HR@at and NDCG@at of ranked lists against one target per row."""
+    return {f"hr@{at}": hit_rate(items, targets, at), f"ndcg@{at}": ndcg(items, targets, at)}
+
+
 def choose(lists: dict[str, np.ndarray], targets: np.ndarray, channels: tuple[str, ...], k: int,
-           at: int = 50) -> tuple[Fusion, list[dict]]:
-    """The fusion setting with the highest hit rate @at of `targets` (the first of equals),
-    and every setting tried with its hit rate and each channel's share of the slots."""
-    tried, best, best_rate = [], None, -1.0
+           at: int = 50) -> tuple[Fusion, dict[str, float], list[dict]]:
+    """The fusion setting with the highest NDCG@at of `targets` (the first of equals), its
+    HR@at and NDCG@at, and every setting tried with its own and each channel's share of the
+    slots.
+
+    NDCG rather than the hit rate: the settings merge the same channels' items, so many of
+    them find the same targets among the first `at` and differ in where they place them; NDCG
+    counts the same hits, each the more the higher it is placed."""
+    tried, best, best_measured = [], None, None
     for fusion in fusion_grid(channels):
         items, _, sources = fuse(lists, fusion, k)
-        rate = hit_rate(items, targets, at)
-        tried.append({**fusion.to_dict(), f"hr@{at}": rate, "slots": slot_shares(sources)})
-        if rate > best_rate:
-            best, best_rate = fusion, rate
-    return best, tried
+        measured = list_metrics(items, targets, at)
+        tried.append({**fusion.to_dict(), **measured, "slots": slot_shares(sources)})
+        if best_measured is None or measured[f"ndcg@{at}"] > best_measured[f"ndcg@{at}"]:
+            best, best_measured = fusion, measured
+    return best, best_measured, tried
 
 
 def slot_shares(sources: np.ndarray) -> dict[str, float]:

@@ -29,7 +29,7 @@ import torch
 
 from ray_train.data import Widths, to_batch
 from ray_train.export import load_user_tower
-from serving.channels import CHANNELS, Channels, CoWatch, choose, fusion_grid, hit_rate
+from serving.channels import CHANNELS, Channels, CoWatch, choose, fusion_grid, list_metrics
 from serving.cowatch import recent_items
 from serving.index import (IndexParams, ShardedIndex, item_keys, item_matrix, normalized, recall_at_k,
                            tune_search, user_queries)
@@ -321,17 +321,19 @@ def _choose_channels(run: RunLayout, index: ShardedIndex, widths: Widths, rc: Re
     lists = chooser.lists(model, history, before, rc.top_k)
     targets = targets[sample]
     at = min(VALIDATION_AT, rc.top_k)
-    fusion, tried = choose(lists, targets, rc.channels, rc.top_k, at)
-    alone = {name: hit_rate(ranked_items, targets, at) for name, ranked_items in lists.items()}
-    log.info("recall.channels: %s chosen on %d validation users (HR@%d %.4f; alone: %s) in %.1fs",
-             fusion.to_dict(), len(sample), at, max(t[f"hr@{at}"] for t in tried),
-             ", ".join(f"{n} {v:.4f}" for n, v in alone.items()), time.time() - started)
+    fusion, merged, tried = choose(lists, targets, rc.channels, rc.top_k, at)
+    alone = {name: list_metrics(ranked_items, targets, at) for name, ranked_items in lists.items()}
+    log.info("recall.channels: %s chosen on %d validation users (NDCG@%d %.4f, HR@%d %.4f; HR@%d alone: %s) in %.1fs",
+             fusion.to_dict(), len(sample), at, merged[f"ndcg@{at}"], at, merged[f"hr@{at}"], at,
+             ", ".join(f"{n} {v[f'hr@{at}']:.4f}" for n, v in alone.items()), time.time() - started)
     return ({**spec, "fusion": fusion.to_dict()},
-            {"chosen": fusion.to_dict(), "validation_users": len(sample), "metric": f"hr@{at}",
-             "alone": alone, "validation": tried})
+            {"chosen": fusion.to_dict(), "validation_users": len(sample), "metric": f"ndcg@{at}",
+             "merged": merged, "alone": alone, "validation": tried})
 
 
-VALIDATION_AT = 50  # the channels' weights are chosen by HR@50, as every other setting
+# the channels' weights are chosen by NDCG@50 (serving.channels.choose): the settings merge the
+# same lists, and the hit rate alone cannot tell those that place the targets higher
+VALIDATION_AT = 50
 POPULAR_KEPT = 100_000  # items of the popular and fresh orders an actor holds
 
 

@@ -73,7 +73,7 @@ class NightStats:
                                                                           int(sampled))
         held_out = (compare or {}).get("tonight", {}).get(VAL_METRIC.removeprefix("val_"))
         channels = recall.get("channels", {})
-        served = channels.get("alone", {}).get("model") if channels.get("metric") == "hr@50" else None
+        served = channels.get("alone", {}).get("model", {}).get("hr@50")
         return cls(
             val_hr50=None if validated is None else float(validated),
             val_users=val_users,

@@ -97,12 +97,16 @@ def test_bars_are_as_tall_as_their_shares():
 
 
 def test_the_recall_channels_show_each_alone_the_merge_and_their_slots():
-    channels = {"validation_users": 900, "metric": "hr@50",
+    channels = {"validation_users": 900, "metric": "ndcg@50",
                 "chosen": {"weights": {"model": 1.0, "item2item": 0.5, "popular": 0.0}, "offset": 10},
-                "alone": {"model": 0.50, "item2item": 0.41, "popular": 0.19},
-                "validation": [{"hr@50": 0.50}, {"hr@50": 0.56}], "slots": {"model": 0.7, "item2item": 0.3}}
+                "merged": {"hr@50": 0.56, "ndcg@50": 0.23},
+                "alone": {"model": {"hr@50": 0.50, "ndcg@50": 0.20}, "item2item": {"hr@50": 0.41, "ndcg@50": 0.15},
+                          "popular": {"hr@50": 0.19, "ndcg@50": 0.05}},
+                "slots": {"model": 0.7, "item2item": 0.3}}
     page = render(REPORT, None, PREP, {**RECALL, "channels": channels})
-    for expected in ("Recall channels", "item2item alone</td><td>0.4100", "merged</td><td>0.5600",
-                     "<td>item2item</td><td></td><td>0.5</td><td>30.0%</td>", "rank offset 10", "900 users"):
+    for expected in ("Recall channels", "<th>validation HR@50</th><th>validation NDCG@50</th>",
+                     "item2item alone</td><td>0.4100</td><td>0.1500", "merged</td><td>0.5600</td><td>0.2300",
+                     "<td>item2item</td><td></td><td></td><td>0.5</td><td>30.0%</td>", "rank offset 10",
+                     "chosen by NDCG@50 on 900 users"):
         assert expected in page, expected
     assert "Recall channels" not in render(REPORT, None, PREP, RECALL)

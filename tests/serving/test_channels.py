@@ -113,9 +113,18 @@ def test_an_item_two_channels_rank_alike_is_the_first_channels():
 def test_the_setting_chosen_is_the_one_that_finds_the_targets():
     lists = {"model": np.array([[1, 2], [3, 4]]), "item2item": np.array([[5, 6], [7, 8]]),
              "popular": np.array([[9, 10], [9, 10]]), "fresh": np.array([[11, 12], [11, 12]])}
-    chosen, tried = choose(lists, np.array([5, 7]), CHANNELS, k=2, at=2)
+    chosen, measured, tried = choose(lists, np.array([5, 7]), CHANNELS, k=2, at=2)
     assert chosen.active.get("item2item", 0) > 0 and len(tried) == len(fusion_grid(CHANNELS))
+    assert measured["hr@2"] == 1.0 and measured["ndcg@2"] == max(t["ndcg@2"] for t in tried)
     assert tried[0]["weights"] == {"model": 1.0, "item2item": 0.0, "popular": 0.0, "fresh": 0.0}
     assert tried[0]["hr@2"] == 0.0 and max(t["hr@2"] for t in tried) == 1.0
-    model_only, _ = choose(lists, np.array([1, 3]), CHANNELS, k=2, at=2)
+    model_only, _, _ = choose(lists, np.array([1, 3]), CHANNELS, k=2, at=2)
     assert model_only.active == {"model": 1.0}  # the first of equals: the model alone
+
+
+def test_of_settings_that_find_the_same_targets_the_one_that_places_them_higher_is_chosen():
+    lists = {"model": np.array([[1, 5, 6]]), "item2item": np.array([[5, 7, 8]])}
+    chosen, measured, tried = choose(lists, np.array([5]), ("model", "item2item"), k=3, at=3)
+    assert all(t["hr@3"] == 1.0 for t in tried)  # every setting finds 5 among the first 3
+    assert tried[0]["ndcg@3"] == 1 / np.log2(3)  # the model alone: second
+    assert chosen.active.get("item2item", 0) > 0 and measured == {"hr@3": 1.0, "ndcg@3": 1.0}  # first
