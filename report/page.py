@@ -153,8 +153,8 @@ def _channels(channels: dict[str, Any] | None) -> str:
     """The recall channels: each alone and the merge on the validation users the weights were
     chosen on, the weights, and each channel's share of the table's slots ("" when the
     lists are the model's alone)."""
-    if not channels or not channels.get("validation_users"):
-        return ""
+    if not channels or not channels.get("validation_users") or "merged" not in channels:
+        return ""  # the model's lists alone, or a recall stage from before both metrics were kept
     chosen = channels["chosen"]
     metrics = list(channels["merged"])  # HR@50 and NDCG@50, the second chose the weights
     cells = lambda measured: "".join(f"<td>{measured[m]:.4f}</td>" for m in metrics)  # noqa: E731

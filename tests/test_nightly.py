@@ -193,10 +193,14 @@ def test_a_nights_stats_come_from_its_manifests_and_its_recall_table(tmp_path):
     # recall's channels (the model alone on the validation users that weighed them)
     compare = {"users": 40, "tonight": {"hr@10": 0.2, "hr@50": 0.45}, "previous": {"hr@10": 0.1, "hr@50": 0.3}}
     recall["channels"] = {"validation_users": 30, "metric": "ndcg@50",
-                          "alone": {"model": {"hr@50": 0.35, "ndcg@50": 0.1}, "item2item": {"hr@50": 0.4, "ndcg@50": 0.2}}}
+                          "alone": {"model": {"hr@50": 0.35, "ndcg@50": 0.1},
+                                    "item2item": {"hr@50": 0.4, "ndcg@50": 0.2}}}
     judged = NightStats.of(run, prep, model, recall, "2026-03-10", days=7, compare=compare)
     assert judged == dataclasses.replace(stats, held_out_hr50=0.45, held_out_users=40, served_val_hr50=0.35,
                                          served_val_users=30)
     assert NightStats.from_dict(judged.to_dict()) == judged
+    # a recall stage from before each channel kept both metrics: its one metric, HR@50
+    recall["channels"] = {"validation_users": 30, "metric": "hr@50", "alone": {"model": 0.35, "item2item": 0.4}}
+    assert NightStats.of(run, prep, model, recall, "2026-03-10", days=7, compare=compare) == judged
     every = NightStats.of(run, prep, {**model, "config": {"val_users": 2000}}, recall, "2026-03-10", days=7)
     assert every.val_users == 3

@@ -73,7 +73,10 @@ class NightStats:
                                                                           int(sampled))
         held_out = (compare or {}).get("tonight", {}).get(VAL_METRIC.removeprefix("val_"))
         channels = recall.get("channels", {})
-        served = channels.get("alone", {}).get("model", {}).get("hr@50")
+        model_alone = channels.get("alone", {}).get("model")
+        # each channel's HR@50 and NDCG@50; a recall stage from before kept the one metric it chose by
+        served = (model_alone.get("hr@50") if isinstance(model_alone, dict)
+                  else model_alone if channels.get("metric") == "hr@50" else None)
         return cls(
             val_hr50=None if validated is None else float(validated),
             val_users=val_users,

@@ -110,3 +110,7 @@ def test_the_recall_channels_show_each_alone_the_merge_and_their_slots():
                      "chosen by NDCG@50 on 900 users"):
         assert expected in page, expected
     assert "Recall channels" not in render(REPORT, None, PREP, RECALL)
+    # a recall stage from before both metrics were kept: no channels section, and no error
+    older = {**channels, "metric": "hr@50", "alone": {"model": 0.50}, "validation": [{"hr@50": 0.56}]}
+    del older["merged"]
+    assert "Recall channels" not in render(REPORT, None, PREP, {**RECALL, "channels": older})
