@@ -394,16 +394,15 @@ def write_similar_items(vectors: np.ndarray, item_ids: np.ndarray, params: Index
     unit = normalized(vectors[:, :-1])
     index = ShardedIndex.build(unit, params, rc.shards, seed=seed)
     k = min(rc.similar_items, len(unit) - 1)
-    checked, measured = {}, ""
+    sample = np.zeros(0, dtype=np.int64)  # items whose rows are checked against an exact scan
     if params.kind != "flat" and rc.ann_check_users:
         sample = np.sort(np.random.default_rng(seed).choice(len(unit), min(rc.ann_check_users, len(unit)),
                                                             replace=False))
-        checked = {f"ann_recall@{k}": similar_recall(index, unit, sample, k), "ann_check_items": len(sample)}
-        measured = f" (ANN recall@{k} {checked[f'ann_recall@{k}']:.3f} on {len(sample)} items)"
-    parts = []
+    parts, sampled_rows = [], []
     for lo in range(0, len(unit), SIMILAR_BATCH):
         hi = min(lo + SIMILAR_BATCH, len(unit))
         scores, rows = index.search(unit[lo:hi], k + 1)
+        sampled_rows.append(rows[sample[(sample >= lo) & (sample < hi)] - lo])
         # the item itself (usually first) and FAISS's empty slots go; stable keeps the order
         keep = (rows >= 0) & (rows != np.arange(lo, hi)[:, None])
         order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
@@ -420,18 +419,21 @@ def write_similar_items(vectors: np.ndarray, item_ids: np.ndarray, params: Index
             schema=SIMILAR,
         ))
     _write_table(pa.concat_tables(parts), storage.join(out_dir, "part-00000.parquet"))
+    checked, measured = {}, ""
+    if len(sample):
+        checked = {f"ann_recall@{k}": similar_recall(unit, sample, np.concatenate(sampled_rows), k),
+                   "ann_check_items": len(sample)}
+        measured = f" (ANN recall@{k} {checked[f'ann_recall@{k}']:.3f} on {len(sample)} items)"
     seconds = time.time() - started
     log.info("similar items of %d items written in %.1fs%s", len(unit), seconds, measured)
     return {"items": len(unit), "k": k, **checked, "seconds": seconds}
 
 
-def similar_recall(index: ShardedIndex, unit: np.ndarray, sample: np.ndarray, k: int) -> float:
-    """The mean share of each sampled item's exact k nearest items (itself left out) that the
-    index's search finds: recall's search width is chosen on user queries, and items' own
-    neighbourhoods can need a wider one."""
-    queries = unit[sample]
-    _, exact = ShardedIndex.build(unit, IndexParams("flat")).search(queries, k + 1)
-    _, found = index.search(queries, k + 1)
+def similar_recall(unit: np.ndarray, sample: np.ndarray, found: np.ndarray, k: int) -> float:
+    """The mean share of each sampled item's exact k nearest items (itself left out) among the
+    k + 1 rows the table's search `found` for it: recall's search width is chosen on user
+    queries, and items' own neighbourhoods can need a wider one."""
+    _, exact = ShardedIndex.build(unit, IndexParams("flat")).search(unit[sample], k + 1)
     others = lambda rows: [r[r != item][:k] for r, item in zip(rows, sample)]  # noqa: E731
     return recall_at_k(others(found), others(exact), k)
 
