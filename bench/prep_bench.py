@@ -1,4 +1,4 @@
-"""Benchmark of the prep stage: watchnext's Spark job against the pandas per-user loop.
+"""Benchmark of the prep stage: watchnext's Spark job against the plain Spark job and the pandas loop.
 
 On the same synthetic log (synthetic.generator, generated once per size and reused), each
 variant runs in a fresh subprocess, so that its peak memory is its own:
@@ -7,6 +7,9 @@ variant runs in a fresh subprocess, so that its peak memory is its own:
                     hot-item down-sampling, no search tokens, no short-watch filter; the same
                     per-user cap
     spark-defaults  jobs.prep.run_prep with PrepConfig() (max_rejected_fraction=1.0)
+    reference       ../shared/reference/spark_window_prep.py: the straightforward PySpark job
+                    (built-in windows, collect_list over the 50 previous rows, hash down-sampling
+                    and per-user cap, example age) and nothing else; its own start-up and peak
     pandas          DeepMatch's gen_data_set(data, negsample=0) with the same per-user cap
     pandas-neg5     the same with negsample=5 (negatives ~ count^0.75, not the user's items)
 
@@ -17,7 +20,9 @@ is the child's ru_maxrss for pandas, and for Spark the peak sum of the RSS of th
 driver and its descendants (the JVM), sampled every 0.2 s with psutil.
 
     python -m bench.prep_bench --events 1000000 --events 10000000 --workdir /tmp/wn-bench \\
-        [--variants spark,spark-defaults,pandas,pandas-neg5] [--markdown BENCHMARKS.md]
+        [--variants spark,spark-defaults,reference,pandas,pandas-neg5] [--markdown BENCHMARKS.md]
+
+The log of N events has N/10 users and N/10 items unless --users and --items say otherwise.
 """
 
 from __future__ import annotations
@@ -49,7 +54,8 @@ from core.config import PrepConfig, SparkConfig
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ("spark", "spark-defaults", "pandas", "pandas-neg5")
+VARIANTS = ("spark", "spark-defaults", "reference", "pandas", "pandas-neg5")
+REFERENCE_JOB = REPO_ROOT.parent / "shared" / "reference" / "spark_window_prep.py"
 NEGSAMPLE = {"pandas": 0, "pandas-neg5": 5}
 # the child prints its result as one JSON line after this marker; Spark may print other lines
 RESULT_MARKER = "PREP_BENCH_RESULT "
@@ -214,38 +220,78 @@ def run_spark(variant: str, data_dir: str, out_dir: str, max_per_user: int, driv
 # ---------------------------------------------------------------- the harness
 
 
-def data_dir_for(workdir: str, events: int) -> str:
-    return os.path.join(workdir, f"data-{events}")
+def data_dir_for(args: argparse.Namespace, events: int) -> str:
+    users, items = log_shape(args, events)
+    return os.path.join(args.workdir, f"data-{events}-{users}u-{items}i")
+
+
+def log_shape(args: argparse.Namespace, events: int) -> tuple[int, int]:
+    """(users, items) of the log of this size."""
+    return args.users or max(1, events // 10), args.items or max(1000, events // 10)
 
 
 def run_dir_for(workdir: str, events: int, variant: str) -> str:
     return os.path.join(workdir, "runs", str(events), variant)
 
 
-def ensure_data(workdir: str, events: int) -> str:
+def ensure_data(args: argparse.Namespace, events: int) -> str:
     """The synthetic log for this size, generated once; clicks/ is written last, so its
     presence means a complete log."""
-    out = data_dir_for(workdir, events)
+    out = data_dir_for(args, events)
     if os.path.isdir(os.path.join(out, "clicks")):
         log.info("reusing %s", out)
         return out
     if os.path.exists(out):  # an interrupted generation: start again
         shutil.rmtree(out)
     started = time.perf_counter()
-    summary = synthetic.generate(
-        out, users=events // 20, items=max(1000, events // 50), events=events, seed=1, progress=True
-    )
+    users, items = log_shape(args, events)
+    summary = synthetic.generate(out, users=users, items=items, events=events, seed=1, progress=True)
     log.info("generated %s in %.1f s: %s", out, time.perf_counter() - started, summary)
     return out
 
 
+def run_reference(args: argparse.Namespace, events: int) -> dict[str, Any]:
+    """The reference job as its user runs it, in its own process with its own defaults; it
+    reads DIR/clicks.parquet, so DIR holds a link to the log's clicks/."""
+    if not REFERENCE_JOB.exists():
+        return {"size": events, "variant": "reference", "failed": f"{REFERENCE_JOB} not found"}
+    data_dir = data_dir_for(args, events)
+    linked = os.path.join(args.workdir, "reference-input", os.path.basename(data_dir))
+    os.makedirs(linked, exist_ok=True)
+    clicks = os.path.join(linked, "clicks.parquet")
+    if not os.path.lexists(clicks):
+        os.symlink(os.path.join(data_dir, "clicks"), clicks)
+    out_dir = run_dir_for(args.workdir, events, "reference")
+    if os.path.exists(out_dir):
+        shutil.rmtree(out_dir)
+    result_file = os.path.join(args.workdir, "reference-result.json")
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(result_file)
+    command = [sys.executable, str(REFERENCE_JOB), "--data", linked, "--out", out_dir, "--json", result_file]
+    log.info("reference, %d events: %s", events, shlex.join(command))
+    done = subprocess.run(command, cwd=REPO_ROOT)
+    if done.returncode != 0 or not os.path.exists(result_file):
+        return {"size": events, "variant": "reference", "failed": f"exit status {done.returncode}"}
+    with open(result_file) as f:
+        result = json.loads(f.read().splitlines()[-1])
+    # the reference times its start-up and its job (the three outputs written) apart
+    return {
+        "size": events, "variant": "reference", "events": result["events"],
+        "wall_s": result["startup_s"] + result["job_s"], "startup_s": result["startup_s"],
+        "examples": result["train_rows"], "positives": result["train_rows"], "peak_gib": result["peak_rss_gib"],
+    }
+
+
 def run_variant(args: argparse.Namespace, events: int, variant: str) -> dict[str, Any]:
     """Run one variant in a fresh Python process and read its JSON result line."""
+    if variant == "reference":
+        return run_reference(args, events)
     only = "spark" if variant.startswith("spark") else "pandas"
     command = [
         sys.executable, "-m", "bench.prep_bench", "--only", only, "--variant", variant,
         "--events", str(events), "--workdir", args.workdir, "--cap", str(args.cap),
-        "--driver-memory", args.driver_memory,
+        "--driver-memory", args.driver_memory, *(["--users", str(args.users)] if args.users else []),
+        *(["--items", str(args.items)] if args.items else []),
     ]
     log.info("%s, %d events: %s", variant, events, shlex.join(command))
     started = time.perf_counter()
@@ -267,7 +313,7 @@ def child_main(args: argparse.Namespace) -> None:
     if len(args.events) != 1:
         raise SystemExit("--only runs one size: give exactly one --events")
     events = args.events[0]
-    data_dir = data_dir_for(args.workdir, events)
+    data_dir = data_dir_for(args, events)
     out_dir = run_dir_for(args.workdir, events, args.variant)
     if os.path.exists(out_dir):
         shutil.rmtree(out_dir)
@@ -361,6 +407,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--cap", type=int, default=PrepConfig().max_examples_per_user,
                         help="examples per user (positives), the same on both sides")
     parser.add_argument("--driver-memory", default=SparkConfig().driver_memory)
+    parser.add_argument("--users", type=int, help="users in the synthetic log (default: events / 10)")
+    parser.add_argument("--items", type=int, help="items in the synthetic log (default: events / 10)")
     # internal: run one variant in this process (the harness starts one process per run)
     parser.add_argument("--only", choices=("spark", "pandas"), help=argparse.SUPPRESS)
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
@@ -387,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = []
     for events in args.events:
-        ensure_data(args.workdir, events)
+        ensure_data(args, events)
         for variant in args.variants:
             rows.append(run_variant(args, events, variant))
     check_counts(rows)
