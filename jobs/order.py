@@ -5,8 +5,8 @@ the per-user cap, serving features) partitions by user_id and orders by EVENT_OR
 the same second broken by item id. The first such window shuffles by user and sorts; Spark
 sees that the cached result is already partitioned and sorted that way, so no later step
 shuffles or sorts the events again (see `spark.sql.optimizer.canChangeCachedPlanOutputPartitioning`
-in core/spark_session.py). A search log is the exception: merging the queries into the watches' time
-line costs a shuffle and sort of its own.
+in core/spark_session.py). Merging a search log's queries into the watches' time line shuffles the
+queries alone, hashed by user as the events were, and sorts the time line where it lies.
 """
 
 from __future__ import annotations

@@ -323,9 +323,10 @@ def _search_tokens(
         ).where(F.col("user_id").isNotNull() & F.col("ts").isNotNull() & F.col("text").isNotNull())
         queries = queries.where(event_seconds(F.col("ts")) <= F.lit(age_anchor))
         vocab = token_vocabulary(queries, cfg.min_token_count, previous_tokens, cfg.oov_buckets).persist()
+        # the user and time ride along with the search's id: no join back onto the queries
         keyed = queries.withColumn("search_id", F.monotonically_increasing_id())
-        tokens = encode_texts(keyed, ["search_id"], vocab, cfg.oov_buckets)
-        searches = keyed.join(tokens, "search_id").select("user_id", "ts", "tokens")
+        searches = encode_texts(keyed, ["search_id", "user_id", "ts"], vocab, cfg.oov_buckets).select(
+            "user_id", "ts", "tokens")
         # read by the examples and by the serving features: tokenize once
         return searches.persist(StorageLevel.MEMORY_AND_DISK), None, vocab
     if source == "titles":

@@ -43,8 +43,12 @@ def user_timeline(events: DataFrame, searches: DataFrame | None) -> DataFrame:
     if searches is None:
         # watches only: the job's one order, already sorted (jobs/order.py)
         return timeline.withColumn("watch_ordinal", F.count(F.lit(1)).over(so_far()))
+    # hashed by user as the events are (their one shuffle), the union stays partitioned by
+    # user: only the searches move, and the time line is sorted in place
+    partitions = int(events.sparkSession.conf.get("spark.sql.shuffle.partitions"))
     timeline = timeline.unionByName(
-        searches.select("user_id", "ts", "tokens").withColumn("is_watch", F.lit(False)),
+        searches.select("user_id", "ts", "tokens").withColumn("is_watch", F.lit(False)).repartition(
+            partitions, "user_id"),
         allowMissingColumns=True,
     )
     watches_so_far = (

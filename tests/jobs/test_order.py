@@ -63,3 +63,32 @@ def test_windows_examples_and_features_read_the_cached_order_without_a_shuffle_o
         assert capped.where(F.col("drop_reason").isNull()).groupBy("user_id").count().agg(F.max("count")).first()[0] == 2
     finally:
         fated.unpersist()
+
+
+def ancestors_of_the_cache(df) -> list[str]:
+    """The executed plan's operators between the root and the cached events' scan."""
+    path: list[tuple[int, str]] = []
+    for line in df._jdf.queryExecution().executedPlan().toString().splitlines():
+        depth = len(line) - len(line.lstrip(" :+-"))
+        path = [(d, op) for d, op in path if d < depth] + [(depth, line.strip(" :+-"))]
+        if line.strip(" :+-").startswith("InMemoryTableScan"):
+            return [op for _, op in path[:-1]]
+    raise AssertionError("the plan reads no cached events")
+
+
+def test_searches_join_the_time_line_without_a_shuffle_of_the_events(spark):
+    events, fated = cached_events(spark)
+    searches = spark.createDataFrame(
+        [(f"u{u}", T0 + dt.timedelta(minutes=k, seconds=30), [k + 1]) for u in range(0, 20, 3) for k in range(3)],
+        "user_id string, ts timestamp, tokens array<int>",
+    )
+    try:
+        for df in (windowed_examples(events, 4, searches, max_tokens=2), serving_features(events, 4, searches, 2)):
+            # the searches are hashed by user as the events were: only they move, the time
+            # line is sorted where it lies
+            assert not [op for op in ancestors_of_the_cache(df) if SHUFFLE.search(op + " ")]
+        got = {(r.user_id, r.label): r.search_tokens for r in windowed_examples(events, 4, searches, 2).collect()}
+        # u0's second watch (item 1, minute 1) follows the search at minute 0:30; u1 never searched
+        assert got[("u0", 1)] == [1, 0] and got[("u1", 7)] == [0, 0]
+    finally:
+        fated.unpersist()
