@@ -15,8 +15,6 @@ from core.console import log_file
 log = logging.getLogger(__name__)
 
 LOG4J2 = Path(__file__).with_name("log4j2.properties")  # the embedded driver's logging
-MIN_SPLITS = "spark.sql.files.minPartitionNum"
-SPLITS_PER_CORE = 4
 
 
 def spark_session(cfg: SparkConfig, app_name: str = "watchnext-prep") -> SparkSession:
@@ -47,9 +45,5 @@ def spark_session(cfg: SparkConfig, app_name: str = "watchnext-prep") -> SparkSe
     # the console shows errors only (log4j2.properties); global rankings (vocabularies) use an
     # unpartitioned window by design, and its warning is noise there
     spark.sparkContext.setLogLevel("INFO" if command_log is not None and not launched_by_spark_submit else "ERROR")
-    if spark.conf.get(MIN_SPLITS, None) is None:
-        # a scan splits its files into at least SPLITS_PER_CORE tasks a core: a log of a few
-        # files otherwise reads as 3 tasks on 2 cores, one of them alone at the end
-        spark.conf.set(MIN_SPLITS, str(SPLITS_PER_CORE * spark.sparkContext.defaultParallelism))
     log.info("spark %s on %s", spark.version, spark.sparkContext.master)
     return spark
