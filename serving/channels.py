@@ -247,23 +247,16 @@ def fuse(lists: dict[str, np.ndarray], fusion: Fusion, k: int) -> tuple[np.ndarr
     return out_items, out_scores.astype(np.float32), out_channels
 
 
-def hit_rate(items: np.ndarray, targets: np.ndarray, at: int = 50) -> float:
-    """Share of rows whose target (an item index) is among their first `at` items."""
-    return float((items[:, :at] == targets[:, None]).any(1).mean()) if len(targets) else 0.0
-
-
-def ndcg(items: np.ndarray, targets: np.ndarray, at: int = 50) -> float:
-    """Mean NDCG@at of one target per row: 1 / log2(place + 2) where the target is at `place`
-    (from 0) among the row's first `at` items, else 0."""
-    if not len(targets):
-        return 0.0
-    hit = items[:, :at] == targets[:, None]
-    return float(np.where(hit.any(1), 1.0 / np.log2(hit.argmax(1) + 2.0), 0.0).mean())
-
-
 def list_metrics(items: np.ndarray, targets: np.ndarray, at: int = 50) -> dict[str, float]:
-    """HR@at and NDCG@at of ranked lists against one target per row."""
-    return {f"hr@{at}": hit_rate(items, targets, at), f"ndcg@{at}": ndcg(items, targets, at)}
+    """HR@at and NDCG@at of ranked lists against one target (an item index) per row: a row
+    scores 1 and 1 / log2(place + 2) where its target is at `place` (from 0) among its first
+    `at` items, else 0."""
+    if not len(targets):
+        return {f"hr@{at}": 0.0, f"ndcg@{at}": 0.0}
+    hit = items[:, :at] == targets[:, None]  # one comparison of the lists for both metrics
+    found = hit.any(1)
+    return {f"hr@{at}": float(found.mean()),
+            f"ndcg@{at}": float(np.where(found, 1.0 / np.log2(hit.argmax(1) + 2.0), 0.0).mean())}
 
 
 def choose(lists: dict[str, np.ndarray], targets: np.ndarray, channels: tuple[str, ...], k: int,
