@@ -368,9 +368,10 @@ class RecallConfig(_Section):
     ef_construction: int = Field(200, ge=1)
     ef_search: int = Field(128, ge=1)
     # an approximate index's recall@top_k against exact search, measured on this many users
-    # when it is built; its search width (nprobe, ef_search) rises from the one above,
-    # doubling, until that recall reaches ann_target (0 = the configured width, measured):
-    # at 0.98 an approximate list misses 2 of the exact top 100 on average
+    # when it is built; its search width (nprobe, ef_search) is the least that reaches
+    # ann_target, found from the one above by doubling or halving, then bisecting (0 = the
+    # configured width, measured): at 0.98 an approximate list misses 2 of the exact top 100
+    # on average
     ann_check_users: int = Field(1000, ge=0)
     ann_target: float = Field(0.98, ge=0, le=1)
     # the similar-item (i2i) table: this many items per item by cosine of the item vectors (0 = none)

@@ -32,7 +32,7 @@ from ray_train.export import load_user_tower
 from serving.channels import CHANNELS, Channels, CoWatch, choose, fusion_grid, list_metrics
 from serving.cowatch import recent_items
 from serving.index import (IndexParams, ShardedIndex, item_keys, item_matrix, normalized, recall_at_k,
-                           tune_search, user_queries)
+                           search_width_name, tune_search, user_queries)
 from serving.search import search_excluding
 from core import storage
 from core.config import Config, RecallConfig
@@ -146,8 +146,8 @@ def run_recall(run_dir: str, cfg: Config) -> dict[str, Any]:
     if channel_summary is not None:
         extra["channels"] = {**channel_summary, "slots": _slot_shares(run.recall.table)}
     if rc.similar_items:
-        extra["similar"] = write_similar_items(vectors, item_ids, index.params, rc, model_version, run_date,
-                                               run.recall.similar_partition(run_date), cfg.train.seed)
+        extra["similar"] = write_similar_items(vectors, item_ids, similar_search(index.params, rc), rc, model_version,
+                                               run_date, run.recall.similar_partition(run_date), cfg.train.seed)
     return storage.finish_stage(
         recall_dir,
         started,
@@ -383,6 +383,15 @@ def sample_user_queries(user_features: str, model_dir: str, widths: Widths, user
     sample = np.sort(np.random.default_rng(seed).choice(total, min(users, total), replace=False))
     tower, _ = load_user_tower(model_dir)
     return user_queries(user_vectors(tower, storage.take_rows(user_features, sample), widths))
+
+
+def similar_search(tuned: IndexParams, rc: RecallConfig) -> IndexParams:
+    """The similar-item table's search: the width chosen on user queries, never narrower than
+    the configured one. An item's own neighbourhood needs a wider search than a user's (the
+    20 nearest of 1M items: 0.313 found at nprobe 32, where users' searches found 0.995), so
+    the narrower width that users' searches may come down to is not given to it."""
+    name = search_width_name(tuned.kind)
+    return dataclasses.replace(tuned, **{name: max(getattr(tuned, name), getattr(rc, name))})
 
 
 def write_similar_items(vectors: np.ndarray, item_ids: np.ndarray, params: IndexParams, rc: RecallConfig,

@@ -77,19 +77,44 @@ def test_the_search_width_rises_to_the_least_that_reaches_the_target_and_is_save
     tuning = tune_search(index, vectors, queries, 50, 0.98)
     name = "nprobe" if params.kind.startswith("ivf") else "ef_search"
     widths = [step[name] for step in tuning["tried"]]
-    assert widths == [getattr(params, name) * 2 ** i for i in range(len(widths))] and len(widths) > 1
+    doubled = next(i for i, step in enumerate(tuning["tried"]) if step["recall"] >= 0.98)
+    assert doubled > 0 and widths[:doubled + 1] == [getattr(params, name) * 2 ** i for i in range(doubled + 1)]
+    assert tuning["chosen"] == getattr(index.params, name)  # the index is left at the chosen width
     # each width's recall is what a search at it finds of a brute-force oracle's top 50
     exact = exact_top(vectors, queries, 50)
     for step in tuning["tried"]:
         index.set_search_width(step[name])
         assert step["recall"] == recall_at_k(index.search(queries, 50)[1], exact, 50)
+    assert_least_reaching(tuning, name, 0.98)
     index.set_search_width(tuning["chosen"])
-    assert tuning["reached"] and tuning["tried"][-1]["recall"] >= 0.98 > tuning["tried"][-2]["recall"]
-    assert tuning["chosen"] == widths[-1] == getattr(index.params, name)
     index.save(str(tmp_path), "v1", search_tuning=tuning)
     loaded = ShardedIndex.load(str(tmp_path))
-    assert getattr(loaded.params, name) == widths[-1]
+    assert getattr(loaded.params, name) == tuning["chosen"]
     assert json.loads((tmp_path / INDEX_MANIFEST).read_text())["search_tuning"] == tuning
+
+
+def test_a_width_wider_than_needed_comes_down_to_the_least_that_reaches_the_target():
+    vectors, queries = clustered(6000, 16, 4), clustered(200, 16, 5)
+    index = ShardedIndex.build(vectors, IndexParams("ivf_flat", nlist=64, nprobe=64), 1)  # every cell: exact
+    tuning = tune_search(index, vectors, queries, 50, 0.98)
+    widths = [step["nprobe"] for step in tuning["tried"]]
+    assert widths[:2] == [64, 32] and tuning["chosen"] < 64
+    assert_least_reaching(tuning, "nprobe", 0.98)
+    # every narrower width falls short, measured one by one
+    exact = exact_top(vectors, queries, 50)
+    index.set_search_width(tuning["chosen"] - 1)
+    assert recall_at_k(index.search(queries, 50)[1], exact, 50) < 0.98
+
+
+def assert_least_reaching(tuning: dict, name: str, target: float) -> None:
+    """The chosen width reaches the target, every narrower one tried falls short, and the
+    widest of those is within a sixteenth of it."""
+    chosen, tried = tuning["chosen"], tuning["tried"]
+    assert tuning["reached"] and tuning["ann_recall@50"] == next(s["recall"] for s in tried if s[name] == chosen)
+    assert tuning["ann_recall@50"] >= target
+    narrower = [s for s in tried if s[name] < chosen]
+    assert all(s["recall"] < target for s in narrower) and all(s["recall"] >= target for s in tried if s[name] > chosen)
+    assert chosen - max((s[name] for s in narrower), default=0) <= max(1, chosen // 16)
 
 
 def test_an_unreachable_target_stops_at_every_cell_and_says_so():

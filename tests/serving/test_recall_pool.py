@@ -8,7 +8,8 @@ import numpy as np
 from core.config import RecallConfig
 from core.layout import RunLayout
 from serving.channels import CoWatch
-from serving.recall import ACTOR_OVERHEAD_BYTES, actor_memory, actor_pool_size
+from serving.index import IndexParams
+from serving.recall import ACTOR_OVERHEAD_BYTES, actor_memory, actor_pool_size, similar_search
 
 
 def test_the_actor_pool_leaves_a_cpu_for_the_reads(ray_local):
@@ -35,3 +36,10 @@ def test_an_actor_asks_for_its_index_tower_items_and_neighbours_and_at_most_a_no
     with open(tmp_path / "model" / "user_tower.pt", "wb") as f:  # a tower larger than any node
         f.truncate(int(largest) + 1)
     assert actor_memory(run, None) == int(largest)
+
+
+def test_the_similar_items_search_no_narrower_than_configured_where_users_came_down():
+    configured = RecallConfig(nprobe=32, ef_search=128)
+    assert similar_search(IndexParams("ivf_flat", nprobe=20), configured).nprobe == 32
+    assert similar_search(IndexParams("ivf_flat", nprobe=64), configured).nprobe == 64
+    assert similar_search(IndexParams("hnsw", ef_search=40), configured).ef_search == 128
