@@ -5,7 +5,7 @@
                               vocab/items/, vocab/item_sampling/, vocab/item_features/, vocab/<feature>/
       model/    (ray_train/)  user_tower.pt, model_spec.json, item_embeddings.parquet, metrics.json,
                               checkpoints/, item2vec/, warm_start.pt
-      recall/   (serving/)    table/run_date=D/, similar/run_date=D/, index/, item2item/neighbours.parquet
+      recall/   (serving/)    table/run_date=D/, similar/run_date=D/, index/, channels/
       report/   (report/)     report.json, report.html
       compare/  (nightly)     tonight's lists and the last published ones on the same held-out users
       logs/     (watchnext)   each command's whole log, the engines' INFO lines included
@@ -145,9 +145,10 @@ class RecallLayout:
         return storage.join(self.index, "items.parquet")
 
     @property
-    def item2item_neighbours(self) -> str:
-        """The item2item channel's co-watched neighbours of every item."""
-        return storage.join(self.root, "item2item", "neighbours.parquet")
+    def channels(self) -> str:
+        """What the scoring actors merge beside the model's search: the item2item channel's
+        co-watched neighbours of every item, the popular and fresh orders (serving.channels)."""
+        return storage.join(self.root, "channels")
 
 
 @dataclass(frozen=True)

@@ -23,13 +23,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import torch
 
 from serving.cowatch import PAIRS_PER_BLOCK, best_neighbours, contains, item_rows, latest, watch_pairs
 
 CHANNELS = ("model", "item2item", "popular", "fresh")
+# recall/channels/: what the scoring actors load beside the index (Channels.save, Channels.load)
+NEIGHBOURS_FILE, SCORES_FILE = "item2item_neighbours.npy", "item2item_scores.npy"
+ORDER_FILE = "{}.npy"  # the popular and fresh orders
 # the candidate settings, cheapest first (the first of equals wins): every channel's weight
 # relative to the model's 1, and the fusion's rank offset (small: the head of each list
 # decides; 60, the paper's: agreement between the lists decides)
@@ -50,6 +51,11 @@ class Fusion:
 
     def to_dict(self) -> dict:
         return {"weights": dict(self.weights), "offset": self.offset}
+
+    @classmethod
+    def of(cls, setting: dict) -> "Fusion":
+        """From to_dict()'s form."""
+        return cls(tuple(setting["weights"].items()), int(setting["offset"]))
 
 
 def fusion_grid(channels: tuple[str, ...]) -> list[Fusion]:
@@ -96,30 +102,35 @@ class CoWatch:
         """The rows of the given item indices (the empty row 0 for an item without one)."""
         return items if self.row_of is None else self.row_of[items]
 
-    def save(self, path: str) -> None:
-        """Every item's row, row i item i's (a CoWatch built for some items only is not saved)."""
+    def save(self, directory: str) -> None:
+        """Every item's row, row i item i's (a CoWatch built for some items only is not saved),
+        as .npy files that load() maps instead of reading."""
         if self.row_of is not None:
             raise ValueError("a CoWatch of some items only is not saved: build it for every item")
-        n, m = self.neighbours.shape
-        table = pa.table({"neighbours": pa.FixedSizeListArray.from_arrays(pa.array(self.neighbours.reshape(-1)), m),
-                          "scores": pa.FixedSizeListArray.from_arrays(pa.array(self.scores.reshape(-1)), m)})
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        pq.write_table(table, path)
-
-    @staticmethod
-    def loaded_bytes(path: str) -> int:
-        """The memory a scorer holds for a neighbours file at its load: the file's buffers and
-        the rows it keeps, 4 + 4 bytes a neighbour each (the file itself is compressed)."""
-        schema = pq.read_schema(path)
-        return 2 * pq.ParquetFile(path).metadata.num_rows * schema.field("neighbours").type.list_size * 8
+        os.makedirs(directory, exist_ok=True)
+        np.save(os.path.join(directory, NEIGHBOURS_FILE), self.neighbours)
+        np.save(os.path.join(directory, SCORES_FILE), self.scores)
 
     @classmethod
-    def load(cls, path: str) -> "CoWatch":
-        table = pq.read_table(path)
-        m = table.schema.field("neighbours").type.list_size
-        flat = lambda c: pc.list_flatten(table.column(c).combine_chunks()).to_numpy()  # noqa: E731
-        return cls(flat("neighbours").reshape(-1, m).astype(np.int32, copy=False),
-                   flat("scores").reshape(-1, m).astype(np.float32, copy=False))
+    def load(cls, directory: str) -> "CoWatch":
+        """The saved rows, memory-mapped: the scorers on a machine share one copy, and it
+        loads at once whatever the catalog."""
+        return cls(np.load(os.path.join(directory, NEIGHBOURS_FILE), mmap_mode="r"),
+                   np.load(os.path.join(directory, SCORES_FILE), mmap_mode="r"))
+
+    @staticmethod
+    def saved(directory: str) -> bool:
+        return os.path.exists(os.path.join(directory, NEIGHBOURS_FILE))
+
+    def offering(self, allowed: np.ndarray) -> "CoWatch":
+        """The same rows with every neighbour outside `allowed` (a mask over item indices) removed."""
+        offered = np.zeros(max(len(allowed), int(self.neighbours.max(initial=0)) + 1), dtype=bool)
+        offered[:len(allowed)] = allowed
+        dropped = ~offered[self.neighbours]
+        if not dropped.any():
+            return self
+        return CoWatch(np.where(dropped, 0, self.neighbours).astype(np.int32),
+                       np.where(dropped, 0, self.scores).astype(np.float32), self.row_of)
 
     def candidates(self, recent: np.ndarray, excluded: pa.ListArray, k: int) -> np.ndarray:
         """[users, k] item indices (0 = none), best first: the neighbours of each user's
@@ -297,35 +308,50 @@ class Channels:
     item_id: np.ndarray  # item index -> item id (object array; "" for items not in the index)
 
     @classmethod
-    def load(cls, spec: dict, row_item_index: np.ndarray, row_item_id: np.ndarray) -> "Channels":
-        """From the stage's spec: {"fusion", "item2item" (a neighbours file or None),
-        "popular", "fresh" (item index lists or None), "recent"}; only items of the index
-        (row_item_index) are ever offered."""
-        fusion = Fusion(tuple(spec["fusion"]["weights"].items()), int(spec["fusion"]["offset"]))
+    def of(cls, fusion: Fusion, recent: int, row_item_index: np.ndarray, row_item_id: np.ndarray,
+           cowatch: CoWatch | None = None, popular: np.ndarray | None = None,
+           fresh: np.ndarray | None = None) -> "Channels":
+        """The channels the fusion weighs, offering items of the index (row_item_index, each
+        row's item id in row_item_id) only: co-watch neighbours and popular or fresh items
+        outside it are dropped."""
         size = int(row_item_index.max(initial=0)) + 1
         allowed = np.zeros(size, dtype=bool)
         allowed[row_item_index] = True
         item_id = np.full(size, "", dtype=object)
         item_id[row_item_index] = row_item_id
-        cowatch = None
-        if spec.get("item2item") and "item2item" in fusion.active:
-            # rows for the index's items (a vocabulary's prefix); neighbours outside it dropped
-            loaded = CoWatch.load(spec["item2item"])
-            neighbours, scores = np.array(loaded.neighbours[:size]), np.array(loaded.scores[:size])
-            del loaded  # the file's buffers: only the index's rows are kept
-            offered = np.zeros(max(size, int(neighbours.max(initial=0)) + 1), dtype=bool)
-            offered[:size] = allowed
-            dropped = ~offered[neighbours]
-            neighbours[dropped], scores[dropped] = 0, 0
-            cowatch = CoWatch(neighbours, scores)
 
-        def order(name: str) -> np.ndarray | None:
-            if not spec.get(name) or name not in fusion.active:
+        def order(name: str, ranked_items: np.ndarray | None) -> np.ndarray | None:
+            if ranked_items is None or name not in fusion.active:
                 return None
-            ranked_items = np.asarray(spec[name], dtype=np.int64)
+            ranked_items = np.asarray(ranked_items, dtype=np.int64)
             return ranked_items[(ranked_items < size) & allowed[np.minimum(ranked_items, size - 1)]]
 
-        return cls(fusion, cowatch, order("popular"), order("fresh"), int(spec["recent"]), item_id)
+        cowatch = cowatch.offering(allowed) if cowatch is not None and "item2item" in fusion.active else None
+        return cls(fusion, cowatch, order("popular", popular), order("fresh", fresh), recent, item_id)
+
+    def save(self, directory: str) -> None:
+        """recall/channels/: the inputs of every channel the fusion weighs, for load()."""
+        if self.cowatch is not None:
+            self.cowatch.save(directory)
+        os.makedirs(directory, exist_ok=True)
+        for name, ranked_items in (("popular", self.popular), ("fresh", self.fresh)):
+            if ranked_items is not None:
+                np.save(os.path.join(directory, ORDER_FILE.format(name)), ranked_items)
+
+    @classmethod
+    def load(cls, directory: str, fusion: Fusion, recent: int, row_item_index: np.ndarray,
+             row_item_id: np.ndarray) -> "Channels":
+        """What save() wrote for the same index, the channels `fusion` weighs; the co-watch
+        neighbours are mapped, not read (save() already dropped those outside the index)."""
+        item_id = np.full(int(row_item_index.max(initial=0)) + 1, "", dtype=object)
+        item_id[row_item_index] = row_item_id
+
+        def order(name: str) -> np.ndarray | None:
+            path = os.path.join(directory, ORDER_FILE.format(name))
+            return np.load(path) if name in fusion.active and os.path.exists(path) else None
+
+        cowatch = CoWatch.load(directory) if "item2item" in fusion.active and CoWatch.saved(directory) else None
+        return cls(fusion, cowatch, order("popular"), order("fresh"), recent, item_id)
 
     def lists(self, model: np.ndarray, history: np.ndarray, excluded: pa.ListArray, k: int) -> dict[str, np.ndarray]:
         """Every active channel's [users, k] ranked item indices; `model` is the model's."""

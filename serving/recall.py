@@ -29,7 +29,7 @@ import torch
 
 from ray_train.data import Widths, to_batch
 from ray_train.export import load_user_tower
-from serving.channels import CHANNELS, Channels, CoWatch, choose, fusion_grid, list_metrics
+from serving.channels import CHANNELS, Channels, CoWatch, Fusion, choose, fusion_grid, list_metrics
 from serving.cowatch import recent_items
 from serving.index import (IndexParams, ShardedIndex, item_keys, item_matrix, normalized, recall_at_k,
                            search_width_name, tune_search, user_queries)
@@ -62,7 +62,10 @@ class RecallScorer:
         self.top_k = top_k
         self.exclude_watched = exclude_watched
         self.run_date = run_date
-        self.channels = Channels.load(channels, self.row_item_index, self.row_item_id) if channels else None
+        self.channels = None
+        if channels:
+            self.channels = Channels.load(recall.channels, Fusion.of(channels["fusion"]), channels["recent"],
+                                          self.row_item_index, self.row_item_id)
 
     def __call__(self, users: pa.Table) -> pa.Table:
         vectors = user_vectors(self.tower, users, self.widths)
@@ -219,11 +222,10 @@ ACTOR_OVERHEAD_BYTES = 2 << 30
 
 def actor_memory(run: RunLayout, channels: dict | None) -> int:
     """The memory a scoring actor asks Ray for: what it loads (recall/index/: the shards and
-    the item table; the user tower; the co-watch neighbours) and its overhead; at most the
-    largest node's, so that the pool always fits."""
-    neighbours = (channels or {}).get("item2item")
+    the item table; the user tower; recall/channels/: the co-watch neighbours, mapped, and the
+    popular orders) and its overhead; at most the largest node's, so that the pool always fits."""
     loaded = sum(storage.size_bytes(path) for path in (run.recall.index, run.model.user_tower))
-    loaded += CoWatch.loaded_bytes(neighbours) if neighbours else 0
+    loaded += storage.size_bytes(run.recall.channels) if channels else 0
     wanted = loaded + ACTOR_OVERHEAD_BYTES
     largest = max((node["Resources"].get("memory", 0) for node in ray.nodes() if node["Alive"]), default=0)
     if largest and wanted > largest:
@@ -263,34 +265,35 @@ def _write_recall_table(run: RunLayout, widths: Widths, rc: RecallConfig, run_da
 
 def _choose_channels(run: RunLayout, index: ShardedIndex, widths: Widths, rc: RecallConfig,
                      seed: int) -> tuple[dict, dict]:
-    """The other channels' inputs (the co-watch neighbours of every training user's watches,
-    written to recall/item2item/; the popular and fresh orders) and the fusion setting
-    chosen on a seeded sample of rc.channel_users validation users, everything the way it
-    was known at their validation watch: (the actors' spec, the manifest's summary)."""
+    """The other channels' inputs (the co-watch neighbours of every training user's watches;
+    the popular and fresh orders), written to recall/channels/, and the fusion setting chosen
+    on a seeded sample of rc.channel_users validation users, everything the way it was known
+    at their validation watch: (the actors' spec, the manifest's summary)."""
     started = time.time()
     vocab = storage.parquet_dataset(run.prep.item_vocab).to_table()
     num_items = int(storage.read_manifest(run.prep.root)["features"]["item_vocab_size"])
     features = storage.parquet_dataset(run.prep.user_features).to_table(columns=["user_id", "watched"])
     watched = features.column("watched").combine_chunks()
-    neighbours_path = run.recall.item2item_neighbours
-    if "item2item" in rc.channels:
-        CoWatch.build(watched, num_items, rc.channel_neighbours).save(neighbours_path)
+    row_item_index, row_item_id = item_keys(run.recall.index_items)
     count = np.zeros(num_items, dtype=np.int64)
     count[vocab.column("index").to_numpy()] = vocab.column("count").to_numpy()
     recent = None
     if "recent_count" in vocab.column_names:
         recent = np.zeros(num_items, dtype=np.int64)
         recent[vocab.column("index").to_numpy()] = vocab.column("recent_count").to_numpy()
-    spec = {"item2item": neighbours_path if "item2item" in rc.channels else None, "recent": rc.channel_recent,
-            "popular": _by_count(count) if "popular" in rc.channels else None,
-            "fresh": _by_count(recent) if "fresh" in rc.channels and recent is not None else None}
+    every = Fusion.of({"weights": {name: 1.0 for name in rc.channels}, "offset": 0})
+    with_fresh = "fresh" in rc.channels and recent is not None
+    Channels.of(every, rc.channel_recent, row_item_index, row_item_id,
+                cowatch=CoWatch.build(watched, num_items, rc.channel_neighbours) if "item2item" in rc.channels else None,
+                popular=_by_count(count), fresh=_by_count(recent) if with_fresh else None).save(run.recall.channels)
     valid_path = run.prep.valid
     valid = storage.parquet_dataset(valid_path).to_table() if storage.exists(valid_path) else None
     if valid is None or valid.num_rows == 0:
         log.warning("recall.channels: no validation split (prep.validation=false) to weigh the channels on; "
                     "the lists are the model's alone")
         fusion = fusion_grid(rc.channels)[0]
-        return {**spec, "fusion": fusion.to_dict()}, {"chosen": fusion.to_dict(), "validation_users": 0}
+        return ({"fusion": fusion.to_dict(), "recent": rc.channel_recent},
+                {"chosen": fusion.to_dict(), "validation_users": 0})
     sample = np.sort(np.random.default_rng(seed).choice(valid.num_rows, min(rc.channel_users, valid.num_rows),
                                                         replace=False))
     users = valid.take(pa.array(sample))
@@ -300,7 +303,6 @@ def _choose_channels(run: RunLayout, index: ShardedIndex, widths: Widths, rc: Re
     others = watched.filter(pc.invert(pc.is_in(features.column("user_id").combine_chunks(), value_set=valid_ids)))
     then = pa.concat_arrays([valid.column("watched").combine_chunks().cast(watched.type), others.cast(watched.type)])
     tower, _ = load_user_tower(run.model.root)
-    row_item_index, _ = item_keys(run.recall.index_items)
     rows, _, counts = search_excluding(index, user_queries(user_vectors(tower, users, widths)), row_item_index,
                                        before, rc.top_k)
     model = np.where(np.arange(rows.shape[1])[None, :] < counts[:, None], row_item_index[rows], 0)
@@ -308,16 +310,13 @@ def _choose_channels(run: RunLayout, index: ShardedIndex, widths: Widths, rc: Re
     # a validation watch is its user's latest training watch: the recent counts without them
     targets = valid.column("item_index").to_numpy().astype(np.int64)
     then_recent = None if recent is None else np.maximum(recent - np.bincount(targets, minlength=num_items), 0)
-    chooser = Channels.load(
-        {**spec, "item2item": None, "fusion": {"weights": {c: 1.0 for c in rc.channels}, "offset": 0},
-         "popular": _by_count(then_count) if spec["popular"] is not None else None,
-         "fresh": _by_count(then_recent) if spec["fresh"] is not None else None},
-        row_item_index, np.array([""] * len(row_item_index), dtype=object))
     history = fixed_lists(users.column("history"), widths.history_len)
-    if "item2item" in rc.channels:
-        # the neighbours of the sampled users' recent watches are all the choice reads
-        chooser = dataclasses.replace(chooser, cowatch=CoWatch.build(then, num_items, rc.channel_neighbours,
-                                                                     rows=recent_items(history, rc.channel_recent)))
+    # the neighbours of the sampled users' recent watches are all the choice reads
+    chooser = Channels.of(
+        every, rc.channel_recent, row_item_index, np.full(len(row_item_index), "", dtype=object),
+        cowatch=CoWatch.build(then, num_items, rc.channel_neighbours, rows=recent_items(history, rc.channel_recent))
+        if "item2item" in rc.channels else None,
+        popular=_by_count(then_count), fresh=_by_count(then_recent) if with_fresh else None)
     lists = chooser.lists(model, history, before, rc.top_k)
     targets = targets[sample]
     at = min(VALIDATION_AT, rc.top_k)
@@ -326,7 +325,7 @@ def _choose_channels(run: RunLayout, index: ShardedIndex, widths: Widths, rc: Re
     log.info("recall.channels: %s chosen on %d validation users (NDCG@%d %.4f, HR@%d %.4f; HR@%d alone: %s) in %.1fs",
              fusion.to_dict(), len(sample), at, merged[f"ndcg@{at}"], at, merged[f"hr@{at}"], at,
              ", ".join(f"{n} {v[f'hr@{at}']:.4f}" for n, v in alone.items()), time.time() - started)
-    return ({**spec, "fusion": fusion.to_dict()},
+    return ({"fusion": fusion.to_dict(), "recent": rc.channel_recent},
             {"chosen": fusion.to_dict(), "validation_users": len(sample), "metric": f"ndcg@{at}",
              "merged": merged, "alone": alone, "validation": tried})
 
@@ -337,11 +336,12 @@ VALIDATION_AT = 50
 POPULAR_KEPT = 100_000  # items of the popular and fresh orders an actor holds
 
 
-def _by_count(count: np.ndarray) -> list[int]:
+def _by_count(count: np.ndarray) -> np.ndarray:
     """Item indices by count, highest first (ties: the lower index), padding and unwatched
     items left out; the first POPULAR_KEPT."""
     order = np.lexsort((np.arange(len(count)), -count))
-    return [int(i) for i in order[count[order] > 0][:POPULAR_KEPT] if i > 0]
+    order = order[count[order] > 0][:POPULAR_KEPT]
+    return order[order > 0]
 
 
 def _slot_shares(table_dir: str) -> dict[str, float]:

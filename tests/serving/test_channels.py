@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from serving.channels import CHANNELS, CoWatch, Fusion, choose, fuse, fusion_grid, latest, popular_candidates
+from serving.channels import CHANNELS, Channels, CoWatch, Fusion, choose, fuse, fusion_grid, latest, popular_candidates
 from serving.cowatch import Neighbourhoods
 
 WATCHED = pa.array([[1, 2, 3], [1, 2], [2, 4], [4, 5]], pa.list_(pa.int32()))
@@ -33,10 +33,35 @@ def test_co_watch_neighbours_are_the_brute_force_cosines_best_first(tmp_path):
         got = [j for j in cowatch.neighbours[item] if j > 0]
         assert got == expected, item
         assert np.allclose(cowatch.scores[item][:len(got)], cosine[item, got])
-    path = str(tmp_path / "item2item" / "neighbours.parquet")
-    cowatch.save(path)
-    again = CoWatch.load(path)
+    cowatch.save(str(tmp_path / "channels"))
+    again = CoWatch.load(str(tmp_path / "channels"))
+    assert isinstance(again.neighbours, np.memmap) and isinstance(again.scores, np.memmap)  # mapped, not read
     assert np.array_equal(again.neighbours, cowatch.neighbours) and np.array_equal(again.scores, cowatch.scores)
+
+
+def test_the_actors_channels_are_what_the_stage_saved_for_its_index(tmp_path):
+    row_item_index = np.array([1, 2, 4, 5])  # item 3 is not in the index
+    row_item_id = np.array(["a", "b", "d", "e"], dtype=object)
+    every = Fusion((("model", 1.0), ("item2item", 1.0), ("popular", 1.0)), 0)
+    cowatch = CoWatch.build(WATCHED, NUM_ITEMS, neighbours=3)
+    assert 3 in cowatch.neighbours[1]  # co-watched with 1 by the first user
+    built = Channels.of(every, 2, row_item_index, row_item_id, cowatch=cowatch, popular=np.array([2, 3, 1, 4]))
+    assert 3 not in built.cowatch.neighbours and built.popular.tolist() == [2, 1, 4]
+    built.save(str(tmp_path))
+    loaded = Channels.load(str(tmp_path), every, 2, row_item_index, row_item_id)
+    assert isinstance(loaded.cowatch.neighbours, np.memmap)
+    assert np.array_equal(loaded.cowatch.neighbours, built.cowatch.neighbours)
+    assert np.array_equal(loaded.cowatch.scores, built.cowatch.scores)
+    assert loaded.popular.tolist() == [2, 1, 4] and loaded.fresh is None
+    model, history = np.array([[5, 0], [2, 0]]), np.array([[1, 2], [4, 0]])
+    excluded = pa.array([[1, 2], [4]], pa.list_(pa.int32()))
+    for a, b in zip(loaded.merged(model, history, excluded, 3), built.merged(model, history, excluded, 3)):
+        assert np.array_equal(a, b)
+    # 4 (d): item2item's first and popular's first; 5 (e): the model's first
+    assert loaded.item_id[loaded.merged(model, history, excluded, 3)[0][0]].tolist() == ["d", "e", ""]
+    # a setting that weighs item2item 0 maps no neighbours
+    alone = Fusion((("model", 1.0), ("item2item", 0.0), ("popular", 1.0)), 0)
+    assert Channels.load(str(tmp_path), alone, 2, row_item_index, row_item_id).cowatch is None
 
 
 def test_co_watch_neighbours_made_a_few_rows_at_a_time_are_the_same():

@@ -27,11 +27,11 @@ def test_an_actor_asks_for_its_index_tower_items_and_neighbours_and_at_most_a_no
     for path, size in sizes.items():
         (tmp_path / path[len(str(tmp_path)) + 1:]).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path[len(str(tmp_path)) + 1:]).write_bytes(b"x" * size)
-    # 30 items' 7 neighbours: 4 + 4 bytes each, held twice while the file is read
-    CoWatch(np.ones((30, 7), np.int32), np.ones((30, 7), np.float32)).save(run.recall.item2item_neighbours)
+    # 30 items' 7 neighbours: 4 + 4 bytes each, in two .npy files of a 128-byte header each
+    CoWatch(np.ones((30, 7), np.int32), np.ones((30, 7), np.float32)).save(run.recall.channels)
     assert actor_memory(run, None) == 5750 + ACTOR_OVERHEAD_BYTES
-    assert actor_memory(run, {"item2item": run.recall.item2item_neighbours}) == 5750 + 2 * 30 * 7 * 8 + \
-        ACTOR_OVERHEAD_BYTES
+    spec = {"fusion": {"weights": {"model": 1.0, "item2item": 1.0}, "offset": 10}, "recent": 5}
+    assert actor_memory(run, spec) == 5750 + 2 * (128 + 30 * 7 * 4) + ACTOR_OVERHEAD_BYTES
     largest = max(node["Resources"]["memory"] for node in ray_local.nodes() if node["Alive"])
     with open(tmp_path / "model" / "user_tower.pt", "wb") as f:  # a tower larger than any node
         f.truncate(int(largest) + 1)
