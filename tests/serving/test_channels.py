@@ -153,3 +153,16 @@ def test_of_settings_that_find_the_same_targets_the_one_that_places_them_higher_
     assert all(t["hr@3"] == 1.0 for t in tried)  # every setting finds 5 among the first 3
     assert tried[0]["ndcg@3"] == 1 / np.log2(3)  # the model alone: second
     assert chosen.active.get("item2item", 0) > 0 and measured == {"hr@3": 1.0, "ndcg@3": 1.0}  # first
+
+
+def test_a_recent_watch_of_an_item_left_out_of_the_index_still_reads_its_neighbours(tmp_path):
+    # item 5, the catalog's last, is excluded from the index (recall.exclude_items): a user who
+    # just watched it still gets its co-watched items, never 5 itself
+    row_item_index = np.array([1, 2, 3, 4])
+    row_item_id = np.array(["a", "b", "c", "d"], dtype=object)
+    every = Fusion((("model", 1.0), ("item2item", 1.0)), 0)
+    Channels.of(every, 1, row_item_index, row_item_id,
+                cowatch=CoWatch.build(WATCHED, NUM_ITEMS, neighbours=3)).save(str(tmp_path))
+    channels = Channels.load(str(tmp_path), every, 1, row_item_index, row_item_id)
+    lists = channels.lists(np.zeros((1, 2), np.int64), np.array([[5]]), pa.array([[5]], pa.list_(pa.int32())), 2)
+    assert lists["item2item"].tolist() == [[4, 0]]  # 5 was co-watched with 4 alone
