@@ -343,8 +343,11 @@ class RecallConfig(_Section):
     top_k: int = Field(100, ge=1)
     # users per Ray Data batch sent to one scoring actor
     batch_size: int = Field(4096, ge=1)
-    # scoring actors; each loads the user tower and the index once
-    actors: int = Field(1, ge=1)
+    # scoring actors; each loads the user tower and the index once. 0 = as many as the
+    # cluster's CPUs hold beside one for Ray Data's reads and writes (a local instance started
+    # for recall counts one CPU more than the cores: the reads and writes are light beside
+    # the actors) and its nodes' memory holds
+    actors: int = Field(0, ge=0)
     # FAISS threads per actor, so that actors do not oversubscribe the cores
     faiss_threads: int = Field(1, ge=1)
     # exclude items the user already watched (DESIGN: unless asked otherwise)

@@ -128,7 +128,7 @@ def run_recall(run_dir: str, cfg: Config) -> dict[str, Any]:
     vectors, item_ids, excluded, search_tuning = _build_index(run, rc, widths, model_version, cfg.train.seed)
     build_seconds = time.time() - started
     index = ShardedIndex.load(run.recall.index)  # as the actors will: checksums checked
-    start_ray(cfg.ray, min_cpus=rc.actors * rc.faiss_threads + 1)  # the actors, and Ray Data's reads beside them
+    start_ray(cfg.ray, min_cpus=local_actors(rc) * rc.faiss_threads + 1)  # the actors, and Ray Data's reads beside them
     search_started = time.time()
     channels, channel_summary = None, None
     if len(rc.channels) > 1:
@@ -202,12 +202,21 @@ def _build_index(run: RunLayout, rc: RecallConfig, widths: Widths, model_version
     return vectors, item_ids, int((~keep).sum()), tuning
 
 
-def actor_pool_size(rc: RecallConfig) -> int:
+def local_actors(rc: RecallConfig) -> int:
+    """The actors a local Ray instance is started for: the configured ones, or one per core."""
+    return rc.actors or max(1, (os.cpu_count() or 1) // rc.faiss_threads)
+
+
+def actor_pool_size(rc: RecallConfig, memory: int) -> int:
     """The configured actors, as many as the running cluster can hold beside one CPU for Ray
     Data's read and write tasks: a pool that takes every CPU leaves the reads unscheduled and
-    the stage waits for ever (e.g. when training started a 2-CPU local instance before)."""
+    the stage waits for ever (e.g. when training started a 2-CPU local instance before).
+    recall.actors=0: all that the CPUs hold, and each node's memory at `memory` bytes an actor."""
     cpus = int(ray.cluster_resources().get("CPU", 1))
     fits = max(1, (cpus - 1) // rc.faiss_threads)
+    if rc.actors == 0:
+        held = sum(int(node["Resources"].get("memory", 0) // max(memory, 1)) for node in ray.nodes() if node["Alive"])
+        return max(1, min(fits, held))
     if rc.actors > fits:
         log.warning("recall.actors=%d x faiss_threads=%d needs %d CPUs beside the reads; the cluster has %d: "
                     "%d actor(s)", rc.actors, rc.faiss_threads, rc.actors * rc.faiss_threads + 1, cpus, fits)
@@ -242,6 +251,9 @@ def _write_recall_table(run: RunLayout, widths: Widths, rc: RecallConfig, run_da
     # the reader's blocks hold a few hundred thousand users each, and an actor takes a whole
     # block at a time: with few blocks one actor can be left with the last while the others
     # idle. Blocks of one batch keep every actor busy to the end; the files stay large.
+    memory = actor_memory(run, channels)
+    actors = actor_pool_size(rc, memory)
+    log.info("scoring with %d actor(s) of %d thread(s)", actors, rc.faiss_threads)
     ray.data.read_parquet(run.prep.user_features).repartition(target_num_rows_per_block=rc.batch_size).map_batches(
         RecallScorer,
         fn_constructor_kwargs={
@@ -256,9 +268,9 @@ def _write_recall_table(run: RunLayout, widths: Widths, rc: RecallConfig, run_da
         },
         batch_size=rc.batch_size,
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=actor_pool_size(rc)),
+        compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=rc.faiss_threads,
-        memory=actor_memory(run, channels),
+        memory=memory,
     ).write_parquet(table_dir, min_rows_per_file=BATCHES_PER_FILE * rc.batch_size)
     return storage.parquet_dataset(table_dir).count_rows()
 

@@ -3,21 +3,35 @@ what it loads."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from core.config import RecallConfig
 from core.layout import RunLayout
 from serving.channels import CoWatch
 from serving.index import IndexParams
-from serving.recall import ACTOR_OVERHEAD_BYTES, actor_memory, actor_pool_size, similar_search
+from serving.recall import ACTOR_OVERHEAD_BYTES, actor_memory, actor_pool_size, local_actors, similar_search
 
 
 def test_the_actor_pool_leaves_a_cpu_for_the_reads(ray_local):
     cpus = int(ray_local.cluster_resources()["CPU"])
-    assert actor_pool_size(RecallConfig(actors=1)) == 1
-    assert actor_pool_size(RecallConfig(actors=cpus)) == cpus - 1
-    assert actor_pool_size(RecallConfig(actors=cpus - 1)) == cpus - 1
-    assert actor_pool_size(RecallConfig(actors=8, faiss_threads=cpus)) == 1
+    assert actor_pool_size(RecallConfig(actors=1), 1 << 20) == 1
+    assert actor_pool_size(RecallConfig(actors=cpus), 1 << 20) == cpus - 1
+    assert actor_pool_size(RecallConfig(actors=cpus - 1), 1 << 20) == cpus - 1
+    assert actor_pool_size(RecallConfig(actors=8, faiss_threads=cpus), 1 << 20) == 1
+
+
+def test_by_default_the_pool_takes_every_cpu_beside_the_reads_and_what_memory_holds(ray_local):
+    cpus = int(ray_local.cluster_resources()["CPU"])
+    node = int(ray_local.nodes()[0]["Resources"]["memory"])
+    assert RecallConfig().actors == 0
+    assert actor_pool_size(RecallConfig(), 1 << 20) == cpus - 1
+    assert actor_pool_size(RecallConfig(faiss_threads=cpus - 1), 1 << 20) == 1
+    assert actor_pool_size(RecallConfig(), node // 2 + 1) == 1  # one actor's memory fits, not two
+    assert actor_pool_size(RecallConfig(), node + 1) == 1  # at least one: its ask is cut to the node's
+    # a local instance started for recall: one actor per core
+    assert local_actors(RecallConfig()) == os.cpu_count() and local_actors(RecallConfig(actors=3)) == 3
 
 
 def test_an_actor_asks_for_its_index_tower_items_and_neighbours_and_at_most_a_node(ray_local, tmp_path):
