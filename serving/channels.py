@@ -314,11 +314,10 @@ class Channels:
         """The channels the fusion weighs, offering items of the index (row_item_index, each
         row's item id in row_item_id) only: co-watch neighbours and popular or fresh items
         outside it are dropped."""
-        size = int(row_item_index.max(initial=0)) + 1
+        item_id = index_item_ids(row_item_index, row_item_id)
+        size = len(item_id)
         allowed = np.zeros(size, dtype=bool)
         allowed[row_item_index] = True
-        item_id = np.full(size, "", dtype=object)
-        item_id[row_item_index] = row_item_id
 
         def order(name: str, ranked_items: np.ndarray | None) -> np.ndarray | None:
             if ranked_items is None or name not in fusion.active:
@@ -343,8 +342,7 @@ class Channels:
              row_item_id: np.ndarray) -> "Channels":
         """What save() wrote for the same index, the channels `fusion` weighs; the co-watch
         neighbours are mapped, not read (save() already dropped those outside the index)."""
-        item_id = np.full(int(row_item_index.max(initial=0)) + 1, "", dtype=object)
-        item_id[row_item_index] = row_item_id
+        item_id = index_item_ids(row_item_index, row_item_id)
 
         def order(name: str) -> np.ndarray | None:
             path = os.path.join(directory, ORDER_FILE.format(name))
@@ -367,3 +365,10 @@ class Channels:
                k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """fuse()'s (items, scores, channels) for a batch of users."""
         return fuse(self.lists(model, history, excluded, k), self.fusion, k)
+
+
+def index_item_ids(row_item_index: np.ndarray, row_item_id: np.ndarray) -> np.ndarray:
+    """Item index -> item id of the index's items, "" for every other index below the largest."""
+    item_id = np.full(int(row_item_index.max(initial=0)) + 1, "", dtype=object)
+    item_id[row_item_index] = row_item_id
+    return item_id
