@@ -26,8 +26,14 @@ from torch_rechub.utils.data import TorchDataset
 
 
 def fixed(column, width: int) -> np.ndarray:
+    """[rows, width] int64, each list right-padded with 0 (prep stores histories unpadded)."""
     array = column.combine_chunks()
-    return array.flatten().to_numpy(zero_copy_only=False).reshape(len(array), width).astype(np.int64)
+    offsets = array.offsets.to_numpy()
+    lengths = np.diff(offsets)
+    out = np.zeros((len(array), width), dtype=np.int64)
+    columns = np.arange(offsets[0], offsets[-1]) - np.repeat(offsets[:-1], lengths)
+    out[np.repeat(np.arange(len(array)), lengths), columns] = array.values.to_numpy()[offsets[0]:offsets[-1]]
+    return out
 
 
 def main() -> None:

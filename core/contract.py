@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 # ---------------------------------------------------------------- canonical input (DATA_DIR)
 # A DATA_DIR in canonical layout holds clicks/, users/, items/ and optionally searches/,
@@ -105,8 +106,9 @@ EXAMPLES = pa.schema(
     [
         pa.field("user_id", pa.string(), nullable=False),
         pa.field("label", pa.int32(), nullable=False),  # item index of the watch to predict
-        # item indices watched before the label, oldest first, right-padded with 0 to
-        # prep.history_len so that a batch is one dense [batch, history_len] tensor
+        # item indices watched before the label, oldest first, at most prep.history_len; a
+        # reader right-pads them with 0 into one dense [batch, history_len] tensor
+        # (padded_lists): a mean history of 20 costs 20 values, not history_len
         pa.field("history", pa.list_(pa.int32()), nullable=False),
         pa.field("history_length", pa.int32(), nullable=False),
         # anchor - event time, in prep.example_age_unit (the manifest's features.example_age_unit)
@@ -115,7 +117,7 @@ EXAMPLES = pa.schema(
         pa.field("example_age_sq", pa.float32(), nullable=False),  # x^2
         pa.field("example_age_sqrt", pa.float32(), nullable=False),  # sqrt(x)
         # distinct search tokens (unigrams, bigrams) of the searches in the history window,
-        # most recent first, 0-padded to prep.max_search_tokens (1 = an unknown token)
+        # most recent first, at most prep.max_search_tokens (1 = an unknown token), unpadded
         pa.field("search_tokens", pa.list_(pa.int32()), nullable=False),
         # user categoricals, in the order manifest["features"]["user_categoricals"] lists
         pa.field("demographics", pa.list_(pa.int32()), nullable=False),
@@ -137,7 +139,7 @@ EXAMPLES = pa.schema(
 USER_FEATURES = pa.schema(
     [
         pa.field("user_id", pa.string(), nullable=False),
-        pa.field("history", pa.list_(pa.int32()), nullable=False),  # last history_len, padded
+        pa.field("history", pa.list_(pa.int32()), nullable=False),  # the last history_len, unpadded
         pa.field("history_length", pa.int32(), nullable=False),
         pa.field("search_tokens", pa.list_(pa.int32()), nullable=False),
         pa.field("demographics", pa.list_(pa.int32()), nullable=False),
@@ -224,3 +226,19 @@ def fixed_lists(column: pa.ChunkedArray | pa.Array, width: int) -> np.ndarray:
     if len(values) != len(array) * width:
         raise ValueError(f"expected {width} values per row, found {len(values)} in {len(array)} rows")
     return values.reshape(len(array), width)
+
+
+def padded_lists(column: pa.ChunkedArray | pa.Array, width: int) -> np.ndarray:
+    """A list column of at most `width` values a row (histories, search tokens) as an [n, width]
+    array, each row right-padded with 0; a null row is all padding. No per-row Python loop."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    lengths = pc.list_value_length(array).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    values = array.flatten().to_numpy(zero_copy_only=False)
+    if len(lengths) and lengths.max() > width:
+        raise ValueError(f"expected at most {width} values per row, found a row of {lengths.max()}")
+    if len(values) == len(array) * width:  # every row full: no padding to add
+        return values.reshape(len(array), width)
+    padded = np.zeros((len(array), width), dtype=values.dtype)
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    padded[np.repeat(np.arange(len(array)), lengths), np.arange(len(values)) - starts] = values
+    return padded

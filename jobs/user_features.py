@@ -5,13 +5,13 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.windows import padded, token_bag, user_timeline
+from jobs.windows import token_bag, user_timeline
 
 
 def serving_features(
     train_events: DataFrame, history_len: int, searches: DataFrame | None = None, max_tokens: int = 0
 ) -> DataFrame:
-    """user_id, history (last history_len watches, oldest first, padded), history_length,
+    """user_id, history (last history_len watches, oldest first), history_length,
     search_tokens (of the searches since the window's first watch, up to the last watch),
     watched (every training item index)."""
     timeline = user_timeline(train_events, searches)
@@ -36,7 +36,7 @@ def serving_features(
     ordered = F.transform(F.array_sort(in_window), lambda r: r["tokens"])
     return per_user.where(F.col("last_ordinal") > 0).select(
         "user_id",
-        padded(latest, history_len).alias("history"),
+        latest.cast("array<int>").alias("history"),
         F.least(F.size(items), F.lit(history_len)).cast("int").alias("history_length"),
         token_bag(ordered, max_tokens).alias("search_tokens"),
         F.array_sort(F.array_distinct(items)).cast("array<int>").alias("watched"),

@@ -14,11 +14,6 @@ from jobs.order import by_user, in_event_order, so_far
 from core.contract import SECONDS_PER_UNIT
 
 
-def padded(items: Column, length: int) -> Column:
-    """Right-pad an int array with 0 (the padding index) to a fixed length."""
-    return F.concat(items, F.array_repeat(F.lit(0), F.lit(length) - F.size(items))).cast("array<int>")
-
-
 def event_seconds(ts: Column) -> Column:
     return F.unix_micros(ts) / 1e6
 
@@ -60,15 +55,14 @@ def user_timeline(events: DataFrame, searches: DataFrame | None) -> DataFrame:
 
 
 def token_bag(token_lists: Column, max_tokens: int) -> Column:
-    """The distinct tokens of a list of token arrays, most recent first, capped and padded."""
-    bag = F.slice(F.array_distinct(F.reverse(F.flatten(token_lists))), 1, max_tokens)
-    return padded(bag, max_tokens)
+    """The distinct tokens of a list of token arrays, most recent first, at most max_tokens."""
+    return F.slice(F.array_distinct(F.reverse(F.flatten(token_lists))), 1, max_tokens).cast("array<int>")
 
 
 def windowed_examples(
     events: DataFrame, history_len: int, searches: DataFrame | None = None, max_tokens: int = 0
 ) -> DataFrame:
-    """One row per training watch: label, history (padded), history_length, search_tokens, and
+    """One row per training watch: label, history, history_length, search_tokens, and
     the event's other columns (user_id, item_id, ts, ...) passed through.
 
     `events` carries user_id, item_id, item_index, ts (and `tokens` when titles stand in for
@@ -95,7 +89,7 @@ def windowed_examples(
     return timeline.where("is_watch").select(
         *passthrough,
         "label",
-        padded(F.col("history_items"), history_len).alias("history"),
+        F.col("history_items").cast("array<int>").alias("history"),
         F.size("history_items").cast("int").alias("history_length"),
         token_bag(F.col("token_lists"), max_tokens).alias("search_tokens"),
     )

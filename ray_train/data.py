@@ -1,7 +1,8 @@
 """Training examples from Ray Data batches to tensors.
 
-Histories and demographics are fixed-length int lists in the Parquet contract, so an Arrow
-batch turns into dense tensors with one reshape and no per-row Python.
+Demographics are fixed-length int lists in the Parquet contract and histories and search
+tokens lists of at most a fixed length, so an Arrow batch turns into dense tensors with a
+reshape or one scatter (core.contract.padded_lists), with no per-row Python.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from core.contract import fixed_lists
+from core.contract import fixed_lists, padded_lists
 
 EXAMPLE_COLUMNS = ["label", "history", "search_tokens", "example_age", "demographics", "continuous", "weight"]
 
@@ -83,7 +84,7 @@ class Batch:
 
 
 def _ints(table: pa.Table, column: str, width: int) -> torch.Tensor:
-    return torch.from_numpy(fixed_lists(table.column(column), width).astype(np.int64))
+    return torch.from_numpy(padded_lists(table.column(column), width).astype(np.int64))
 
 
 def to_batch(table: pa.Table, widths: Widths, with_labels: bool = True) -> Batch:
@@ -101,7 +102,7 @@ def to_batch(table: pa.Table, widths: Widths, with_labels: bool = True) -> Batch
     return Batch(
         _ints(table, "history", widths.history_len),
         _ints(table, "search_tokens", widths.max_search_tokens),
-        _ints(table, "demographics", widths.num_categoricals),
+        torch.from_numpy(fixed_lists(table.column("demographics"), widths.num_categoricals).astype(np.int64)),
         torch.from_numpy(fixed_lists(table.column("continuous"), widths.num_continuous).astype(np.float32)),
         torch.from_numpy(age),
         labels,

@@ -32,7 +32,7 @@ from ray_train.optim import Optimizer
 from ray_train.sparse_sync import prepare_model
 from ray_train.step import train_step
 from core.config import TrainConfig
-from core.contract import fixed_lists
+from core.contract import padded_lists
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def item2vec_loop_per_worker(config: dict[str, Any]) -> None:
                                         local_shuffle_buffer_size=cfg.batch_size * 8,
                                         local_shuffle_seed=cfg.seed + epoch * 1013 + rank):
             labels = torch.from_numpy(table.column("label").to_numpy().astype(np.int64)).to(device)
-            history = torch.from_numpy(fixed_lists(table.column("history"), history_len).astype(np.int64)).to(device)
+            history = torch.from_numpy(padded_lists(table.column("history"), history_len).astype(np.int64)).to(device)
             negatives = sampler.sample(min(cfg.num_negatives, num_items - 1), generator).to(device)
             loss, _ = train_step(lambda: (model(labels, history, negatives, cfg.item2vec_window), len(labels)),
                                  optimizer, synced_tables)

@@ -43,7 +43,7 @@ from report.page import render
 from serving.cowatch import Neighbourhoods, recent_items
 from core import storage
 from core.config import Config
-from core.contract import MANIFEST, fixed_lists
+from core.contract import MANIFEST, padded_lists
 from core.layout import PrepLayout, RunLayout
 
 if TYPE_CHECKING:
@@ -443,7 +443,7 @@ def _validation_split(prep: PrepLayout, features: pa.Table, history_len: int) ->
     watched = pa.concat_arrays([valid.column("watched").combine_chunks().cast(WATCHED_TYPE),
                                 others.column("watched").combine_chunks().cast(WATCHED_TYPE)])
     return ValidationSplit(valid.column("item_index").to_numpy().astype(np.int64),
-                           fixed_lists(valid.column("history"), history_len), watched)
+                           padded_lists(valid.column("history"), history_len), watched)
 
 
 def _choose(candidates: Sequence[Any], validation_ranks: Callable[[Any], np.ndarray]) -> tuple[Any, list[float]]:
@@ -539,10 +539,7 @@ def _spark(cfg: SparkConfig) -> Iterator[SparkSession]:
 
 def _histories(history: pa.ListArray, history_len: int) -> np.ndarray:
     """[users, history_len] histories; a user without serving features has none (all padding)."""
-    last = np.zeros((len(history), history_len), dtype=np.int64)
-    present = history.is_valid().to_numpy(zero_copy_only=False)
-    last[present] = fixed_lists(history.filter(pa.array(present)), history_len)
-    return last
+    return padded_lists(history, history_len).astype(np.int64)
 
 
 def _fresh_items(prep: PrepLayout, vocab: pa.Table, recent_days: float) -> np.ndarray | None:

@@ -36,7 +36,7 @@ from serving.index import (IndexParams, ShardedIndex, item_keys, item_matrix, no
 from serving.search import search_excluding
 from core import storage
 from core.config import Config, RecallConfig
-from core.contract import RECALL, SIMILAR, fixed_lists
+from core.contract import RECALL, SIMILAR, padded_lists
 from core.layout import RecallLayout, RunLayout
 from core.ray_cluster import start_ray
 
@@ -80,7 +80,7 @@ class RecallScorer:
             item_ids, sources = self.row_item_id[rows], np.zeros(rows.shape, dtype=np.int8)
         else:
             model = np.where(np.arange(rows.shape[1])[None, :] < counts[:, None], self.row_item_index[rows], 0)
-            history = fixed_lists(users.column("history"), self.widths.history_len)
+            history = padded_lists(users.column("history"), self.widths.history_len)
             items, scores, sources = self.channels.merged(model, history, excluded, self.top_k)
             counts = (items > 0).sum(1)
             item_ids = self.channels.item_id[items]
@@ -322,7 +322,7 @@ def _choose_channels(run: RunLayout, index: ShardedIndex, widths: Widths, rc: Re
     # a validation watch is its user's latest training watch: the recent counts without them
     targets = valid.column("item_index").to_numpy().astype(np.int64)
     then_recent = None if recent is None else np.maximum(recent - np.bincount(targets, minlength=num_items), 0)
-    history = fixed_lists(users.column("history"), widths.history_len)
+    history = padded_lists(users.column("history"), widths.history_len)
     # the neighbours of the sampled users' recent watches are all the choice reads
     chooser = Channels.of(
         every, rc.channel_recent, row_item_index, np.full(len(row_item_index), "", dtype=object),

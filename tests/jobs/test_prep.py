@@ -126,7 +126,7 @@ def test_serving_features_hold_the_latest_history_and_every_watched_item(prepped
     prep_dir, manifest = prepped
     rows = {r["user_id"]: r for r in read(prep_dir, "user_features").to_pylist()}
     assert rows["a"]["history"] == [1, 2, 3] and rows["a"]["watched"] == [1, 2, 3]
-    assert rows["b"]["history"] == [2, 1, 0] and rows["b"]["history_length"] == 2
+    assert rows["b"]["history"] == [2, 1] and rows["b"]["history_length"] == 2
     # gender F (2 users) and M (1 < min count 2 -> an OOV bucket); country fr (2) and de (OOV);
     # known values come after the 8 hashed OOV buckets
     assert manifest["features"]["user_categoricals"] == ["gender", "country"]
@@ -204,9 +204,8 @@ def test_titles_stand_in_for_a_missing_search_log(prepped):
     # every title word occurs once among the vocabulary's items: all hash into the 8 OOV buckets
     assert manifest["features"]["token_vocab_size"] == 9
     rows = {r["user_id"]: r for r in read(prep_dir, "user_features").to_pylist()}
-    tokens = [t for t in rows["a"]["search_tokens"] if t]
-    assert tokens and all(1 <= t <= 8 for t in tokens)
-    assert rows["a"]["search_tokens"][len(tokens):] == [0] * (len(rows["a"]["search_tokens"]) - len(tokens))
+    tokens = rows["a"]["search_tokens"]
+    assert tokens and all(1 <= t <= 8 for t in tokens) and len(set(tokens)) == len(tokens)
 
 
 def test_a_rerun_with_the_previous_vocabulary_keeps_every_index(spark, prepped, tmp_path):
@@ -251,9 +250,9 @@ def test_validation_targets_are_each_users_second_to_last_watch_with_the_feature
     # a watched x y z w: w is the test's, z validation's; b watched y x y: y the test's, x
     # validation's; c has one training watch and gives none
     assert {u: (r["item_id"], r["item_index"]) for u, r in valid.items()} == {"a": ("z", z), "b": ("x", x)}
-    assert valid["a"]["history"] == [x, y, 0] and valid["a"]["history_length"] == 2
+    assert valid["a"]["history"] == [x, y] and valid["a"]["history_length"] == 2
     assert valid["a"]["watched"] == sorted([x, y])
-    assert valid["b"]["history"] == [y, 0, 0] and valid["b"]["watched"] == [y]
+    assert valid["b"]["history"] == [y] and valid["b"]["watched"] == [y]
     assert {f.name: f.type for f in read(prep_dir, "valid").schema} == {f.name: f.type for f in VALID_TARGETS}
     assert manifest["counts"]["valid_users"] == 2 and manifest["counts"]["filtered"]["validation"] == 2
     counts = manifest["counts"]
@@ -269,7 +268,7 @@ def test_validation_targets_are_never_labels_nor_test_targets_but_serving_histor
     assert not valid & tests
     assert not valid & {(e["user_id"], e["ts"]) for e in examples}
     # the one example left: a's y after x (b's x is validation's, every first watch has no history)
-    assert [(e["user_id"], e["label"], e["history"]) for e in examples] == [("a", vocab["y"], [vocab["x"], 0, 0])]
+    assert [(e["user_id"], e["label"], e["history"]) for e in examples] == [("a", vocab["y"], [vocab["x"]])]
     assert examples[0]["watches_after"] == 0  # z after it is validation's, not a training watch
     # serving (and so the test) sees the validation watch as history
     features = {r["user_id"]: r for r in read(prep_dir, "user_features").to_pylist()}

@@ -11,7 +11,7 @@ from pyspark.sql import Row
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from jobs.windows import padded, windowed_examples, with_example_age, with_watches_after
+from jobs.windows import windowed_examples, with_example_age, with_watches_after
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -29,8 +29,8 @@ def test_history_holds_only_earlier_events_in_time_order(spark):
     got = windowed_examples(log, history_len=4).select("user_id", "label", "history", "history_length")
     expected = spark.createDataFrame(
         [
-            ("a", 7, [0, 0, 0, 0], 0), ("a", 9, [7, 0, 0, 0], 1), ("a", 5, [7, 9, 0, 0], 2),
-            ("b", 3, [0, 0, 0, 0], 0), ("b", 4, [3, 0, 0, 0], 1),
+            ("a", 7, [], 0), ("a", 9, [7], 1), ("a", 5, [7, 9], 2),
+            ("b", 3, [], 0), ("b", 4, [3], 1),
         ],
         "user_id string, label int, history array<int>, history_length int",
     )
@@ -67,11 +67,6 @@ def test_example_age_unit_changes_the_raw_age_not_the_normalized_one(spark, unit
     assert (got.example_age_raw, got.example_age) == (raw, 0.75)
 
 
-def test_padding_fills_to_a_fixed_length(spark):
-    df = spark.createDataFrame([([1, 2],), ([],)], "h array<int>")
-    assert [r.p for r in df.select(padded(df.h, 4).alias("p")).collect()] == [[1, 2, 0, 0], [0, 0, 0, 0]]
-
-
 logs = st.lists(
     st.tuples(st.sampled_from("uvw"), st.integers(1, 30), st.integers(0, 50)),
     min_size=1,
@@ -93,8 +88,8 @@ def test_history_equals_earlier_events_on_random_logs(spark, rows, history_len):
     for r in got:
         # collected timestamps are naive local times; .timestamp() reads them back as such
         key = (r.user_id, r.label, round(r.ts.timestamp() - T0.timestamp()))
-        assert r.history[: r.history_length] == expected[key]
-        assert r.history[r.history_length:] == [0] * (history_len - r.history_length)
+        # unpadded: exactly the earlier watches, the oldest first
+        assert r.history == expected[key] and r.history_length == len(expected[key])
 
 
 def searches(spark, rows):
@@ -109,14 +104,14 @@ def test_search_tokens_come_only_from_searches_before_the_label(spark):
     # the search at second 20 is in the same second as watch 2: it counts as after it
     queries = searches(spark, [("a", 15, [5, 9]), ("a", 20, [6]), ("a", 40, [7]), ("b", 1, [8])])
     got = {r.label: r.search_tokens for r in windowed_examples(log, 5, queries, max_tokens=4).collect()}
-    assert got == {1: [0, 0, 0, 0], 2: [9, 5, 0, 0], 3: [6, 9, 5, 0]}
+    assert got == {1: [], 2: [9, 5], 3: [6, 9, 5]}
 
 
 def test_search_tokens_stay_within_the_history_window(spark):
     log = events(spark, [("a", 1, 10), ("a", 2, 20), ("a", 3, 30)])
     queries = searches(spark, [("a", 15, [5]), ("a", 25, [6])])
     got = {r.label: (r.history, r.search_tokens) for r in windowed_examples(log, 1, queries, max_tokens=3).collect()}
-    assert got[3] == ([2], [6, 0, 0])
+    assert got[3] == ([2], [6])
 
 
 def test_title_tokens_stand_in_for_searches(spark):
@@ -124,7 +119,7 @@ def test_title_tokens_stand_in_for_searches(spark):
         "tokens", F.array(F.col("item_index") + 10)
     )
     got = {r.label: r.search_tokens for r in windowed_examples(log, 5, None, max_tokens=3).collect()}
-    assert got == {1: [0, 0, 0], 2: [11, 0, 0], 3: [12, 11, 0]}
+    assert got == {1: [], 2: [11], 3: [12, 11]}
 
 
 def test_serving_features_ignore_searches_after_the_last_watch(spark):
@@ -134,8 +129,8 @@ def test_serving_features_ignore_searches_after_the_last_watch(spark):
     queries = searches(spark, [("a", 15, [5]), ("a", 99, [7]), ("c", 1, [8])])
     rows = {r.user_id: r for r in serving_features(log, 3, queries, max_tokens=2).collect()}
     assert set(rows) == {"a", "b"}
-    assert rows["a"].history == [1, 2, 0] and rows["a"].search_tokens == [5, 0]
-    assert rows["b"].search_tokens == [0, 0] and rows["b"].watched == [3]
+    assert rows["a"].history == [1, 2] and rows["a"].search_tokens == [5]
+    assert rows["b"].search_tokens == [] and rows["b"].watched == [3]
 
 
 def test_windows_ending_every_history_len_watches_tile_each_users_training_watches(spark):

@@ -7,7 +7,8 @@ import threading
 import pyarrow as pa
 import pytest
 
-from ray_train.data import Widths, WorkerExamples
+from core.contract import padded_lists
+from ray_train.data import Widths, WorkerExamples, to_batch
 
 WIDTHS = Widths(history_len=3, max_search_tokens=2, num_categoricals=1, num_continuous=1)
 ROWS = 40
@@ -17,13 +18,32 @@ def _examples() -> pa.Table:
     labels = list(range(1, ROWS + 1))
     return pa.table({
         "label": labels,
-        "history": [[label, label + 1, 0] for label in labels],
-        "search_tokens": [[0, 0]] * ROWS,
+        "history": [[label, label + 1] for label in labels],  # unpadded, as prep writes them
+        "search_tokens": [[]] * ROWS,
         "example_age": [0.5] * ROWS,
         "demographics": [[1]] * ROWS,
         "continuous": [[0.25]] * ROWS,
         "weight": [1.0] * ROWS,
     })
+
+
+def test_a_batch_pads_each_history_and_token_bag_to_its_width():
+    table = _examples().slice(0, 3)
+    table = table.set_column(table.column_names.index("search_tokens"), "search_tokens",
+                             pa.array([[7], [], [8, 9]], pa.list_(pa.int32())))
+    batch = to_batch(table, WIDTHS)
+    assert batch.history.tolist() == [[1, 2, 0], [2, 3, 0], [3, 4, 0]]
+    assert batch.search_tokens.tolist() == [[7, 0], [0, 0], [8, 9]]
+    assert batch.demographics.tolist() == [[1], [1], [1]] and batch.labels.tolist() == [1, 2, 3]
+
+
+def test_padded_lists_pad_short_and_null_rows_and_refuse_long_ones():
+    ints = pa.list_(pa.int32())
+    lists = pa.chunked_array([pa.array([[1, 2], None], ints), pa.array([[3, 4, 5], []], ints)])
+    assert padded_lists(lists, 3).tolist() == [[1, 2, 0], [0, 0, 0], [3, 4, 5], [0, 0, 0]]
+    assert padded_lists(lists.slice(2, 1), 3).tolist() == [[3, 4, 5]]
+    with pytest.raises(ValueError, match="at most 2 values per row, found a row of 3"):
+        padded_lists(lists, 2)
 
 
 def _epochs(ray, keep: bool, epochs: int) -> list[list[list[int]]]:
