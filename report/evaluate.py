@@ -337,7 +337,8 @@ def evaluate(run_dir: str, cfg: Config | None = None, choice_users: int | None =
     choice = None if validation is None else sample_rows(validation.users, choice_users)
     scored = sample_rows(targets.num_rows, baseline_users)
     scored_watched = watched.take(pa.array(scored))
-    history = _histories(_lookup(targets.take(pa.array(scored)), features, "history"), history_len)
+    # a user without serving features has no history: all padding
+    history = padded_lists(_lookup(targets.take(pa.array(scored)), features, "history"), history_len).astype(np.int64)
     cfg = cfg or Config()
     if "item_knn" in cfg.report.baselines:
         clock = time.time()
@@ -535,11 +536,6 @@ def _spark(cfg: SparkConfig) -> Iterator[SparkSession]:
     finally:
         if active is None:
             spark.stop()
-
-
-def _histories(history: pa.ListArray, history_len: int) -> np.ndarray:
-    """[users, history_len] histories; a user without serving features has none (all padding)."""
-    return padded_lists(history, history_len).astype(np.int64)
 
 
 def _fresh_items(prep: PrepLayout, vocab: pa.Table, recent_days: float) -> np.ndarray | None:
